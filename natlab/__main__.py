@@ -1,0 +1,3 @@
+from natlab.cli import main
+
+main()

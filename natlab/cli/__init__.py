@@ -1,0 +1,29 @@
+"""natlab's command line: thin typer commands over library functions.
+
+Each command module registers its commands on :data:`natlab.cli.app.app`.
+Errors from natlab print as one clear line and exit 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from natlab.cli.app import app
+from natlab.errors import NatlabError
+
+# Command modules register themselves on import.
+from natlab.cli import presets_cmd  # noqa: E402,F401
+from natlab.cli import bench_cmd  # noqa: E402,F401
+from natlab.cli import lab_cmd  # noqa: E402,F401
+from natlab.cli import gateway_cmd  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except NatlabError as err:
+        print(f"natlab: error: {err.message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,13 @@
+"""The typer application object, shared by the command modules."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="natlab",
+    help="Emulate any NAT: RFC 4787/5382/5508 gateways in network namespaces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)

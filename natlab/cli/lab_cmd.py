@@ -1,0 +1,3 @@
+"""Commands: lab_cmd (placeholder)."""
+
+from natlab.cli.app import app  # noqa: F401

@@ -1,0 +1,50 @@
+"""Engine counters: mappings created/active/expired, packets translated, drops by reason."""
+
+from __future__ import annotations
+
+from natlab.engine.verdicts import DropReason
+
+
+class Counters:
+    """Plain mutable counters; the engine bumps them, ``snapshot()`` reports them.
+
+    Attribute access (not a dict of strings) keeps the per-packet cost low.
+    """
+
+    __slots__ = (
+        "mappings_created",
+        "mappings_expired",
+        "mappings_evicted",
+        "mappings_active",
+        "translated_out",
+        "translated_in",
+        "hairpinned",
+        "emitted",
+        "drops",
+    )
+
+    def __init__(self) -> None:
+        self.mappings_created = 0
+        self.mappings_expired = 0
+        self.mappings_evicted = 0
+        self.mappings_active = 0
+        self.translated_out = 0
+        self.translated_in = 0
+        self.hairpinned = 0
+        self.emitted = 0
+        self.drops: dict[DropReason, int] = {reason: 0 for reason in DropReason}
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters as plain data (for JSON, tables, the control socket)."""
+        return {
+            "mappings_created": self.mappings_created,
+            "mappings_active": self.mappings_active,
+            "mappings_expired": self.mappings_expired,
+            "mappings_evicted": self.mappings_evicted,
+            "translated_out": self.translated_out,
+            "translated_in": self.translated_in,
+            "hairpinned": self.hairpinned,
+            "emitted": self.emitted,
+            "drops": {reason.value: n for reason, n in self.drops.items()},
+            "dropped": sum(self.drops.values()),
+        }

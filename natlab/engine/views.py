@@ -1,0 +1,54 @@
+"""Read-only snapshots of the mapping table, for the CLI, the control socket and tests."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One remote endpoint a mapping has seen traffic with (its filter permission)."""
+
+    remote: str
+    """"ip:port" of the remote endpoint."""
+    state: str
+    """"unreplied" / "replied" for UDP and ICMP; the RFC 5382 state name for TCP."""
+    expires: float
+    """Absolute engine time at which this session lapses."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingView:
+    """One mapping: internal endpoint to external endpoint (RFC 4787 terms)."""
+
+    protocol: str
+    internal: str
+    """"ip:port" of the internal endpoint (X:x)."""
+    external: str
+    """"ip:port" of the external endpoint (X':x')."""
+    remote: str
+    """What the mapping depends on: "*" (endpoint-independent), "ip" or "ip:port"."""
+    created: float
+    expires: Optional[float]
+    """Absolute engine time of expiry; None for static mappings (forwards, 1:1)."""
+    packets_out: int
+    packets_in: int
+    sessions: tuple[SessionView, ...] = ()
+    kind: str = "dynamic"
+    """"dynamic", "forward" or "static"."""
+
+    @property
+    def internal_port(self) -> int:
+        return int(self.internal.rsplit(":", 1)[1])
+
+    @property
+    def external_port(self) -> int:
+        return int(self.external.rsplit(":", 1)[1])
+
+    @property
+    def external_address(self) -> str:
+        return self.external.rsplit(":", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

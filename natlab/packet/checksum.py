@@ -1,0 +1,47 @@
+"""Internet checksums: full (RFC 1071) and incremental (RFC 1624).
+
+The engine rewrites addresses and ports in place and fixes checksums with
+``HC' = ~(~HC + ~m + m')`` (RFC 1624 eqn. 3) instead of summing whole packets.
+A *delta* is the one's-complement sum ``~m + m'`` for a set of field changes;
+deltas add, so one precomputed per mapping serves every packet of it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+
+def fold(total: int) -> int:
+    """Fold a one's-complement sum to 16 bits."""
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """RFC 1071 Internet checksum of ``data`` (odd length padded with a zero byte)."""
+    raw = bytes(data)
+    if len(raw) % 2:
+        raw += b"\x00"
+    total = initial + sum(struct.unpack(f"!{len(raw) // 2}H", raw))
+    return (~fold(total)) & 0xFFFF
+
+
+def delta16(old: int, new: int) -> int:
+    """The one's-complement delta for one 16-bit field changing from ``old`` to ``new``."""
+    return (~old & 0xFFFF) + new
+
+
+def delta32(old: int, new: int) -> int:
+    """The delta for a 32-bit field (an IPv4 address) changing."""
+    return (~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (new >> 16) + (new & 0xFFFF)
+
+
+def apply_delta(csum: int, delta: int) -> int:
+    """A checksum field's new value after changes summing to ``delta`` (RFC 1624 eqn. 3)."""
+    return (~fold((~csum & 0xFFFF) + fold(delta))) & 0xFFFF
+
+
+def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
+    """Unfolded sum of the IPv4 pseudo-header used by TCP and UDP checksums."""
+    return (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length
