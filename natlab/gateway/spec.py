@@ -1,0 +1,67 @@
+"""What a gateway process is told when a lab starts it: one frozen, JSON-able value.
+
+The lab realiser (``natlab.lab``) writes it to ``<run_dir>/gw-<name>.json`` and
+starts ``python -m natlab.gateway <that file>`` inside the gateway's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    lab: str
+    """The lab's name (its tag)."""
+    name: str
+    """The gateway's name in the topology."""
+    netns: str
+    """The gateway's network namespace, e.g. ``natlab-two-homes-nat-a``."""
+    inside_ifaces: tuple[str, ...]
+    """Interface names (inside the gateway namespace) facing the inside networks."""
+    outside_iface: str
+    """Interface name facing the outside network."""
+    inside_subnets: tuple[str, ...]
+    outside_subnet: str
+    pool: tuple[str, ...]
+    """External addresses (all configured on ``outside_iface`` so they answer ARP)."""
+    preset: str
+    """Preset name the policy came from (for status/explain)."""
+    policy: dict[str, Any]
+    """The full resolved policy as plain data (``natlab.presets.policy_to_dict``)."""
+    seed: int
+    """Seed for the engine's ``random.Random``."""
+    run_dir: str
+    """The lab's run directory (``/run/natlab/<lab>``)."""
+    queue_in: int = 0
+    """NFQUEUE number for destination rewrites (before routing)."""
+    queue_out: int = 1
+    """NFQUEUE number for source rewrites (after routing)."""
+    mark: int = 0x4E4C
+    """Firewall mark on packets the gateway emits itself, so its rules skip them."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_socket(self) -> Path:
+        return Path(self.run_dir) / f"gw-{self.name}.sock"
+
+    @property
+    def spec_path(self) -> Path:
+        return Path(self.run_dir) / f"gw-{self.name}.json"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.run_dir) / f"gw-{self.name}.log"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "GatewaySpec":
+        data = json.loads(text)
+        for key in ("inside_ifaces", "inside_subnets", "pool"):
+            data[key] = tuple(data[key])
+        return cls(**data)
