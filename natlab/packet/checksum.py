@@ -45,3 +45,16 @@ def apply_delta(csum: int, delta: int) -> int:
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
     """Unfolded sum of the IPv4 pseudo-header used by TCP and UDP checksums."""
     return (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length
+
+
+def udp_checksum_field(value: int) -> int:
+    """The value to send for a computed UDP checksum: 0 goes out as 0xFFFF,
+    since 0 on the wire means "no checksum" (RFC 768)."""
+    return 0xFFFF if value == 0 else value
+
+
+def transport_checksum(src: int, dst: int, proto: int, segment: bytes) -> int:
+    """Full TCP/UDP checksum of ``segment`` (its checksum field zeroed) with the
+    IPv4 pseudo-header (RFC 793 3.1, RFC 768). For UDP pass the result through
+    :func:`udp_checksum_field`."""
+    return checksum(segment, pseudo_header_sum(src, dst, proto, len(segment)))
