@@ -1,0 +1,174 @@
+"""Topology files as data: strict pydantic models in, one frozen spec out.
+
+Theory of operation
+-------------------
+A topology file is parsed by the ``*Entry`` models below, which mirror the YAML
+exactly and reject unknown keys. :func:`natlab.topology.addressing.build` then
+checks the cross references, picks the addresses the user left out and returns a
+:class:`Topology`: frozen dataclasses in which every address, route and seed is
+decided. Realising a lab (:mod:`natlab.lab`) only reads that value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+"""Lab, network and node names: they end up in namespace names."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkEntry(_Strict):
+    """``networks: NAME: {...}``: one layer-2 segment (a bridge)."""
+
+    subnet: IPv4Network = Field(description="IPv4 subnet, e.g. 203.0.113.0/24")
+
+
+class GatewayEntry(_Strict):
+    """``gateways: NAME: {...}``: a NAT between an inside and an outside network."""
+
+    behaviour: str = Field(description="preset name, or a path to a preset file")
+    inside: Name = Field(description="network behind the NAT")
+    outside: Name = Field(description="network the NAT's pool addresses live on")
+    address: Optional[IPv4Address] = Field(
+        None, description="inside address (default: first usable of the inside subnet)")
+    pool: Optional[list[IPv4Address]] = Field(
+        None, min_length=1, description="external addresses (default: one picked)")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="policy knobs overriding the preset")
+
+
+class HostEntry(_Strict):
+    """``hosts: NAME: {...}``: an end host on one network."""
+
+    network: Name
+    address: Optional[IPv4Address] = None
+    addresses: Optional[list[IPv4Address]] = Field(None, min_length=1)
+    command: Optional[str] = Field(
+        None, description="shell command started in the host when the lab comes up")
+
+    @model_validator(mode="after")
+    def _one_address_key(self) -> "HostEntry":
+        if self.address is not None and self.addresses is not None:
+            raise ValueError("give either 'address' or 'addresses', not both")
+        return self
+
+
+class RouterEntry(_Strict):
+    """``routers: NAME: {...}``: plain forwarding (no NAT) between networks."""
+
+    networks: list[Name] = Field(min_length=2)
+    addresses: dict[Name, IPv4Address] = Field(
+        default_factory=dict, description="address per network (default: picked)")
+
+
+class TopologyFile(_Strict):
+    """The whole file."""
+
+    name: Name
+    seed: int = 0
+    networks: dict[Name, NetworkEntry] = Field(min_length=1)
+    gateways: dict[Name, GatewayEntry] = Field(default_factory=dict)
+    hosts: dict[Name, HostEntry] = Field(default_factory=dict)
+    routers: dict[Name, RouterEntry] = Field(default_factory=dict)
+
+
+# --- the frozen spec ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    """``dst`` reached via ``via`` (``dst`` is ``0.0.0.0/0`` for the default)."""
+
+    dst: IPv4Network
+    via: IPv4Address
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One interface of a node: its name in the node's namespace, network, addresses."""
+
+    iface: str
+    network: str
+    addresses: tuple[IPv4Interface, ...]
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: IPv4Network
+    gateway: Optional[str] = None
+    """The gateway whose inside this network is; None for a WAN network."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """Anything that gets a namespace: host, gateway or router."""
+
+    name: str
+    kind: str
+    """``host``, ``gateway`` or ``router``."""
+    legs: tuple[Leg, ...]
+    routes: tuple[Route, ...]
+
+    @property
+    def addresses(self) -> tuple[IPv4Address, ...]:
+        return tuple(a.ip for leg in self.legs for a in leg.addresses)
+
+    def leg_on(self, network: str) -> Leg:
+        return next(leg for leg in self.legs if leg.network == network)
+
+
+@dataclass(frozen=True)
+class Host(Node):
+    command: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Gateway(Node):
+    behaviour: str = ""
+    inside: str = ""
+    outside: str = ""
+    address: IPv4Address = IPv4Address(0)
+    pool: tuple[IPv4Address, ...] = ()
+    overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Router(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A fully decided topology: what ``natlab up`` realises."""
+
+    name: str
+    seed: int
+    networks: tuple[Network, ...]
+    hosts: tuple[Host, ...]
+    gateways: tuple[Gateway, ...]
+    routers: tuple[Router, ...]
+    file: Optional[str] = None
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return (*self.gateways, *self.routers, *self.hosts)
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def network(self, name: str) -> Network:
+        return next(n for n in self.networks if n.name == name)
