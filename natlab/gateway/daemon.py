@@ -1,0 +1,159 @@
+"""The gateway process: one single-threaded select loop in the gateway's namespace.
+
+Theory of operation
+-------------------
+``serve(spec)`` checks it runs in ``spec.netns`` (it refuses to touch any other
+namespace's firewall), then sets up, in this order: the raw socket for packets
+the gateway emits, both NFQUEUEs, the iptables rules, and last the control
+socket: once ``spec.control_socket`` exists the gateway is ready.
+
+The loop waits on the two queue fds, the control socket and its clients, and a
+wake-up fd for signals, with the engine's next deadline as timeout. SIGTERM or
+SIGINT end the loop; teardown removes the rules, unbinds the queues and removes
+the socket, and the process exits 0. After ``kill -9`` the rules stay until the
+realiser deletes the namespace; in the meantime nothing passes, since there is
+no ``--queue-bypass`` (a dead NAT passes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+
+from natlab.errors import LabError
+from natlab.gateway.control import ControlServer
+from natlab.gateway.emit import RawSender
+from natlab.gateway.iface import OutsideAddresses
+from natlab.gateway.nfq import Queues
+from natlab.gateway.rules import Rules
+from natlab.gateway.service import Gateway
+from natlab.gateway.spec import GatewaySpec
+
+log = logging.getLogger("natlab.gateway")
+
+ENGINE_ENV = "NATLAB_GATEWAY_ENGINE"
+"""``passthrough`` selects :class:`~natlab.gateway.passthrough.PassthroughEngine`."""
+
+
+def check_namespace(netns: str) -> None:
+    """Refuse to run anywhere but in the named namespace (never in the host's)."""
+    named = Path("/run/netns") / netns
+    try:
+        want = os.stat(named)
+    except FileNotFoundError:
+        raise LabError(f"network namespace {netns} does not exist", hint="the lab starts gateways") from None
+    have = os.stat("/proc/self/ns/net")
+    if (want.st_dev, want.st_ino) != (have.st_dev, have.st_ino):
+        raise LabError(f"the gateway must run inside namespace {netns}",
+                       hint=f"ip netns exec {netns} python -m natlab.gateway <spec>")
+
+
+def build_engine(spec: GatewaySpec) -> tuple[Any, Any]:
+    """The engine the spec asks for, and its policy value."""
+    rng = random.Random(spec.seed)
+    if os.environ.get(ENGINE_ENV, "nat") == "passthrough":
+        from natlab.gateway.passthrough import PassthroughEngine
+
+        return PassthroughEngine(spec.policy, spec.pool, rng), dict(spec.policy)
+    from natlab.engine import Engine
+    from natlab.presets import policy_from_dict
+
+    policy = policy_from_dict(spec.policy)
+    return Engine(policy, spec.pool, rng), policy
+
+
+class _KernelPool:
+    """Pool changes outside the engine: addresses on the outside iface, hairpin rules."""
+
+    def __init__(self, addresses: OutsideAddresses, rules: Rules) -> None:
+        self.addresses = addresses
+        self.rules = rules
+
+    def add_addresses(self, addresses: Sequence[str]) -> None:
+        self.addresses.add_addresses(addresses)
+
+    def remove_addresses(self, addresses: Sequence[str]) -> None:
+        self.addresses.remove_addresses(addresses)
+
+    def set_rules_pool(self, pool: Sequence[str]) -> None:
+        self.rules.set_pool(pool)
+
+
+class _Stop(Exception):
+    pass
+
+
+def serve(spec: GatewaySpec) -> int:
+    """Run the gateway until SIGTERM/SIGINT; returns the exit status."""
+    check_namespace(spec.netns)
+    engine, policy = build_engine(spec)
+    selector = selectors.DefaultSelector()
+    sender = RawSender(spec.mark)
+    rules = Rules.from_spec(spec)
+    gateway = Gateway(spec, engine, policy, sender=sender,
+                      pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
+    queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
+    control = ControlServer(spec.control_socket, gateway.handle, selector)
+    gateway.publish = control.broadcast
+
+    wake_read, wake_write = socket.socketpair()
+    wake_read.setblocking(False)
+    wake_write.setblocking(False)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
+    installed = False
+    try:
+        sender.open()
+        queues.bind()
+        rules.install()
+        installed = True
+        control.open()
+        selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
+        for fd in queues.fds():
+            selector.register(fd, selectors.EVENT_READ, lambda _m, fd=fd: _drain(queues, fd))
+        log.info("gateway %s ready in %s: pool %s, queues %d/%d, engine %s, pid %d",
+                 spec.name, spec.netns, ",".join(spec.pool), spec.queue_in, spec.queue_out,
+                 type(engine).__name__, os.getpid())
+        while not stopping:
+            for key, mask in selector.select(gateway.timeout()):
+                key.data(mask)
+            gateway.on_timer()
+        log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
+    finally:
+        _teardown(control, rules if installed else None, queues, sender)
+        signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        wake_read.close()
+        wake_write.close()
+        selector.close()
+    return 0
+
+
+def _drain(queues: Queues, fd: int) -> None:
+    try:
+        queues.drain(fd)
+    except OSError as err:  # recv failed: log and keep serving
+        log.warning("nfqueue recv failed: %s", err)
+
+
+def _teardown(control: ControlServer, rules: Rules | None, queues: Queues, sender: RawSender) -> None:
+    steps = [("control socket", control.close), ("queues", queues.close), ("raw socket", sender.close)]
+    if rules is not None:
+        steps.insert(0, ("rules", rules.remove))
+    for what, step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - one failed step must not skip the others
+            log.exception("teardown of %s failed", what)

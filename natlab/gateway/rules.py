@@ -1,0 +1,169 @@
+"""The gateway's iptables rules: which packets go to which NFQUEUE.
+
+Theory of operation
+-------------------
+Like Linux's own NAT, destinations are rewritten before routing and sources
+after it (a packet whose source became one of our own addresses before routing
+would be dropped as a martian):
+
+- ``mangle PREROUTING -i <outside>`` -> ``queue_in``: inbound packets; the
+  engine rewrites their destination before the routing decision (the pool
+  addresses are local, so unrewritten they would be delivered locally).
+- ``mangle PREROUTING -i <inside> -d <pool address>`` -> ``queue_in``:
+  hairpin candidates.
+- ``mangle FORWARD -i <inside> -o <outside>`` -> ``queue_out``: outbound
+  packets, after routing; the engine rewrites their source.
+
+Packets carrying ``spec.mark`` (the ones the gateway emits through its raw
+socket) return early. The rules live in two chains of our own
+(``NATLAB_PRE``, ``NATLAB_FWD``) jumped to by rules tagged
+``-m comment --comment natlab:<lab>``; removal goes by that tag.
+
+No ``--queue-bypass``: when the daemon dies, the queues have no listener and the
+kernel drops what would have gone to them. A dead NAT passes nothing, which is
+what a user of a NAT expects. No conntrack either (no ``-m state``, no nat
+table): conntrack would pull in nf_defrag and reassemble fragments before the
+engine sees them.
+
+This module only ever runs inside the gateway's namespace (the daemon checks
+that before it calls :func:`install`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from typing import Iterable, Sequence
+
+from natlab.errors import LabError
+
+TABLE = "mangle"
+CHAIN_PRE = "NATLAB_PRE"
+CHAIN_FWD = "NATLAB_FWD"
+_HOOKS = (("PREROUTING", CHAIN_PRE), ("FORWARD", CHAIN_FWD))
+
+
+def tag(lab: str) -> str:
+    return f"natlab:{lab}"
+
+
+def _comment(lab: str) -> list[str]:
+    return ["-m", "comment", "--comment", tag(lab)]
+
+
+def pre_rules(
+    lab: str,
+    *,
+    outside_iface: str,
+    inside_ifaces: Sequence[str],
+    pool: Sequence[str],
+    queue_in: int,
+    mark: int,
+) -> list[list[str]]:
+    """Rules of the ``NATLAB_PRE`` chain (argv tails after ``-A NATLAB_PRE``)."""
+    queue = ["-j", "NFQUEUE", "--queue-num", str(queue_in)]
+    rules = [["-m", "mark", "--mark", hex(mark), *_comment(lab), "-j", "RETURN"]]
+    rules.append(["-i", outside_iface, *_comment(lab), *queue])
+    for iface in inside_ifaces:
+        for address in pool:
+            rules.append(["-i", iface, "-d", f"{address}/32", *_comment(lab), *queue])
+    return rules
+
+
+def fwd_rules(
+    lab: str, *, outside_iface: str, inside_ifaces: Sequence[str], queue_out: int, mark: int
+) -> list[list[str]]:
+    """Rules of the ``NATLAB_FWD`` chain."""
+    queue = ["-j", "NFQUEUE", "--queue-num", str(queue_out)]
+    rules = [["-m", "mark", "--mark", hex(mark), *_comment(lab), "-j", "RETURN"]]
+    for iface in inside_ifaces:
+        rules.append(["-i", iface, "-o", outside_iface, *_comment(lab), *queue])
+    return rules
+
+
+def restore_script(lab: str, pre: Iterable[list[str]], fwd: Iterable[list[str]] | None, *, hooks: bool) -> str:
+    """An ``iptables-restore --noflush`` script (re)filling our chains in one transaction.
+
+    ``fwd=None`` leaves ``NATLAB_FWD`` alone (for pool changes); ``hooks`` adds the
+    jumps from the built-in chains.
+    """
+    lines = [f"*{TABLE}", f":{CHAIN_PRE} - [0:0]"]
+    if fwd is not None:
+        lines.append(f":{CHAIN_FWD} - [0:0]")
+    lines.append(f"-F {CHAIN_PRE}")
+    lines += [f"-A {CHAIN_PRE} " + shlex.join(rule) for rule in pre]
+    if fwd is not None:
+        lines.append(f"-F {CHAIN_FWD}")
+        lines += [f"-A {CHAIN_FWD} " + shlex.join(rule) for rule in fwd]
+    if hooks:
+        for builtin, chain in _HOOKS:
+            lines.append(f"-I {builtin} 1 " + shlex.join([*_comment(lab), "-j", chain]))
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as err:
+        raise LabError(f"{argv[0]} is not installed", hint="install iptables (nft backend)") from err
+    if check and done.returncode != 0:
+        raise LabError(f"{shlex.join(argv)} failed", got=done.stderr.strip())
+    return done
+
+
+class Rules:
+    """The rules of one gateway: ``install()``, ``set_pool(pool)``, ``remove()``."""
+
+    def __init__(self, lab: str, *, outside_iface: str, inside_ifaces: Sequence[str],
+                 pool: Sequence[str], queue_in: int, queue_out: int, mark: int) -> None:
+        self.lab = lab
+        self.outside_iface = outside_iface
+        self.inside_ifaces = tuple(inside_ifaces)
+        self.pool = tuple(pool)
+        self.queue_in = queue_in
+        self.queue_out = queue_out
+        self.mark = mark
+
+    @classmethod
+    def from_spec(cls, spec) -> "Rules":  # spec: GatewaySpec
+        return cls(spec.lab, outside_iface=spec.outside_iface, inside_ifaces=spec.inside_ifaces,
+                   pool=spec.pool, queue_in=spec.queue_in, queue_out=spec.queue_out, mark=spec.mark)
+
+    def _pre(self) -> list[list[str]]:
+        return pre_rules(self.lab, outside_iface=self.outside_iface, inside_ifaces=self.inside_ifaces,
+                         pool=self.pool, queue_in=self.queue_in, mark=self.mark)
+
+    def _fwd(self) -> list[list[str]]:
+        return fwd_rules(self.lab, outside_iface=self.outside_iface, inside_ifaces=self.inside_ifaces,
+                         queue_out=self.queue_out, mark=self.mark)
+
+    def install(self) -> None:
+        """Install chains and jumps, first removing any left by an earlier run in this namespace."""
+        self.remove()
+        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), self._fwd(), hooks=True))
+
+    def set_pool(self, pool: Sequence[str]) -> None:
+        """Rewrite the hairpin rules for a new pool, atomically."""
+        self.pool = tuple(pool)
+        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), None, hooks=False))
+
+    def remove(self) -> None:
+        """Remove our jumps (by tag) and our chains; what is already gone is fine."""
+        for builtin, _chain in _HOOKS:
+            listing = _run(["iptables", "-t", TABLE, "-S", builtin], check=False).stdout
+            for line in listing.splitlines():
+                if tag(self.lab) not in line or not line.startswith(f"-A {builtin} "):
+                    continue
+                argv = shlex.split(line)
+                argv[0] = "-D"
+                _run(["iptables", "-t", TABLE, *argv], check=False)
+        existing = _run(["iptables", "-t", TABLE, "-S"], check=False).stdout
+        for _builtin, chain in _HOOKS:
+            if f"-N {chain}" in existing.splitlines():
+                _run(["iptables", "-t", TABLE, "-F", chain])
+                _run(["iptables", "-t", TABLE, "-X", chain])
+
+    def listing(self) -> str:
+        """``iptables -t mangle -S`` of this namespace (for status and tests)."""
+        return _run(["iptables", "-t", TABLE, "-S"], check=False).stdout

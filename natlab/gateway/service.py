@@ -1,0 +1,320 @@
+"""The gateway's state and operations, apart from the sockets that feed it.
+
+Theory of operation
+-------------------
+:class:`Gateway` owns the engine and the gateway clock (``monotonic() +
+offset``; ``advance`` moves the offset). The daemon's loop calls
+:meth:`Gateway.on_packet` for every queued packet, :meth:`Gateway.on_timer`
+when the engine's deadline passes, and :meth:`Gateway.handle` for every
+control request. Side effects leave through injected objects (``sender``
+for packets the gateway emits, ``pool_hooks`` for addresses and rules), so
+tests drive this class without root, sockets or a kernel.
+
+A bug in the engine never kills the gateway: an exception from
+``engine.process`` drops the packet, counts an ``engine-error``, logs the
+traceback once per distinct error and carries on.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import logging
+import os
+import time
+import traceback
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+
+from natlab.engine.types import Side
+from natlab.engine.verdicts import Drop, Emit, EventKind, Forward, Hairpin, Tick
+from natlab.errors import NatlabError
+from natlab.gateway.nfq import Action, Outcome
+from natlab.packet.headers import summarize
+
+log = logging.getLogger("natlab.gateway")
+
+EVENT_RING = 10_000
+ACCEPT_UNCHANGED = Outcome(Action.ACCEPT)
+DROP = Outcome(Action.DROP)
+_DROP_KINDS = (EventKind.DROPPED, EventKind.FILTERED)
+
+
+class Sender(Protocol):
+    def send(self, packet: bytes | bytearray) -> None: ...
+
+
+class PoolHooks(Protocol):
+    """What changing the pool does outside the engine (addresses, iptables)."""
+
+    def add_addresses(self, addresses: Sequence[str]) -> None: ...
+    def remove_addresses(self, addresses: Sequence[str]) -> None: ...
+    def set_rules_pool(self, pool: Sequence[str]) -> None: ...
+
+
+class _NoPoolHooks:
+    def add_addresses(self, addresses: Sequence[str]) -> None: pass
+    def remove_addresses(self, addresses: Sequence[str]) -> None: pass
+    def set_rules_pool(self, pool: Sequence[str]) -> None: pass
+
+
+def _policy_dict(policy: Any) -> Any:
+    if isinstance(policy, dict):
+        return policy
+    from natlab.presets import policy_to_dict
+
+    return policy_to_dict(policy)
+
+
+class Gateway:
+    def __init__(
+        self,
+        spec: Any,  # GatewaySpec
+        engine: Any,
+        policy: Any,
+        *,
+        sender: Sender,
+        pool_hooks: PoolHooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        publish: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.policy = policy
+        self.pool = tuple(spec.pool)
+        self.sender = sender
+        self.pool_hooks = pool_hooks or _NoPoolHooks()
+        self.clock = clock
+        self.wallclock = wallclock
+        self.publish = publish
+        self.offset = 0.0
+        self.started = clock()
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
+        self.seq = 0
+        self.stats = {"packets_inside": 0, "packets_outside": 0, "engine_errors": 0,
+                      "truncated": 0, "emitted": 0, "emit_errors": 0, "hairpins_sent": 0}
+        self._errors_logged: set[tuple[str, str, int]] = set()
+
+    # --- clock ---------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock() + self.offset
+
+    def timeout(self) -> Optional[float]:
+        """Seconds until the engine's next deadline (None: none pending)."""
+        deadline = self.engine.next_deadline()
+        if deadline is None:
+            return None
+        return max(0.0, deadline - self.now())
+
+    def on_timer(self) -> None:
+        deadline = self.engine.next_deadline()
+        now = self.now()
+        if deadline is not None and deadline <= now:
+            self._tick(self.engine.expire(now))
+
+    # --- packets -------------------------------------------------------------
+
+    def on_packet(self, data: bytes, side: Side) -> Outcome:
+        if side is Side.INSIDE:
+            self.stats["packets_inside"] += 1
+        else:
+            self.stats["packets_outside"] += 1
+        if len(data) < 20 or int.from_bytes(data[2:4], "big") > len(data):
+            # Cut short by the queue's copy range: rewriting it would corrupt it.
+            self.stats["truncated"] += 1
+            self._record({"kind": "dropped", "reason": "truncated", "side": side.value,
+                          "packet": summarize(data)}, self.now())
+            return DROP
+        now = self.now()
+        try:
+            verdict = self.engine.process(data, side, now)
+        except Exception as err:  # noqa: BLE001 - see the module docstring
+            self._engine_error(err, data, side, now)
+            return DROP
+        kind = type(verdict)
+        if kind is Forward:
+            if verdict.events:
+                self._record_events(verdict.events, now)
+            if verdict.emits:
+                self._send_emits(verdict.emits)
+            return Outcome(Action.ACCEPT, verdict.data)
+        if kind is Hairpin:
+            if verdict.events:
+                self._record_events(verdict.events, now)
+            self.stats["hairpins_sent"] += 1
+            self._send(verdict.data)
+            if verdict.emits:
+                self._send_emits(verdict.emits)
+            return DROP
+        self._record_drop(verdict, data, side, now)
+        if verdict.emits:
+            self._send_emits(verdict.emits)
+        return DROP
+
+    def _record_drop(self, verdict: Drop, data: bytes, side: Side, now: float) -> None:
+        extra = {"side": side.value, "packet": summarize(data)}
+        described = False
+        for event in verdict.events:
+            entry = event.to_dict()
+            if event.kind in _DROP_KINDS:
+                entry.update(extra)
+                described = True
+            self._record(entry, now)
+        if not described:
+            reason = getattr(verdict.reason, "value", str(verdict.reason))
+            self._record({"kind": EventKind.DROPPED.value, "reason": reason, **extra}, now)
+
+    def _engine_error(self, err: Exception, data: bytes, side: Side, now: float) -> None:
+        self.stats["engine_errors"] += 1
+        frames = traceback.extract_tb(err.__traceback__)
+        where = frames[-1] if frames else None
+        key = (type(err).__name__, where.filename if where else "", where.lineno or 0 if where else 0)
+        if key not in self._errors_logged:
+            self._errors_logged.add(key)
+            log.error("engine error on %s packet %s (logged once per distinct error)",
+                      side.value, summarize(data), exc_info=err)
+        self._record({"kind": "engine-error", "reason": "engine-error", "side": side.value,
+                      "error": f"{type(err).__name__}: {err}", "packet": summarize(data)}, now)
+
+    # --- emits and events ----------------------------------------------------
+
+    def _send(self, packet: bytes | bytearray) -> None:
+        try:
+            self.sender.send(packet)
+            self.stats["emitted"] += 1
+        except OSError as err:
+            self.stats["emit_errors"] += 1
+            log.warning("could not send %s: %s", summarize(bytes(packet)), err)
+
+    def _send_emits(self, emits: Iterable[Emit]) -> None:
+        for emit in emits:
+            self._send(emit.data)
+
+    def _tick(self, tick: Tick) -> Tick:
+        now = self.now()
+        if tick.events:
+            self._record_events(tick.events, now)
+        if tick.emits:
+            self._send_emits(tick.emits)
+        return tick
+
+    def _record_events(self, events: Iterable[Any], now: float) -> None:
+        for event in events:
+            self._record(event.to_dict(), now)
+
+    def _record(self, entry: dict[str, Any], now: float) -> None:
+        self.seq += 1
+        entry["seq"] = self.seq
+        entry["ts"] = round(self.wallclock(), 6)
+        entry.setdefault("at", round(now, 6))
+        entry["gateway"] = self.spec.name
+        self.events.append(entry)
+        if self.publish is not None:
+            self.publish(entry)
+
+    # --- control operations --------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control request in, one response out (see :mod:`natlab.gateway.control`)."""
+        op = request.get("op")
+        method = self._OPS.get(op) if isinstance(op, str) else None
+        if method is None:
+            return {"ok": False, "error": f"unknown op {op!r} (ops: {', '.join(sorted(self._OPS))})"}
+        try:
+            return {"ok": True, **method(self, request)}
+        except (ValueError, TypeError, KeyError, NatlabError) as err:
+            message = getattr(err, "message", None) or str(err)
+            return {"ok": False, "error": message}
+
+    def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "name": self.spec.name}
+
+    def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": self.spec.name, "lab": self.spec.lab, "netns": self.spec.netns,
+            "pid": os.getpid(), "preset": self.spec.preset, "pool": list(self.pool),
+            "engine": type(self.engine).__name__,
+            "uptime": round(self.clock() - self.started, 3),
+            "clock_offset": self.offset, "now": self.now(),
+            "counters": self.counters(), "policy": _policy_dict(self.policy),
+        }
+
+    def counters(self) -> dict[str, Any]:
+        return {**self.engine.counters.snapshot(), "gateway": dict(self.stats)}
+
+    def op_counters(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"counters": self.counters()}
+
+    def op_mappings(self, request: dict[str, Any]) -> dict[str, Any]:
+        now = self.now()
+        rows = []
+        for view in self.engine.mappings(now):
+            row = view.to_dict()
+            row["expires_in"] = None if view.expires is None else round(view.expires - now, 3)
+            rows.append(row)
+        return {"now": now, "mappings": rows}
+
+    def op_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("follow"):
+            return {"follow": True}
+        limit = int(request.get("limit", 1000))
+        since = int(request.get("since", 0))
+        recent = [e for e in self.events if e["seq"] > since]
+        return {"events": recent[-limit:] if limit > 0 else []}
+
+    def op_set(self, request: dict[str, Any]) -> dict[str, Any]:
+        from natlab.overrides import parse_assignments
+        from natlab.presets import apply_overrides
+
+        assignments = request.get("assignments")
+        if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
+            raise ValueError('"assignments" must be a list of "knob=value" strings')
+        policy = apply_overrides(self.policy, parse_assignments(assignments))
+        self._tick(self.engine.reconfigure(policy, self.now()))
+        self.policy = policy
+        self._record({"kind": "reconfigured", "detail": " ".join(assignments)}, self.now())
+        return {"policy": _policy_dict(policy)}
+
+    def op_advance(self, request: dict[str, Any]) -> dict[str, Any]:
+        seconds = request.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f'"seconds" must be a number >= 0, got {seconds!r}')
+        self.offset += float(seconds)
+        tick = self._tick(self.engine.expire(self.now()))
+        return {"clock_offset": self.offset, "now": self.now(), "events": len(tick.events)}
+
+    def op_flush(self, request: dict[str, Any]) -> dict[str, Any]:
+        tick = self._tick(self.engine.flush(self.now()))
+        return {"events": len(tick.events)}
+
+    def op_set_pool(self, request: dict[str, Any]) -> dict[str, Any]:
+        new = _validate_pool(request.get("pool"))
+        old = self.pool
+        self.pool_hooks.add_addresses([a for a in new if a not in old])
+        self._tick(self.engine.set_pool(new, self.now()))
+        self.pool = new
+        self.pool_hooks.set_rules_pool(new)
+        self.pool_hooks.remove_addresses([a for a in old if a not in new])
+        self._record({"kind": "pool-changed", "detail": " ".join(new)}, self.now())
+        return {"pool": list(new)}
+
+    _OPS: dict[str, Callable[["Gateway", dict[str, Any]], dict[str, Any]]] = {
+        "ping": op_ping, "status": op_status, "counters": op_counters, "mappings": op_mappings,
+        "events": op_events, "set": op_set, "advance": op_advance, "flush": op_flush,
+        "set-pool": op_set_pool,
+    }
+
+
+def _validate_pool(pool: Any) -> tuple[str, ...]:
+    if not isinstance(pool, list) or not pool:
+        raise ValueError('"pool" must be a non-empty list of IPv4 addresses')
+    out = []
+    for item in pool:
+        try:
+            out.append(str(ipaddress.IPv4Address(item)))
+        except (ipaddress.AddressValueError, TypeError) as err:
+            raise ValueError(f"not an IPv4 address in the pool: {item!r}") from err
+    if len(set(out)) != len(out):
+        raise ValueError(f"the pool lists an address twice: {pool!r}")
+    return tuple(out)
