@@ -6,6 +6,7 @@
 * :mod:`~natlab.packet.verify` — problems(): every checksum/length problem of a packet
 """
 
+from natlab.packet import build
 from natlab.packet.build import (
     ICMP_QUOTE_LIMIT,
     IPFields,
@@ -53,5 +54,5 @@ __all__ = [
     "transport_checksum", "udp_checksum_field",
     "ICMPHeader", "ICMPType", "IPFlags", "IPv4Header", "Packet", "PacketError", "TCPFlags",
     "TCPHeader", "UDPHeader", "icmp_name", "parse_packet", "summarize", "to_int", "to_str",
-    "problems",
+    "problems", "build",
 ]

@@ -119,11 +119,15 @@ def icmp(
 
 
 def icmp_echo(
-    src: AddressLike, dst: AddressLike, ident: int, seq: int, *,
+    src: AddressLike, dst: AddressLike, echo_id: int, seq: int, /, *,
     reply: bool = False, payload: bytes = b"", **ip_kw: Unpack[IPFields],
 ) -> bytes:
-    """An ICMP echo request (type 8) or, with ``reply``, echo reply (type 0)."""
-    return icmp(src, dst, ICMPHeader.echo(ident, seq, reply=reply), payload, **ip_kw)
+    """An ICMP echo request (type 8) or, with ``reply``, echo reply (type 0).
+
+    ``echo_id`` and ``seq`` are positional so that ``ident=`` stays the IP
+    identification, as for every builder.
+    """
+    return icmp(src, dst, ICMPHeader.echo(echo_id, seq, reply=reply), payload, **ip_kw)
 
 
 def icmp_error(
