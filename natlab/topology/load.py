@@ -25,13 +25,16 @@ def load(path: str | Path) -> Topology:
     from natlab import yamlsrc
 
     doc = yamlsrc.load(path)
-    return from_data(doc.data, file=str(path), locate=_locator(doc.line_of))
+    return from_data(doc.data, file=doc.source, locate=_locator(doc.line_of), doc=doc)
 
 
 def from_data(data: Any, *, file: Optional[str] = None,
-              locate: Locate = lambda path: None,
+              locate: Locate = lambda path: None, doc: Any = None,
               check_behaviours: bool = True) -> Topology:
-    """Validate already-parsed YAML data (``file``/``locate`` only improve errors)."""
+    """Validate already-parsed YAML data (``file``/``locate``/``doc`` only improve errors).
+
+    ``doc`` is the :class:`natlab.yamlsrc.Doc` the data came from, if any.
+    """
     if not isinstance(data, dict):
         raise TopologyError("a topology is a mapping with name, networks, gateways, hosts",
                             got=type(data).__name__, file=file, line=locate(()))
@@ -42,7 +45,7 @@ def from_data(data: Any, *, file: Optional[str] = None,
     topo = build(model, file=file, locate=locate)
     if check_behaviours:
         base = Path(file).parent if file else Path.cwd()
-        gateways = tuple(_resolve_behaviour(g, base, file, locate) for g in topo.gateways)
+        gateways = tuple(_resolve_behaviour(g, base, file, locate, doc) for g in topo.gateways)
         topo = dataclasses.replace(topo, gateways=gateways)
     return topo
 
@@ -52,14 +55,16 @@ def looks_like_path(behaviour: str) -> bool:
 
 
 def _resolve_behaviour(gw: Gateway, base: Path, file: Optional[str],
-                       locate: Locate) -> Gateway:
+                       locate: Locate, doc: Any) -> Gateway:
     from natlab import presets
 
     behaviour = gw.behaviour
     if looks_like_path(behaviour) and not Path(behaviour).is_absolute():
         behaviour = str((base / behaviour).resolve())
     try:
-        presets.resolve(behaviour, overrides=gw.overrides or None)
+        preset = presets.load_preset(behaviour)
+        presets.apply_overrides(preset.policy, gw.overrides, doc=doc,
+                                path=("gateways", gw.name, "overrides"))
     except TopologyError:
         raise
     except ConfigError as exc:
@@ -71,6 +76,9 @@ def _relocate(exc: ConfigError, gw: Gateway, file: Optional[str],
               locate: Locate) -> ConfigError:
     """Point a preset error at the topology's line, unless a preset file is at fault."""
     first = (exc.key or "").split(".")[0]
+    if exc.file == file and exc.line:
+        return TopologyError(exc.what, got=exc.got, hint=exc.hint, file=file,
+                             line=exc.line, key=exc.key)
     if first and first in gw.overrides:
         path: KeyPath = ("gateways", gw.name, "overrides", *exc.key.split("."))
     elif exc.file and exc.file != file:
