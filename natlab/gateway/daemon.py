@@ -85,10 +85,6 @@ class _KernelPool:
         self.rules.set_pool(pool)
 
 
-class _Stop(Exception):
-    pass
-
-
 def serve(spec: GatewaySpec) -> int:
     """Run the gateway until SIGTERM/SIGINT; returns the exit status."""
     check_namespace(spec.netns)
