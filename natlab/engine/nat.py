@@ -1,34 +1,55 @@
 """The NAT engine: bytes, a side and ``now`` in; a verdict and events out.
 
-(Contract stub; the implementation follows.)
+Theory of operation
+-------------------
+``process`` parses just enough of an IPv4 packet to find its flow, then:
+
+- from the inside, to one of our external addresses: hairpin (RFC 4787 REQ-9);
+- from the inside: find the flow's session, or make one (and a mapping, REQ-1..4),
+  rewrite the source (address, port or ICMP identifier) in place;
+- from the outside: find the mapping of the destination, let filtering (REQ-8)
+  admit or refuse the remote endpoint, rewrite the destination.
+
+Established flows cost one dict probe and a rewrite with per-mapping checksum
+deltas (RFC 1624). ICMP errors (RFC 5508), fragments (REQ-14) and unsolicited
+SYNs (RFC 5382 REQ-4) live in their own modules. Timers are lazy (see
+:mod:`natlab.engine.table`); anything due is expired before a packet is handled,
+so results never depend on how punctually the caller runs ``expire``.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
-from typing import Sequence
+import struct
+from typing import Optional, Sequence
 
+from natlab.engine import fragments, icmp_errors, syn_hold
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, add_to_udp_csum, rewrite_l4
 from natlab.engine.counters import Counters
-from natlab.engine.policy import Policy
-from natlab.engine.types import AddressLike, Side
-from natlab.engine.verdicts import Tick, Verdict
-from natlab.engine.views import MappingView
+from natlab.engine.policy import Dependency, Hairpinning, Policy, Refresh
+from natlab.engine.ports import PortAllocator
+from natlab.engine.table import ACK, SYN, Mapping, Session, TcpState, tcp_next_state
+from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
+from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Hairpin, Tick, Verdict
+from natlab.engine.views import MappingView, SessionView
+from natlab.errors import ConfigError
+from natlab.packet.checksum import delta32, fold
+
+_IPV4 = struct.Struct("!BBHHHBBHII")
+_PORTS = struct.Struct("!HH")
+INSIDE, OUTSIDE = Side.INSIDE, Side.OUTSIDE
+_EIM, _ADM = Dependency.ENDPOINT_INDEPENDENT, Dependency.ADDRESS_DEPENDENT
+_MIN_L4 = {UDP: 8, TCP: 20, ICMP: 8}
 
 
 class Engine:
-    """A sans-I/O NAT.
+    """A sans-I/O NAT. See the module docstring and ``docs`` in the README.
 
     ``Engine(policy, pool, rng)``: ``pool`` is one or more external IPv4
     addresses; ``rng`` a seeded ``random.Random`` (same seed, same mappings).
-
-    - ``process(data, side, now) -> Forward | Hairpin | Drop``: ``data`` is one
-      raw IPv4 packet that arrived on ``side``. Never raises on bad packets.
-    - ``expire(now) -> Tick``: drop what timed out by ``now``; answers held SYNs.
-    - ``next_deadline() -> float | None``: when ``expire`` next has work.
-    - ``mappings(now) -> tuple[MappingView, ...]``; ``counters`` (``.snapshot()``).
-    - ``reconfigure(policy, now)``, ``set_pool(pool, now)``, ``flush(now)``
-      (a reboot: every dynamic mapping gone) return a ``Tick`` too.
-    - ``refresh_events``: also emit an event per mapping refresh (off: costly).
+    ``refresh_events`` also emits an event per mapping refresh (costly).
     """
 
     def __init__(
@@ -39,17 +60,474 @@ class Engine:
         *,
         refresh_events: bool = False,
     ) -> None:
+        self.rng = rng
+        self.refresh_events = refresh_events
         self.counters = Counters()
-        raise NotImplementedError
+        self.by_flow: dict[tuple, Session] = {}
+        self.by_external: dict[tuple[int, int, int], Mapping] = {}
+        self.by_key: dict[tuple, Mapping] = {}
+        self.forwards_by_internal: dict[tuple[int, int, int], Mapping] = {}
+        self.per_host: dict[int, int] = {}
+        self.heap: list[tuple[float, int, object]] = []
+        self.seq = itertools.count()
+        self.syns = syn_hold.SynHold()
+        self.frags = fragments.FragmentTable()
+        self.pool = self._checked_pool(pool)
+        self.allocator = PortAllocator(policy, self.pool, rng)
+        self._set_policy(policy)
 
+    # -- configuration -----------------------------------------------------------
+    @staticmethod
+    def _checked_pool(pool: Sequence[AddressLike]) -> tuple[int, ...]:
+        if not pool:
+            raise ConfigError("a NAT needs at least one external address", got=list(pool),
+                              hint="give the gateway a pool of one or more addresses")
+        return tuple(dict.fromkeys(to_int(a) for a in pool))
+
+    def _set_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self.allocator.policy = policy
+        self.pool_set = frozenset(self.pool)
+        t = policy.timeouts
+        self.t_udp, self.t_udp_unreplied = t.udp, t.udp_unreplied or t.udp
+        self.t_tcp_est, self.t_tcp_trans, self.t_icmp = t.tcp_established, t.tcp_transitory, t.icmp
+        self.refresh_out = policy.refresh is not Refresh.INBOUND
+        self.refresh_in = policy.refresh is not Refresh.OUTBOUND
+        self.static_out = {to_int(s.internal): to_int(s.external) for s in policy.static}
+        self.static_in = {ext: internal for internal, ext in self.static_out.items()}
+        self._install_forwards(0.0)
+
+    def _install_forwards(self, now: float) -> None:
+        for m in list(self.forwards_by_internal.values()):
+            self.by_external.pop((m.proto, m.external.addr, m.external.port), None)
+        self.forwards_by_internal.clear()
+        for fwd in self.policy.forwards:
+            proto = TCP if fwd.protocol.value == "tcp" else UDP
+            internal = Endpoint(to_int(fwd.internal_address), fwd.internal_port or fwd.external_port)
+            external = Endpoint(self.pool[0], fwd.external_port)
+            m = Mapping(proto, internal, external, (proto, internal.addr, internal.port), "*", now, "forward")
+            self.by_external[(proto, external.addr, external.port)] = m
+            self.forwards_by_internal[(proto, internal.addr, internal.port)] = m
+
+    def reconfigure(self, policy: Policy, now: float) -> Tick:
+        """Apply a new policy live. Mappings stay unless the mapping behaviour changed."""
+        events: list[Event] = []
+        if policy.mapping is not self.policy.mapping:
+            self._flush_dynamic(now, events, "mapping behaviour changed")
+        self._set_policy(policy)
+        return Tick(tuple(events))
+
+    def set_pool(self, pool: Sequence[AddressLike], now: float) -> Tick:
+        """Change the external addresses; mappings on withdrawn addresses end."""
+        new = self._checked_pool(pool)
+        events: list[Event] = []
+        for m in [m for m in self.by_external.values() if m.kind == "dynamic" and m.external.addr not in new]:
+            self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "external address withdrawn")
+        self.pool = new
+        self.allocator.pool = new
+        self._set_policy(self.policy)
+        return Tick(tuple(events))
+
+    def flush(self, now: float) -> Tick:
+        """A reboot: every dynamic mapping, held SYN and fragment is forgotten."""
+        events: list[Event] = []
+        self._flush_dynamic(now, events, "flushed")
+        self.allocator = PortAllocator(self.policy, self.pool, self.rng)
+        return Tick(tuple(events))
+
+    def _flush_dynamic(self, now: float, events: list[Event], why: str) -> None:
+        count = 0
+        for m in [m for m in self.by_external.values() if m.kind == "dynamic"]:
+            self._remove_mapping(m, now, None, None, why)
+            count += 1
+        for m in self.forwards_by_internal.values():
+            for s in list(m.sessions.values()):
+                self._remove_session(s)
+        self.syns.clear()
+        self.frags.clear()
+        events.append(Event(EventKind.MAPPINGS_FLUSHED, now, detail=f"{count} mappings: {why}"))
+
+    # -- packets -------------------------------------------------------------------
     def process(self, data: bytes | bytearray, side: Side, now: float) -> Verdict:
-        raise NotImplementedError
+        """Translate one raw IPv4 packet that arrived on ``side``. Never raises on bad input."""
+        events: Optional[list[Event]] = None
+        if self.heap and self.heap[0][0] <= now:
+            events = []
+            self._expire_due(now, events, [])
+        try:
+            return self._dispatch(data, side, now, events)
+        except (IndexError, ValueError, struct.error):
+            return self._drop(DropReason.MALFORMED, events)
 
+    def _dispatch(self, data: bytes | bytearray, side: Side, now: float, events: Optional[list]) -> Verdict:
+        n = len(data)
+        if n < 20:
+            return self._drop(DropReason.MALFORMED, events)
+        vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+        ihl = (vihl & 15) << 2
+        if vihl >> 4 != 4 or ihl < 20 or total < ihl or total > n:
+            return self._drop(DropReason.MALFORMED, events)
+        if frag & 0x3FFF:
+            return fragments.handle(self, data, ihl, total, frag, ident, proto, src, dst, side, now, events)
+        return self._transport(data, ihl, total, proto, src, dst, side, now, events)
+
+    def _transport(self, data, ihl, total, proto, src, dst, side, now, events) -> Verdict:
+        """Translate by the transport header (whole packets and first fragments)."""
+        if proto == UDP or proto == TCP:
+            if total < ihl + _MIN_L4[proto]:
+                return self._drop(DropReason.MALFORMED, events)
+            sport, dport = _PORTS.unpack_from(data, ihl)
+            flags = data[ihl + 13] if proto == TCP else 0
+            if side is INSIDE:
+                return self._outbound(data, ihl, proto, src, sport, dst, dport, 0, flags, now, events)
+            return self._inbound(data, ihl, proto, src, sport, dst, dport, 2, flags, now, events)
+        if proto == ICMP:
+            if total < ihl + 8:
+                return self._drop(DropReason.MALFORMED, events)
+            itype = data[ihl]
+            if itype == 8 or itype == 0:
+                if not self.policy.icmp.echo:
+                    return self._drop(DropReason.ICMP_DISABLED, events)
+                ident = (data[ihl + 4] << 8) | data[ihl + 5]
+                if side is INSIDE and itype == 8:
+                    return self._outbound(data, ihl, ICMP, src, ident, dst, 0, 4, 0, now, events)
+                if side is OUTSIDE and itype == 0:
+                    return self._inbound(data, ihl, ICMP, src, 0, dst, ident, 4, 0, now, events)
+                return self._static_or_drop(data, ihl, proto, src, dst, side, events)
+            if itype in icmp_errors.ERROR_TYPES:
+                if not self.policy.icmp.errors:
+                    return self._drop(DropReason.ICMP_DISABLED, events)
+                return icmp_errors.translate(self, data, ihl, total, side, now, events)
+            return self._static_or_drop(data, ihl, proto, src, dst, side, events)
+        return self._static_or_drop(data, ihl, proto, src, dst, side, events)
+
+    def _outbound(self, data, ihl, proto, x_addr, x_port, y_addr, y_port, port_off, flags, now, events) -> Verdict:
+        if y_addr in self.pool_set:
+            return self._hairpin(data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
+        if x_addr in self.static_out:
+            return self._static(data, ihl, proto, 12, self.static_out[x_addr], events, INSIDE)
+        sess = self.by_flow.get((proto, x_addr, x_port, y_addr, y_port))
+        if sess is None:
+            events = [] if events is None else events
+            sess = self._open_session(proto, x_addr, x_port, y_addr, y_port, flags, now, events)
+            if sess.__class__ is Drop:
+                return sess  # type: ignore[return-value]
+        elif proto == TCP or not sess.seen & 1 or self.refresh_events:
+            self._touch(sess, 1, flags, now, self.refresh_out, events)
+        elif self.refresh_out:
+            sess.expires = now + self._timeout(sess)
+        m = sess.mapping
+        buf = bytearray(data)
+        buf[12:16] = m.ext_addr_bytes
+        add_to_csum(buf, 10, m.ip_out)
+        rewrite_l4(buf, ihl, proto, port_off, m.external.port, m.l4_out)
+        m.packets_out += 1
+        self.counters.translated_out += 1
+        if proto == TCP and flags & SYN and self.syns:
+            self.syns.cancel(m.external.addr, m.external.port, y_addr, y_port)
+        return Forward(buf, tuple(events) if events else ())
+
+    def _inbound(self, data, ihl, proto, y_addr, y_port, ext_addr, ext_port, port_off, flags, now, events) -> Verdict:
+        m = self.by_external.get((proto, ext_addr, ext_port))
+        if m is None:
+            if ext_addr in self.static_in:
+                return self._static(data, ihl, proto, 16, self.static_in[ext_addr], events, OUTSIDE)
+            if proto == TCP and flags & SYN and not flags & ACK:
+                return syn_hold.unsolicited(self, data, ext_addr, ext_port, y_addr, y_port, now, events,
+                                            DropReason.NO_MAPPING)
+            return self._drop(DropReason.NO_MAPPING, events)
+        sess = m.sessions.get((y_addr, y_port))
+        if sess is None:
+            if not self._admits(m, y_addr):
+                return self._filtered(m, data, y_addr, y_port, flags, now, events)
+            events = [] if events is None else events
+            sess = self._inbound_session(m, y_addr, y_port, flags, now, events)
+        elif proto == TCP or not sess.seen & 2 or self.refresh_events:
+            self._touch(sess, 2, flags, now, self.refresh_in, events)
+        elif self.refresh_in:
+            sess.expires = now + self._timeout(sess)
+        buf = bytearray(data)
+        buf[16:20] = m.int_addr_bytes
+        add_to_csum(buf, 10, m.ip_in)
+        rewrite_l4(buf, ihl, proto, port_off, m.internal.port, m.l4_in)
+        m.packets_in += 1
+        self.counters.translated_in += 1
+        return Forward(buf, tuple(events) if events else ())
+
+    def _hairpin(self, data, ihl, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events) -> Verdict:
+        """REQ-9: an inside packet to one of our external endpoints turns back inside."""
+        mode = self.policy.hairpinning
+        if mode is Hairpinning.NONE or proto == ICMP:
+            return self._drop(DropReason.HAIRPIN_DISABLED, events)
+        sess = self.by_flow.get((proto, x_addr, x_port, ext_addr, ext_port))
+        events = [] if events is None else events
+        if sess is None:
+            sess = self._open_session(proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
+            if sess.__class__ is Drop:
+                return sess  # type: ignore[return-value]
+        else:
+            self._touch(sess, 1, flags, now, self.refresh_out, events)
+        m1 = sess.mapping
+        m2 = self.by_external.get((proto, ext_addr, ext_port))
+        if m2 is None:
+            return self._drop(DropReason.NO_MAPPING, events)
+        back = m2.sessions.get((m1.external.addr, m1.external.port))
+        if back is None:
+            if not self._admits(m2, m1.external.addr):
+                return self._filtered(m2, b"", m1.external.addr, m1.external.port, 0, now, events)
+            back = self._inbound_session(m2, m1.external.addr, m1.external.port, flags, now, events)
+        else:
+            self._touch(back, 2, flags, now, self.refresh_in, events)
+        buf = bytearray(data)
+        buf[16:20] = m2.int_addr_bytes
+        add_to_csum(buf, 10, m2.ip_in)
+        rewrite_l4(buf, ihl, proto, 2, m2.internal.port, m2.l4_in)
+        if mode is Hairpinning.EXTERNAL_SOURCE:
+            buf[12:16] = m1.ext_addr_bytes
+            add_to_csum(buf, 10, m1.ip_out)
+            rewrite_l4(buf, ihl, proto, 0, m1.external.port, m1.l4_out)
+        m1.packets_out += 1
+        m2.packets_in += 1
+        self.counters.hairpinned += 1
+        return Hairpin(buf, tuple(events) if events else ())
+
+    def _static(self, data, ihl, proto, addr_off, new_addr, events, side) -> Verdict:
+        """Static 1:1 NAT: the address changes, ports stay, nothing is filtered."""
+        buf = bytearray(data)
+        old = int.from_bytes(buf[addr_off:addr_off + 4], "big")
+        buf[addr_off:addr_off + 4] = new_addr.to_bytes(4, "big")
+        delta = fold(delta32(old, new_addr))
+        add_to_csum(buf, 10, delta)
+        if proto == UDP and len(buf) >= ihl + 8:
+            add_to_udp_csum(buf, ihl + 6, delta)
+        elif proto == TCP and len(buf) >= ihl + 20:
+            add_to_csum(buf, ihl + 16, delta)
+        if side is INSIDE:
+            self.counters.translated_out += 1
+        else:
+            self.counters.translated_in += 1
+        return Forward(buf, tuple(events) if events else ())
+
+    def _static_or_drop(self, data, ihl, proto, src, dst, side, events) -> Verdict:
+        if side is INSIDE and src in self.static_out:
+            return self._static(data, ihl, proto, 12, self.static_out[src], events, side)
+        if side is OUTSIDE and dst in self.static_in:
+            return self._static(data, ihl, proto, 16, self.static_in[dst], events, side)
+        known = proto in (UDP, TCP, ICMP)
+        return self._drop(DropReason.NO_MAPPING if known else DropReason.UNSUPPORTED_PROTOCOL, events)
+
+    # -- filtering (REQ-8) -----------------------------------------------------------
+    def _admits(self, m: Mapping, y_addr: int) -> bool:
+        """Would filtering admit a packet from a remote with no session yet? (APDF: never.)"""
+        f = self.policy.filtering
+        if m.kind != "dynamic" or f is _EIM:
+            return True
+        if f is _ADM:
+            return m.addr_refs.get(y_addr, 0) > 0
+        return False
+
+    def _filtered(self, m, data, y_addr, y_port, flags, now, events) -> Verdict:
+        ev = Event(EventKind.FILTERED, now, m.describe().split()[0], str(m.internal), str(m.external),
+                   f"{to_str(y_addr)}:{y_port}", DropReason.FILTERED.value, self.policy.filtering.value)
+        events = (events or []) + [ev]
+        if m.proto == TCP and flags & SYN and not flags & ACK and data:
+            return syn_hold.unsolicited(self, data, m.external.addr, m.external.port, y_addr, y_port,
+                                        now, events, DropReason.FILTERED)
+        return self._drop(DropReason.FILTERED, events)
+
+    # -- sessions and mappings ---------------------------------------------------------
+    def _open_session(self, proto, x_addr, x_port, y_addr, y_port, flags, now, events):
+        """A new outbound session, on an existing mapping or a new one (REQ-1..4)."""
+        if proto == TCP and flags & 0x04:
+            return self._drop(DropReason.NO_MAPPING, events)
+        m = self.forwards_by_internal.get((proto, x_addr, x_port))
+        if m is None:
+            dep = self.policy.mapping
+            key = (proto, x_addr, x_port) if dep is _EIM else (
+                (proto, x_addr, x_port, y_addr) if dep is _ADM else (proto, x_addr, x_port, y_addr, y_port))
+            m = self.by_key.get(key)
+            if m is None:
+                made = self._new_mapping(proto, x_addr, x_port, y_addr, y_port, key, now, events)
+                if made.__class__ is Drop:
+                    return made
+                m = made
+        sess = self._new_session(m, y_addr, y_port)
+        self._touch(sess, 1, flags, now, True, events)
+        self._arm(sess)
+        return sess
+
+    def _inbound_session(self, m: Mapping, y_addr: int, y_port: int, flags: int, now: float, events) -> Session:
+        """A session opened from outside (admitted by filtering). Unless inbound packets
+        refresh (REQ-6), it may not outlive the mapping's current expiry."""
+        cap = None if (self.refresh_in or m.kind != "dynamic") else m.expires
+        sess = self._new_session(m, y_addr, y_port)
+        self._touch(sess, 2, flags, now, cap is None, events)
+        if cap is not None:
+            sess.expires = cap
+        self._arm(sess)
+        return sess
+
+    def _new_mapping(self, proto, x_addr, x_port, y_addr, y_port, key, now, events):
+        limits = self.policy.limits
+        if limits.max_mappings and self.counters.mappings_active >= limits.max_mappings:
+            return self._drop(DropReason.LIMIT_REACHED, events)
+        if limits.max_mappings_per_host and self.per_host.get(x_addr, 0) >= limits.max_mappings_per_host:
+            return self._drop(DropReason.LIMIT_REACHED, events)
+        taken = self.by_external.__contains__
+        got = self.allocator.allocate(proto, x_addr, x_port, lambda p, a, port: taken((p, a, port)))
+        if got is None:
+            return self._drop(DropReason.PORT_EXHAUSTED, events)
+        ext_addr, ext_port, evicts = got
+        if events is None:
+            events = []
+        if evicts:
+            old = self.by_external[(proto, ext_addr, ext_port)]
+            if old.kind != "dynamic":
+                return self._drop(DropReason.PORT_EXHAUSTED, events)
+            self._remove_mapping(old, now, events, EventKind.MAPPING_EVICTED, "port overloaded")
+            self.counters.mappings_evicted += 1
+        dep = self.policy.mapping
+        remote = "*" if dep is _EIM else (to_str(y_addr) if dep is _ADM else f"{to_str(y_addr)}:{y_port}")
+        m = Mapping(proto, Endpoint(x_addr, x_port), Endpoint(ext_addr, ext_port), key, remote, now)
+        self.by_key[key] = m
+        self.by_external[(proto, ext_addr, ext_port)] = m
+        self.per_host[x_addr] = self.per_host.get(x_addr, 0) + 1
+        self.counters.mappings_created += 1
+        self.counters.mappings_active += 1
+        events.append(self._mapping_event(EventKind.MAPPING_CREATED, m, now))
+        return m
+
+    def _new_session(self, m: Mapping, y_addr: int, y_port: int) -> Session:
+        flow = (m.proto, m.internal.addr, m.internal.port, y_addr, y_port)
+        sess = Session(m, (y_addr, y_port), flow, m.created)
+        m.sessions[(y_addr, y_port)] = sess
+        m.addr_refs[y_addr] = m.addr_refs.get(y_addr, 0) + 1
+        self.by_flow[flow] = sess
+        return sess
+
+    def _arm(self, sess: Session) -> None:
+        heapq.heappush(self.heap, (sess.expires, next(self.seq), sess))
+
+    def _touch(self, sess: Session, direction: int, flags: int, now: float, refresh: bool, events) -> None:
+        """Note a packet on a session (direction 1 out, 2 in); refresh its timer if ``refresh``."""
+        sess.seen |= direction
+        if flags:
+            sess.state = tcp_next_state(sess.state, flags, direction == 1,
+                                        sess.fin_out or (direction == 1 and bool(flags & 1)),
+                                        sess.fin_in or (direction == 2 and bool(flags & 1)))
+            if flags & 1:
+                if direction == 1:
+                    sess.fin_out = True
+                else:
+                    sess.fin_in = True
+        if refresh:
+            sess.expires = now + self._timeout(sess)
+            if self.refresh_events and events is not None:
+                events.append(self._mapping_event(EventKind.MAPPING_REFRESHED, sess.mapping, now))
+
+    def _timeout(self, sess: Session) -> float:
+        proto = sess.mapping.proto
+        if proto == UDP:
+            return self.t_udp if sess.seen == 3 else self.t_udp_unreplied
+        if proto == TCP:
+            return self.t_tcp_est if sess.state is TcpState.ESTABLISHED else self.t_tcp_trans
+        return self.t_icmp
+
+    def _remove_session(self, sess: Session) -> None:
+        if sess.dead:
+            return
+        sess.dead = True
+        m = sess.mapping
+        self.by_flow.pop(sess.flow, None)
+        m.sessions.pop(sess.remote, None)
+        refs = m.addr_refs.get(sess.remote[0], 1) - 1
+        if refs:
+            m.addr_refs[sess.remote[0]] = refs
+        else:
+            m.addr_refs.pop(sess.remote[0], None)
+
+    def _remove_mapping(self, m: Mapping, now: float, events, kind, detail: str = "") -> None:
+        for sess in list(m.sessions.values()):
+            self._remove_session(sess)
+        if self.by_external.get((m.proto, m.external.addr, m.external.port)) is m:
+            del self.by_external[(m.proto, m.external.addr, m.external.port)]
+        if self.by_key.get(m.key) is m:
+            del self.by_key[m.key]
+        left = self.per_host.get(m.internal.addr, 1) - 1
+        if left:
+            self.per_host[m.internal.addr] = left
+        else:
+            self.per_host.pop(m.internal.addr, None)
+        self.counters.mappings_active -= 1
+        if kind is EventKind.MAPPING_EXPIRED:
+            self.counters.mappings_expired += 1
+        if events is not None and kind is not None:
+            events.append(self._mapping_event(kind, m, now, detail))
+
+    # -- time ----------------------------------------------------------------------
     def expire(self, now: float) -> Tick:
-        raise NotImplementedError
+        """End every session, mapping, held SYN and fragment due by ``now``."""
+        events: list[Event] = []
+        emits: list = []
+        self._expire_due(now, events, emits)
+        return Tick(tuple(events), tuple(emits))
 
-    def next_deadline(self) -> float | None:
-        raise NotImplementedError
+    def _expire_due(self, now: float, events: list, emits: list) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, item = heapq.heappop(heap)
+            if item.__class__ is Session:
+                sess: Session = item  # type: ignore[assignment]
+                if sess.dead:
+                    continue
+                if sess.expires > now:
+                    heapq.heappush(heap, (sess.expires, next(self.seq), sess))
+                    continue
+                m = sess.mapping
+                self._remove_session(sess)
+                if not m.sessions and m.kind == "dynamic":
+                    self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "idle")
+            else:
+                item.due(self, now, events, emits)  # type: ignore[attr-defined]
+        self.counters.emitted += len(emits)
 
-    def mappings(self, now: float | None = None) -> tuple[MappingView, ...]:
-        raise NotImplementedError
+    def schedule(self, deadline: float, item: object) -> None:
+        """Ask for ``item.due(engine, now, events, emits)`` to run at ``deadline``."""
+        heapq.heappush(self.heap, (deadline, next(self.seq), item))
+
+    def next_deadline(self) -> Optional[float]:
+        """When :meth:`expire` next has work (possibly a little early), or None."""
+        return self.heap[0][0] if self.heap else None
+
+    # -- reporting -------------------------------------------------------------------
+    def mappings(self, now: Optional[float] = None) -> tuple[MappingView, ...]:
+        """A snapshot of the mapping table, sorted by protocol and internal endpoint."""
+        if now is not None:
+            self._expire_due(now, [], [])
+        views = []
+        for m in self.by_external.values():
+            sessions = tuple(
+                SessionView(m.remote_label(s.remote), s.state_label(), s.expires)
+                for s in sorted(m.sessions.values(), key=lambda s: s.remote)
+            )
+            views.append(MappingView(
+                protocol=m.describe().split()[0], internal=str(m.internal), external=str(m.external),
+                remote=m.remote, created=m.created, expires=m.expires, packets_out=m.packets_out,
+                packets_in=m.packets_in, sessions=sessions, kind=m.kind,
+            ))
+        views.sort(key=lambda v: (v.protocol, v.internal, v.external))
+        return tuple(views)
+
+    @property
+    def external_addresses(self) -> tuple[str, ...]:
+        """Every address the outside must route to this NAT: the pool and static externals."""
+        return tuple(to_str(a) for a in self.pool) + tuple(to_str(a) for a in self.static_in)
+
+    # -- helpers ---------------------------------------------------------------------
+    def _drop(self, reason: DropReason, events) -> Drop:
+        self.counters.drops[reason] += 1
+        return Drop(reason, tuple(events) if events else ())
+
+    @staticmethod
+    def _mapping_event(kind: EventKind, m: Mapping, now: float, detail: str = "") -> Event:
+        return Event(kind, now, m.describe().split()[0], str(m.internal), str(m.external), m.remote, None, detail)

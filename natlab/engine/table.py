@@ -1,0 +1,133 @@
+"""Mappings and sessions: the NAT's state, and how it ages.
+
+Theory of operation
+-------------------
+A *mapping* binds an internal endpoint X:x to an external endpoint X':x'
+(RFC 4787 section 4). Its *sessions* are the remote endpoints Y:y it has carried
+traffic with; they are what filtering consults (section 5) and what times out
+(section 4.3, RFC 5382 REQ-5): each session has its own idle timer, and a mapping
+lives as long as any of its sessions does. Linux conntrack ages the same way.
+
+Three indexes make lookups one dict probe each:
+
+- ``by_flow[(proto, X, x, Y, y)] -> Session``: outbound packets;
+- ``by_external[(proto, X', x')] -> Mapping``: inbound packets;
+- ``by_key[mapping key] -> Mapping``: new sessions find their mapping; the key is
+  the flow trimmed by the mapping's endpoint dependency (REQ-1).
+
+Expiry is lazy: a heap of (deadline, seq, session) entries; refreshing a session
+only moves its ``expires``; a popped entry that was refreshed is pushed again.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+from natlab.engine.checksum_deltas import mapping_deltas
+from natlab.engine.types import Endpoint, Proto, to_str
+
+
+class TcpState(str, Enum):
+    """RFC 5382 session states, coarse as the RFC's two timers need."""
+
+    SYN_SENT = "syn-sent"
+    SYN_RECEIVED = "syn-received"
+    ESTABLISHED = "established"
+    FIN_WAIT = "fin-wait"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
+
+
+def tcp_next_state(state: Optional[TcpState], flags: int, outbound: bool, fin_out: bool, fin_in: bool) -> TcpState:
+    """The session's state after a packet with ``flags`` (RFC 5382 section 5).
+
+    SYNs both ways make a connection established; a FIN moves it to closing
+    (transitory timer), FINs both ways or a RST to closed.
+    """
+    if flags & RST:
+        return TcpState.CLOSED
+    if flags & SYN:
+        if state is None or state is TcpState.CLOSED:
+            return TcpState.SYN_SENT if outbound else TcpState.SYN_RECEIVED
+        if (state is TcpState.SYN_SENT and not outbound) or (state is TcpState.SYN_RECEIVED and outbound):
+            return TcpState.ESTABLISHED
+        return state
+    if state is None:
+        return TcpState.SYN_SENT if outbound else TcpState.SYN_RECEIVED
+    if flags & FIN:
+        return TcpState.CLOSING if (fin_out and fin_in) else TcpState.FIN_WAIT
+    return state
+
+
+class Mapping:
+    """One external endpoint X':x' serving one internal endpoint X:x."""
+
+    __slots__ = (
+        "proto", "internal", "external", "key", "remote", "kind", "created",
+        "sessions", "addr_refs", "packets_out", "packets_in",
+        "ext_addr_bytes", "int_addr_bytes", "ip_out", "l4_out", "ip_in", "l4_in",
+    )
+
+    def __init__(
+        self,
+        proto: int,
+        internal: Endpoint,
+        external: Endpoint,
+        key: tuple,
+        remote: str,
+        now: float,
+        kind: str = "dynamic",
+    ) -> None:
+        self.proto = proto
+        self.internal = internal
+        self.external = external
+        self.key = key
+        self.remote = remote
+        self.kind = kind
+        self.created = now
+        self.sessions: dict[tuple[int, int], Session] = {}
+        self.addr_refs: dict[int, int] = {}
+        self.packets_out = 0
+        self.packets_in = 0
+        self.ext_addr_bytes = external.addr.to_bytes(4, "big")
+        self.int_addr_bytes = internal.addr.to_bytes(4, "big")
+        self.ip_out, self.l4_out, self.ip_in, self.l4_in = mapping_deltas(proto, internal, external)
+
+    @property
+    def expires(self) -> Optional[float]:
+        if self.kind != "dynamic":
+            return None
+        return max((s.expires for s in self.sessions.values()), default=self.created)
+
+    def describe(self) -> str:
+        return f"{Proto(self.proto).label} {self.internal} -> {self.external}"
+
+    def remote_label(self, remote: tuple[int, int]) -> str:
+        return f"{to_str(remote[0])}:{remote[1]}"
+
+
+class Session:
+    """Traffic between a mapping and one remote endpoint: the unit of filtering and aging."""
+
+    __slots__ = ("mapping", "remote", "expires", "seen", "state", "fin_out", "fin_in", "dead", "flow")
+
+    def __init__(self, mapping: Mapping, remote: tuple[int, int], flow: tuple, expires: float) -> None:
+        self.mapping = mapping
+        self.remote = remote
+        self.flow = flow
+        self.expires = expires
+        self.seen = 0
+        """Directions seen: 1 outbound, 2 inbound, 3 both (a "replied" session)."""
+        self.state: Optional[TcpState] = None
+        self.fin_out = False
+        self.fin_in = False
+        self.dead = False
+
+    def state_label(self) -> str:
+        if self.state is not None:
+            return self.state.value
+        return "replied" if self.seen == 3 else "unreplied"
