@@ -141,8 +141,10 @@ def _validate(adapter: TypeAdapter, root: type, data: Any, doc: Optional[Doc],
         return adapter.validate_python(data)
     except ValidationError as err:
         errors = err.errors(include_url=False)
-        if doc is not None:  # report the error that comes first in the file
-            errors.sort(key=lambda e: doc.line_of(path + tuple(e["loc"])) or 0)
+        # Report the error that comes first in the file; a missing key last,
+        # since a misspelt key shows up as both unknown and missing.
+        errors.sort(key=lambda e: (e["type"] == "missing",
+                                   doc.line_of(path + tuple(e["loc"])) or 0 if doc else 0))
         raise _convert(errors[0], len(errors) - 1, root, doc, path) from None
 
 

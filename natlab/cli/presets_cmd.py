@@ -64,7 +64,9 @@ class SchemaKind(str, Enum):
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    console = Console()
+    # Piped output (and CliRunner) gets a width that fits the tables unwrapped.
+    return console if console.is_terminal else Console(width=140)
 
 
 def requirement_of(knob: str) -> str:
