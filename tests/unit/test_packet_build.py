@@ -131,12 +131,12 @@ def test_no_rst_for_rst_or_non_tcp(packet):
 
 def reassemble(fragments: list[bytes]) -> bytes:
     """A tiny RFC 791 reassembly: the first fragment's header + data by offset."""
-    parsed = sorted((IPv4Header.parse(f) for f in fragments), key=lambda h: h[0].frag_offset)
+    parsed = sorted((IPv4Header.parse(f) + (f,) for f in fragments), key=lambda p: p[0].frag_offset)
     data = bytearray()
-    for (header, offset), frag in zip(parsed, sorted(fragments, key=lambda f: IPv4Header.parse(f)[0].frag_offset)):
+    for header, offset, frag in parsed:
         assert header.frag_offset == len(data)
         data += frag[offset : header.total_length]
-    first, _ = parsed[0]
+    first = parsed[0][0]
     return build.ipv4(first.src, first.dst, first.proto, bytes(data), ttl=first.ttl,
                       ident=first.ident, options=first.options, tos=first.tos)
 
