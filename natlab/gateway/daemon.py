@@ -95,6 +95,7 @@ def serve(spec: GatewaySpec) -> int:
     gateway = Gateway(spec, engine, policy, sender=sender,
                       pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
+    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors})
     control = ControlServer(spec.control_socket, gateway.handle, selector)
     gateway.publish = control.broadcast
 

@@ -84,14 +84,16 @@ class Queues:
             data = packet.get_payload()
             outcome = self.on_packet(data, side)
             if outcome.action is Action.ACCEPT:
-                if outcome.data is not None and outcome.data != data:
-                    packet.set_payload(outcome.data)
+                if outcome.data is not None and outcome.data is not data:
+                    packet.set_payload(bytes(outcome.data))
                 packet.accept()
             else:
                 packet.drop()
         except Exception:  # noqa: BLE001 - a verdict must be given, whatever went wrong
             self.verdict_errors += 1
-            log.exception("error while giving a verdict; dropping the packet")
+            if self.verdict_errors & (self.verdict_errors - 1) == 0:  # 1st, 2nd, 4th, 8th ...
+                log.exception("error while giving a verdict (%d so far); dropping the packet",
+                              self.verdict_errors)
             try:
                 packet.drop()
             except RuntimeError:  # verdict already given

@@ -94,6 +94,8 @@ class Gateway:
         self.stats = {"packets_inside": 0, "packets_outside": 0, "engine_errors": 0,
                       "truncated": 0, "emitted": 0, "emit_errors": 0, "hairpins_sent": 0}
         self._errors_logged: set[tuple[str, str, int]] = set()
+        self.stat_sources: list[Callable[[], dict[str, int]]] = []
+        """More counters to report under "gateway" (the daemon adds the queues' own)."""
 
     # --- clock ---------------------------------------------------------------
 
@@ -241,7 +243,10 @@ class Gateway:
         }
 
     def counters(self) -> dict[str, Any]:
-        return {**self.engine.counters.snapshot(), "gateway": dict(self.stats)}
+        own = dict(self.stats)
+        for source in self.stat_sources:
+            own.update(source())
+        return {**self.engine.counters.snapshot(), "gateway": own}
 
     def op_counters(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"counters": self.counters()}

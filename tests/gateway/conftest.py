@@ -48,6 +48,9 @@ def _in_ns(ns: str, *argv: str) -> list[str]:
 
 @dataclass
 class GwLab:
+    INSIDE_ADDR = INSIDE_ADDR
+    POOL = POOL
+    OUTSIDE_ADDRS = OUTSIDE_ADDRS
     prefix: str
     run_dir: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -139,6 +142,8 @@ class GwLab:
     def iptables(self) -> str:
         return subprocess.run(_in_ns(self.gw, "iptables", "-t", "mangle", "-S"),
                               capture_output=True, text=True, check=True).stdout
+
+    received = staticmethod(lambda proc, settle=0.5: received(proc, settle=settle))
 
     def teardown(self) -> None:
         for proc in [*self.procs, self.gateway]:
