@@ -157,3 +157,25 @@ def _locator(line_of: Callable[[tuple], Optional[int]]) -> Locate:
         return None
 
     return locate
+
+
+# --- ``natlab validate`` ------------------------------------------------------------
+
+def _is_topology(data: dict) -> bool:
+    return "networks" in data and ("hosts" in data or "gateways" in data)
+
+
+def _validate_topology(doc: Any) -> str:
+    topo = from_data(doc.data, file=doc.source, locate=_locator(doc.line_of), doc=doc)
+    return (f"{doc.source}: topology {topo.name!r} is valid ({len(topo.networks)} networks, "
+            f"{len(topo.gateways)} gateways, {len(topo.hosts)} hosts, "
+            f"{len(topo.routers)} routers)")
+
+
+def _register() -> None:
+    from natlab import validate
+
+    validate.register("topology", _is_topology, _validate_topology)
+
+
+_register()
