@@ -72,7 +72,7 @@ class Hairpinning(str, Enum):
     """Hairpinning (RFC 4787 section 6, REQ-9).
 
     ``external-source`` presents the sender's external endpoint as source
-    (REQ-9b); ``internal-source`` leaves the sender's internal endpoint.
+    (REQ-9a); ``internal-source`` leaves the sender's internal endpoint.
     """
 
     NONE = "none"
@@ -125,7 +125,7 @@ class Timeouts:
     tcp_transitory: Seconds = 240.0
     """RFC 5382 REQ-5: transitory (partly open or closing) timeout MUST NOT be under 4 min."""
     icmp: Seconds = 60.0
-    """RFC 5508 REQ-1: ICMP query mapping timeout MUST NOT be under 60 s."""
+    """RFC 5508 REQ-2: an ICMP query session timer MUST NOT expire in under 60 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,13 +214,13 @@ class Policy:
     port_parity: bool = True
     """REQ-4: RECOMMENDED to preserve even/odd parity (RTP/RTCP)."""
     port_block: Optional[Annotated[int, Field(ge=1, le=65535)]] = None
-    """CGN-style port blocks (RFC 6888 REQ-? / RFC 7422): each internal address gets ports
+    """CGN-style port blocks (RFC 6888 REQ-4, RFC 7422): each internal address gets ports
     from blocks of this size on its external address; None: no blocks."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     refresh: Refresh = Refresh.OUTBOUND
     """REQ-6: outbound refresh MUST be true; inbound MAY be."""
     hairpinning: Hairpinning = Hairpinning.EXTERNAL_SOURCE
-    """REQ-9: MUST support hairpinning, presenting the external source (REQ-9b)."""
+    """REQ-9: MUST support hairpinning, presenting the external source (REQ-9a)."""
     icmp: IcmpPolicy = field(default_factory=IcmpPolicy)
     tcp: TcpPolicy = field(default_factory=TcpPolicy)
     fragments: Fragments = field(default_factory=Fragments)
