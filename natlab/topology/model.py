@@ -172,3 +172,4 @@ class Topology:
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
+
