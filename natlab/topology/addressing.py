@@ -56,7 +56,7 @@ def build(doc: TopologyFile, *, file: Optional[str] = None,
     inside_of = _check_references(doc, err)
     book = _AddressBook(doc, err)
     book.reserve_explicit()
-    gw_addr = {name: book.pick_first(g.inside, ("gateways", name, "address"), g.address)
+    gw_addr = {name: g.address or next(doc.networks[g.inside].subnet.hosts())
                for name, g in doc.gateways.items()}
     router_addr = {
         name: {net: book.pick_first(net, ("routers", name, "addresses", net),
@@ -203,6 +203,12 @@ class _AddressBook:
                 yield ("hosts", name, "addresses", i), h.network, a
 
     def reserve_explicit(self) -> None:
+        # A gateway's default inside address is fixed (first usable), not "lowest
+        # free": a host given that address explicitly is a clash, not a shuffle.
+        for name, g in self.doc.gateways.items():
+            if g.address is None:
+                first = next(self.doc.networks[g.inside].subnet.hosts())
+                self.taken[(g.inside, first)] = ("gateways", name, "address")
         for path, net, addr in self._explicit():
             subnet = self.doc.networks[net].subnet
             if addr not in subnet:
@@ -216,7 +222,8 @@ class _AddressBook:
             if key in self.taken:
                 other = ".".join(str(p) for p in self.taken[key])
                 raise self.err(path, f"address already used by {other}", got=str(addr),
-                               hint="every address on a network must be unique")
+                               hint="every address on a network must be unique; a gateway's "
+                                    "inside address defaults to the first usable one")
             self.taken[key] = path
 
     def pick_first(self, net: str, path: KeyPath,
