@@ -1,3 +1,172 @@
-"""Commands: gateway_cmd (placeholder)."""
+"""Commands that talk to a running gateway: mappings, events, set, advance, flush,
+counters, capture.
 
-from natlab.cli.app import app  # noqa: F401
+Each finds the gateway's control socket through the lab's state
+(:func:`natlab.lab.state.resolve_lab`) and calls :class:`GatewayClient`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from natlab.cli.app import app
+from natlab.errors import ControlError
+from natlab.gateway.client import GatewayClient
+
+Gw = Annotated[str, typer.Argument(help="The gateway's name in the topology.", show_default=False)]
+LabOpt = Annotated[Optional[str], typer.Option("--lab", "-l", help="The lab (default: the only one up).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _gateway(gw: str, lab: Optional[str]) -> dict[str, Any]:
+    from natlab.lab.state import resolve_lab
+
+    state = resolve_lab(lab)
+    if gw not in state.gateways:
+        names = ", ".join(state.gateways) or "none"
+        raise ControlError(f"lab '{state.name}' has no gateway named '{gw}'", got=gw,
+                           hint=f"its gateways are: {names}")
+    return state.gateways[gw]
+
+
+def client_for(gw: str, lab: Optional[str] = None) -> GatewayClient:
+    """A client for gateway ``gw`` of ``lab`` (or of the only lab that is up)."""
+    return GatewayClient(_gateway(gw, lab)["control_socket"], name=gw)
+
+
+def _seconds(value: Optional[float]) -> str:
+    if value is None:
+        return "static"
+    return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+
+
+def mappings_table(gw: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{gw}: {len(rows)} mapping{'s' if len(rows) != 1 else ''}")
+    for column, justify in (("proto", "left"), ("internal", "left"), ("external", "left"),
+                            ("remote", "left"), ("sessions", "right"), ("expires in", "right"),
+                            ("pkts out", "right"), ("pkts in", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(row["protocol"], row["internal"], row["external"], row["remote"],
+                      str(len(row.get("sessions", ()))), _seconds(row.get("expires_in")),
+                      str(row["packets_out"]), str(row["packets_in"]))
+    return table
+
+
+@app.command(rich_help_panel="Gateways")
+def mappings(gw: Gw, lab: LabOpt = None, as_json: JsonOpt = False,
+             watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False) -> None:
+    """Show a gateway's mapping table."""
+    client = client_for(gw, lab)
+    if as_json:
+        print(json.dumps(client.mappings(), indent=2))
+        return
+    console = Console()
+    if not watch:
+        console.print(mappings_table(gw, client.mappings()))
+        return
+    with Live(mappings_table(gw, client.mappings()), console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(1)
+                live.update(mappings_table(gw, client.mappings()), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command(rich_help_panel="Gateways")
+def events(gw: Gw, lab: LabOpt = None,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream new events until Ctrl-C.")] = False,
+           limit: Annotated[int, typer.Option(help="At most this many recent events.")] = 1000) -> None:
+    """Print a gateway's recent events (mappings made and expired, drops) as JSON lines."""
+    client = client_for(gw, lab)
+    if not follow:
+        for event in client.events(limit=limit):
+            print(json.dumps(event))
+        return
+    try:
+        for event in client.follow_events():
+            print(json.dumps(event), flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("set", rich_help_panel="Gateways")
+def set_(gw: Gw, assignments: Annotated[list[str], typer.Argument(help="knob=value, e.g. timeouts.udp=30", show_default=False)],
+         lab: LabOpt = None) -> None:
+    """Change a running gateway's policy (like a preset override)."""
+    from natlab.overrides import flatten
+
+    policy = flatten(client_for(gw, lab).set(assignments))
+    for item in assignments:
+        key = item.split("=", 1)[0].strip()
+        shown = {k: v for k, v in policy.items() if k == key or k.startswith(key + ".")}
+        for k, v in (shown or {key: "(set)"}).items():
+            print(f"{gw}: {k} = {json.dumps(v)}")
+
+
+@app.command(rich_help_panel="Gateways")
+def advance(gw: Gw, seconds: Annotated[float, typer.Argument(help="Seconds to move the gateway's clock on.", min=0)],
+            lab: LabOpt = None) -> None:
+    """Move a gateway's clock forward (timers expire at once)."""
+    answer = client_for(gw, lab).advance(seconds)
+    print(f"{gw}: clock +{seconds:g} s (offset {answer['clock_offset']:g} s), {answer['events']} events")
+
+
+@app.command(rich_help_panel="Gateways")
+def flush(gw: Gw, lab: LabOpt = None) -> None:
+    """Forget every dynamic mapping, as a reboot would."""
+    answer = client_for(gw, lab).flush()
+    print(f"{gw}: flushed ({answer['events']} events)")
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((prefix + key, value))
+    return rows
+
+
+@app.command(rich_help_panel="Gateways")
+def counters(gw: Gw, lab: LabOpt = None, as_json: JsonOpt = False,
+             all_: Annotated[bool, typer.Option("--all", "-a", help="Show zero counters too.")] = False) -> None:
+    """Show a gateway's counters: mappings, packets, drops by reason."""
+    data = client_for(gw, lab).counters()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{gw}: counters")
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for key, value in _flat(data):
+        if all_ or value:
+            table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command(rich_help_panel="Gateways")
+def capture(gw: Gw, lab: LabOpt = None,
+            output: Annotated[Optional[Path], typer.Option("--output", "-o", help="pcap file (default: GW-TIME.pcap).")] = None,
+            duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).", min=0)] = None) -> None:
+    """Capture both sides of a gateway to a pcap file (for Wireshark or tshark)."""
+    from natlab.gateway.capture import capture as run_capture
+
+    netns = _gateway(gw, lab)["netns"]
+    output = output or Path(f"{gw}-{datetime.now():%Y%m%d-%H%M%S}.pcap")
+    print(f"capturing {gw} ({netns}, all interfaces) to {output}"
+          + ("" if duration is not None else "; Ctrl-C stops"), file=sys.stderr)
+    packets = run_capture(netns, output, duration=duration)
+    print(f"{packets} packets written to {output}", file=sys.stderr)
