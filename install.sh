@@ -28,4 +28,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,nfqueue]'
 ln -sf "$PWD/.venv/bin/natlab" /usr/local/bin/natlab
-echo "install.sh: natlab $(.venv/bin/natlab --version 2>/dev/null || echo installed) -> /usr/local/bin/natlab"
+echo "install.sh: $(.venv/bin/natlab --version) installed; /usr/local/bin/natlab -> $PWD/.venv/bin/natlab"
