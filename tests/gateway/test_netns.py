@@ -114,3 +114,39 @@ def test_kill_9_stops_traffic_and_namespace_deletion_removes_the_rest(gwlab):
     gwlab.teardown()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert gwlab.prefix not in listed
+
+
+def test_hairpin_goes_back_inside_with_the_external_source(gwlab):
+    eim_eif = {"mapping": "endpoint-independent", "filtering": "endpoint-independent",
+               "hairpinning": "external-source"}
+    client = gwlab.start_gateway(gwlab.spec(_policy(eim_eif)))
+    outside = gwlab.serve_udp(gwlab.outside, 7000)
+    gwlab.send_udp(gwlab.inside, 5000, f"{gwlab.OUTSIDE_ADDRS[0]}:7000")  # maps 5000
+    (first,) = gwlab.received(outside)
+    target = gwlab.serve_udp(gwlab.inside, 5000)
+    replies = gwlab.send_udp(gwlab.inside, 5001, f"{gwlab.POOL}:{first['sport']}")
+    (seen,) = gwlab.received(target)
+    assert seen["src"] == gwlab.POOL  # REQ-9b: the sender's external endpoint
+    assert replies and replies[0][:2] == [gwlab.POOL, first["sport"]]  # and back again
+    assert client.counters()["gateway"]["hairpins_sent"] >= 2
+
+
+def test_unsolicited_syn_gets_a_rst_through_the_raw_socket(gwlab):
+    client = gwlab.start_gateway(gwlab.spec(_policy({"tcp": {"unsolicited_syn": "rst", "syn_hold": 6}})))
+    connect = (
+        "import socket,sys\n"
+        "s=socket.socket(); s.settimeout(20)\n"
+        "try:\n s.connect((sys.argv[1], 4444)); print('connected')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except OSError as e: print('error', e)\n"
+    )
+    proc = subprocess.Popen(["ip", "netns", "exec", gwlab.outside, "python3", "-c", connect, gwlab.POOL],
+                            stdout=subprocess.PIPE, text=True)
+    gwlab.procs.append(proc)
+    deadline = time.monotonic() + 5
+    while client.counters()["drops"].get("unsolicited-syn", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.advance(7)  # past syn_hold: the held SYN is answered now
+    out, _ = proc.communicate(timeout=15)
+    assert out.strip() == "refused"
+    assert client.counters()["gateway"]["emitted"] >= 1
