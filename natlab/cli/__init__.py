@@ -16,6 +16,7 @@ from natlab.cli import presets_cmd  # noqa: E402,F401
 from natlab.cli import bench_cmd  # noqa: E402,F401
 from natlab.cli import lab_cmd  # noqa: E402,F401
 from natlab.cli import gateway_cmd  # noqa: E402,F401
+from natlab.cli import demo_cmd  # noqa: E402,F401
 
 
 def main() -> None:
