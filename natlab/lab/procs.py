@@ -71,7 +71,11 @@ def stop(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
         alive = [pid for pid in alive if start_time(pid) == started[pid]]
     for pid in alive:
         _signal(pid, signal.SIGKILL)
-    _reap(alive)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [pid for pid in alive if start_time(pid) == started[pid]]
+    _reap(list(started))
 
 
 def _signal(pid: int, sig: int) -> None:
