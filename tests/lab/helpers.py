@@ -11,7 +11,7 @@ from natlab.lab import Lab
 UDP_ECHO = """
 import json, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+s.bind((sys.argv[1], int(sys.argv[2])))  # reply from the address addressed
 print("ready", flush=True)
 data, peer = s.recvfrom(100)
 s.sendto(data, peer)
@@ -31,7 +31,7 @@ def udp_source_seen(lab: Lab, client: str, server: str, address: str, port: int 
     """Send one datagram from ``client`` to ``server`` at ``address``; the source the server saw."""
     import sys
 
-    listener = lab.popen(server, [sys.executable, "-c", UDP_ECHO, str(port)],
+    listener = lab.popen(server, [sys.executable, "-c", UDP_ECHO, address, str(port)],
                          stdout=subprocess.PIPE, text=True)
     try:
         assert listener.stdout.readline().strip() == "ready"

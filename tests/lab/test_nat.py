@@ -1,0 +1,33 @@
+"""End to end through the real gateway daemon: hosts behind NATs reach the internet."""
+
+from __future__ import annotations
+
+import pytest
+
+from natlab.lab import netns, up
+
+from .helpers import ping, root_snapshot, udp_source_seen
+
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
+
+
+def test_two_homes_hosts_reach_the_server_through_their_nat(topology, lab_name) -> None:
+    before = root_snapshot()
+    with up(topology("two-homes")) as lab:
+        assert ping(lab, "alice", "203.0.113.100")
+        src, _ = udp_source_seen(lab, "alice", "server", "203.0.113.100")
+        assert src == "203.0.113.1"  # nat-a's (picked) pool address
+        src, _ = udp_source_seen(lab, "bob", "server", "203.0.113.101", port=4001)
+        assert src in ("203.0.113.21", "203.0.113.22")
+        for gw in lab.state.gateways.values():
+            assert gw["pid"] and gw["behaviour"] in ("port-restricted-cone", "symmetric")
+    assert netns.lab_namespaces(lab_name) == []
+    assert root_snapshot() == before
+
+
+def test_double_nat_shows_the_cgn_address(topology, lab_name) -> None:
+    with up(topology("double-nat")) as lab:
+        src, _ = udp_source_seen(lab, "alice", "server", "203.0.113.100")
+        assert src == "203.0.113.10"
+        src, _ = udp_source_seen(lab, "neighbour", "server", "203.0.113.100", port=4001)
+        assert src == "203.0.113.10"
