@@ -31,3 +31,25 @@ def test_double_nat_shows_the_cgn_address(topology, lab_name) -> None:
         assert src == "203.0.113.10"
         src, _ = udp_source_seen(lab, "neighbour", "server", "203.0.113.100", port=4001)
         assert src == "203.0.113.10"
+
+
+@pytest.mark.parametrize("name", ["one-home", "hairpin", "pool"])
+def test_shipped_topology_comes_up_and_reaches_the_internet(topology, lab_name, name) -> None:
+    with up(topology(name)) as lab:
+        wan = next(h for h, e in lab.state.hosts.items()
+                   if lab.state.networks[e["network"]]["gateway"] is None)
+        target = str(lab.host_address(wan))
+        for host, entry in lab.state.hosts.items():
+            if host != wan and lab.state.networks[entry["network"]]["gateway"]:
+                assert ping(lab, host, target), host
+    assert netns.lab_namespaces(lab_name) == []
+
+
+def test_a_failing_gateway_rolls_the_whole_lab_back(topology, lab_name, monkeypatch) -> None:
+    from natlab.errors import LabError
+    from natlab.lab import runner
+
+    monkeypatch.setattr(runner, "SOCKET_TIMEOUT", 0.0)
+    with pytest.raises(LabError, match="gateway 'nat'.*control socket"):
+        up(topology("one-home"))
+    assert netns.lab_namespaces(lab_name) == []
