@@ -9,6 +9,7 @@ happens: a packet without a verdict would sit in the kernel's queue forever.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import warnings
@@ -24,6 +25,25 @@ MAX_QUEUE_LEN = 4096
 """Packets the kernel keeps waiting for us per queue before it drops (no bypass)."""
 COPY_RANGE = 0xFFFF
 """Copy whole packets to userspace (netfilterqueue caps this at its buffer size)."""
+BATCH = 64
+"""Packets handled per readable queue before the loop looks at control clients and timers
+again: under a flood the queue never runs dry, and ``run(block=False)`` would never return."""
+
+
+class _Batch:
+    """A socket whose ``recv`` reports EAGAIN after ``BATCH`` messages (for ``run_socket``)."""
+
+    __slots__ = ("sock", "left")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.left = 0
+
+    def recv(self, size: int) -> bytes:
+        if self.left <= 0:
+            raise BlockingIOError(errno.EAGAIN, "batch done")
+        self.left -= 1
+        return self.sock.recv(size)
 
 
 class Action(str, Enum):
@@ -46,6 +66,7 @@ class Queues:
         self.outside_iface = outside_iface
         self.on_packet = on_packet
         self._queues: dict[int, object] = {}
+        self._batches: dict[int, _Batch] = {}
         self._outside_index = 0
         self.verdict_errors = 0
 
@@ -61,15 +82,21 @@ class Queues:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # rcvbuf smaller than asked: fine
                 queue.bind(number, callback, max_len=MAX_QUEUE_LEN, range=COPY_RANGE)
-            self._queues[queue.get_fd()] = queue
+            fd = queue.get_fd()
+            self._queues[fd] = queue
+            sock = socket.fromfd(fd, socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+            sock.setblocking(False)
+            self._batches[fd] = _Batch(sock)
         return self
 
     def fds(self) -> list[int]:
         return list(self._queues)
 
     def drain(self, fd: int) -> None:
-        """Handle every packet waiting on ``fd`` without blocking."""
-        self._queues[fd].run(block=False)  # type: ignore[attr-defined]
+        """Handle up to :data:`BATCH` packets waiting on ``fd`` without blocking."""
+        batch = self._batches[fd]
+        batch.left = BATCH
+        self._queues[fd].run_socket(batch)  # type: ignore[attr-defined]
 
     def _on_in(self, packet) -> None:
         side = Side.OUTSIDE if packet.indev == self._outside_index else Side.INSIDE
@@ -102,4 +129,7 @@ class Queues:
     def close(self) -> None:
         for queue in self._queues.values():
             queue.unbind()  # type: ignore[attr-defined]
+        for batch in self._batches.values():
+            batch.sock.close()
         self._queues.clear()
+        self._batches.clear()

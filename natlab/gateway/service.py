@@ -34,7 +34,6 @@ from natlab.packet.headers import summarize
 log = logging.getLogger("natlab.gateway")
 
 EVENT_RING = 10_000
-ACCEPT_UNCHANGED = Outcome(Action.ACCEPT)
 DROP = Outcome(Action.DROP)
 _DROP_KINDS = (EventKind.DROPPED, EventKind.FILTERED)
 

@@ -150,3 +150,27 @@ def test_unsolicited_syn_gets_a_rst_through_the_raw_socket(gwlab):
     out, _ = proc.communicate(timeout=15)
     assert out.strip() == "refused"
     assert client.counters()["gateway"]["emitted"] >= 1
+
+
+def test_control_socket_answers_during_a_flood(gwlab):
+    client = gwlab.start_gateway(gwlab.spec(_policy(EIM_APDF)))
+    flood = (
+        "import socket,time\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "end=time.monotonic()+3\n"
+        "while time.monotonic()<end:\n"
+        " try: s.sendto(b'x'*64,('203.0.113.2',9))\n"
+        " except OSError: pass\n"
+    )
+    proc = subprocess.Popen(["ip", "netns", "exec", gwlab.inside, "python3", "-c", flood])
+    gwlab.procs.append(proc)
+    time.sleep(0.5)
+    slowest = 0.0
+    while proc.poll() is None:
+        started = time.monotonic()
+        assert client.ping()
+        client.advance(0)
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.1)
+    assert slowest < 1.0
+    assert client.counters()["translated_out"] > 1000
