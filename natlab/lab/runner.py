@@ -183,6 +183,9 @@ def _start_command(state: LabState, host: str, command: str) -> None:
 
 def down(name: str) -> list[str]:
     """Remove lab ``name`` (idempotent); returns the namespaces removed."""
+    if os.geteuid() != 0:
+        raise NotPrivileged("removing a lab needs root (CAP_NET_ADMIN)",
+                            hint=f"sudo natlab down {name}")
     try:
         state: Optional[LabState] = LabState.load(name)
     except LabNotFound:
