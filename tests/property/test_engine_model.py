@@ -166,4 +166,4 @@ class EngineVsModel(RuleBasedStateMachine):
 @pytest.mark.parametrize("mapping", [EIM, ADM, APDM], ids=lambda d: "map-" + d.value)
 def test_engine_matches_the_reference_model(mapping, filtering):
     machine = type("Machine", (EngineVsModel,), {"mapping": mapping, "filtering": filtering})
-    run_state_machine_as_test(machine, settings=settings(max_examples=40, stateful_step_count=30, deadline=None))
+    run_state_machine_as_test(machine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None))
