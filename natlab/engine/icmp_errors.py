@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, L4_CSUM_OFFSET, add_to_csum, add_to_udp_csum
 from natlab.engine.types import Side
 from natlab.engine.verdicts import DropReason, Forward, Verdict
-from natlab.packet.checksum import checksum
+from natlab.packet.checksum import checksum, delta32, fold
 
 if TYPE_CHECKING:
     from natlab.engine.nat import Engine
@@ -56,6 +56,9 @@ def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: flo
         return engine._drop(DropReason.ICMP_ERROR_UNMATCHED, events)
 
     buf = bytearray(data)
+    static = _static_address(engine, side, qsrc, qdst)
+    if static is not None:
+        return _translate_static(engine, buf, ihl, q, qihl, total, side, static, events)
     if side is Side.OUTSIDE:
         m = engine.by_external.get((qproto, qsrc, qsport))
         if m is None or (qdst, qdport) not in m.sessions:
@@ -103,3 +106,34 @@ def _fix_quoted_l4(buf: bytearray, ql4: int, total: int, qproto: int, delta: int
 def _recompute(buf: bytearray, start: int, length: int) -> None:
     buf[start + 10:start + 12] = b"\x00\x00"
     buf[start + 10:start + 12] = checksum(buf[start:start + length]).to_bytes(2, "big")
+
+
+def _static_address(engine: "Engine", side: Side, qsrc: int, qdst: int):
+    """The static 1:1 address the quoted packet's NATed address maps to, if any."""
+    if side is Side.OUTSIDE:
+        return engine.static_in.get(qsrc)
+    return engine.static_out.get(qdst)
+
+
+def _translate_static(engine: "Engine", buf: bytearray, ihl, q, qihl, total, side: Side, new_addr: int, events):
+    """Static 1:1 NAT: only addresses change, in the outer header and in the quote."""
+    new = new_addr.to_bytes(4, "big")
+    ql4 = q + qihl
+    qproto = buf[q + 9]
+    if side is Side.OUTSIDE:
+        old = int.from_bytes(buf[q + 12:q + 16], "big")
+        buf[16:20] = new
+        buf[q + 12:q + 16] = new
+        engine.counters.translated_in += 1
+    else:
+        old = int.from_bytes(buf[q + 16:q + 20], "big")
+        buf[12:16] = new
+        buf[q + 16:q + 20] = new
+        engine.counters.translated_out += 1
+    if qproto in (UDP, TCP):
+        _fix_quoted_l4(buf, ql4, total, qproto, fold(delta32(old, new_addr)))
+    _recompute(buf, 0, ihl)
+    _recompute(buf, q, qihl)
+    buf[ihl + 2:ihl + 4] = b"\x00\x00"
+    buf[ihl + 2:ihl + 4] = checksum(buf[ihl:total]).to_bytes(2, "big")
+    return Forward(buf, tuple(events) if events else ())

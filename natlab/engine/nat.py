@@ -25,17 +25,16 @@ import random
 import struct
 from typing import Optional, Sequence
 
-from natlab.engine import fragments, icmp_errors, syn_hold
-from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, add_to_udp_csum, rewrite_l4
+from natlab.engine import fragments, icmp_errors, static_nat, syn_hold
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Dependency, Hairpinning, Policy, Refresh
 from natlab.engine.ports import PortAllocator
-from natlab.engine.table import ACK, SYN, Mapping, Session, TcpState, tcp_next_state
+from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, tcp_next_state
 from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Hairpin, Tick, Verdict
-from natlab.engine.views import MappingView, SessionView
+from natlab.engine.views import MappingView, snapshot
 from natlab.errors import ConfigError
-from natlab.packet.checksum import delta32, fold
 
 _IPV4 = struct.Struct("!BBHHHBBHII")
 _PORTS = struct.Struct("!HH")
@@ -101,13 +100,9 @@ class Engine:
         for m in list(self.forwards_by_internal.values()):
             self.by_external.pop((m.proto, m.external.addr, m.external.port), None)
         self.forwards_by_internal.clear()
-        for fwd in self.policy.forwards:
-            proto = TCP if fwd.protocol.value == "tcp" else UDP
-            internal = Endpoint(to_int(fwd.internal_address), fwd.internal_port or fwd.external_port)
-            external = Endpoint(self.pool[0], fwd.external_port)
-            m = Mapping(proto, internal, external, (proto, internal.addr, internal.port), "*", now, "forward")
-            self.by_external[(proto, external.addr, external.port)] = m
-            self.forwards_by_internal[(proto, internal.addr, internal.port)] = m
+        for m in static_nat.forward_mappings(self.policy, self.pool[0], now):
+            self.by_external[(m.proto, m.external.addr, m.external.port)] = m
+            self.forwards_by_internal[(m.proto, m.internal.addr, m.internal.port)] = m
 
     def reconfigure(self, policy: Policy, now: float) -> Tick:
         """Apply a new policy live. Mappings stay unless the mapping behaviour changed."""
@@ -151,13 +146,17 @@ class Engine:
     def process(self, data: bytes | bytearray, side: Side, now: float) -> Verdict:
         """Translate one raw IPv4 packet that arrived on ``side``. Never raises on bad input."""
         events: Optional[list[Event]] = None
+        emits: list = []
         if self.heap and self.heap[0][0] <= now:
             events = []
-            self._expire_due(now, events, [])
+            self._expire_due(now, events, emits)
         try:
-            return self._dispatch(data, side, now, events)
+            verdict = self._dispatch(data, side, now, events)
         except (IndexError, ValueError, struct.error):
-            return self._drop(DropReason.MALFORMED, events)
+            verdict = self._drop(DropReason.MALFORMED, events)
+        if emits:  # answers that fell due before this packet (e.g. held SYNs) are not lost
+            return verdict._replace(emits=tuple(emits) + verdict.emits)
+        return verdict
 
     def _dispatch(self, data: bytes | bytearray, side: Side, now: float, events: Optional[list]) -> Verdict:
         n = len(data)
@@ -232,7 +231,7 @@ class Engine:
         if m is None:
             if ext_addr in self.static_in:
                 return self._static(data, ihl, proto, 16, self.static_in[ext_addr], events, OUTSIDE)
-            if proto == TCP and flags & SYN and not flags & ACK:
+            if proto == TCP and flags & SYN and not flags & (ACK | RST):
                 return syn_hold.unsolicited(self, data, ext_addr, ext_port, y_addr, y_port, now, events,
                                             DropReason.NO_MAPPING)
             return self._drop(DropReason.NO_MAPPING, events)
@@ -292,29 +291,10 @@ class Engine:
         return Hairpin(buf, tuple(events) if events else ())
 
     def _static(self, data, ihl, proto, addr_off, new_addr, events, side) -> Verdict:
-        """Static 1:1 NAT: the address changes, ports stay, nothing is filtered."""
-        buf = bytearray(data)
-        old = int.from_bytes(buf[addr_off:addr_off + 4], "big")
-        buf[addr_off:addr_off + 4] = new_addr.to_bytes(4, "big")
-        delta = fold(delta32(old, new_addr))
-        add_to_csum(buf, 10, delta)
-        if proto == UDP and len(buf) >= ihl + 8:
-            add_to_udp_csum(buf, ihl + 6, delta)
-        elif proto == TCP and len(buf) >= ihl + 20:
-            add_to_csum(buf, ihl + 16, delta)
-        if side is INSIDE:
-            self.counters.translated_out += 1
-        else:
-            self.counters.translated_in += 1
-        return Forward(buf, tuple(events) if events else ())
+        return static_nat.translate(self, data, ihl, proto, addr_off, new_addr, events, side)
 
     def _static_or_drop(self, data, ihl, proto, src, dst, side, events) -> Verdict:
-        if side is INSIDE and src in self.static_out:
-            return self._static(data, ihl, proto, 12, self.static_out[src], events, side)
-        if side is OUTSIDE and dst in self.static_in:
-            return self._static(data, ihl, proto, 16, self.static_in[dst], events, side)
-        known = proto in (UDP, TCP, ICMP)
-        return self._drop(DropReason.NO_MAPPING if known else DropReason.UNSUPPORTED_PROTOCOL, events)
+        return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
 
     # -- filtering (REQ-8) -----------------------------------------------------------
     def _admits(self, m: Mapping, y_addr: int) -> bool:
@@ -330,7 +310,7 @@ class Engine:
         ev = Event(EventKind.FILTERED, now, m.describe().split()[0], str(m.internal), str(m.external),
                    f"{to_str(y_addr)}:{y_port}", DropReason.FILTERED.value, self.policy.filtering.value)
         events = (events or []) + [ev]
-        if m.proto == TCP and flags & SYN and not flags & ACK and data:
+        if m.proto == TCP and flags & SYN and not flags & (ACK | RST) and data:
             return syn_hold.unsolicited(self, data, m.external.addr, m.external.port, y_addr, y_port,
                                         now, events, DropReason.FILTERED)
         return self._drop(DropReason.FILTERED, events)
@@ -409,21 +389,32 @@ class Engine:
         heapq.heappush(self.heap, (sess.expires, next(self.seq), sess))
 
     def _touch(self, sess: Session, direction: int, flags: int, now: float, refresh: bool, events) -> None:
-        """Note a packet on a session (direction 1 out, 2 in); refresh its timer if ``refresh``."""
+        """Note a packet on a session (direction 1 out, 2 in); refresh its timer if ``refresh``.
+
+        A TCP state change to a shorter timer (a FIN or RST: RFC 5382 REQ-5's
+        transitory timer) applies whatever the refresh direction.
+        """
         sess.seen |= direction
+        changed = False
         if flags:
-            sess.state = tcp_next_state(sess.state, flags, direction == 1,
-                                        sess.fin_out or (direction == 1 and bool(flags & 1)),
-                                        sess.fin_in or (direction == 2 and bool(flags & 1)))
-            if flags & 1:
-                if direction == 1:
-                    sess.fin_out = True
-                else:
-                    sess.fin_in = True
+            fin = bool(flags & 1)
+            sess.fin_out = sess.fin_out or (direction == 1 and fin)
+            sess.fin_in = sess.fin_in or (direction == 2 and fin)
+            state = tcp_next_state(sess.state, flags, direction == 1, sess.fin_out, sess.fin_in)
+            changed = state is not sess.state
+            sess.state = state
         if refresh:
-            sess.expires = now + self._timeout(sess)
-            if self.refresh_events and events is not None:
-                events.append(self._mapping_event(EventKind.MAPPING_REFRESHED, sess.mapping, now))
+            new = now + self._timeout(sess)
+        elif changed:
+            new = min(sess.expires, now + self._timeout(sess))
+        else:
+            return
+        shorter = new < sess.expires
+        sess.expires = new
+        if shorter and not sess.dead and sess.mapping.sessions.get(sess.remote) is sess:
+            self._arm(sess)  # the heap holds a later deadline for it
+        if refresh and self.refresh_events and events is not None:
+            events.append(self._mapping_event(EventKind.MAPPING_REFRESHED, sess.mapping, now))
 
     def _timeout(self, sess: Session) -> float:
         proto = sess.mapping.proto
@@ -502,21 +493,10 @@ class Engine:
     # -- reporting -------------------------------------------------------------------
     def mappings(self, now: Optional[float] = None) -> tuple[MappingView, ...]:
         """A snapshot of the mapping table, sorted by protocol and internal endpoint."""
-        if now is not None:
-            self._expire_due(now, [], [])
-        views = []
-        for m in self.by_external.values():
-            sessions = tuple(
-                SessionView(m.remote_label(s.remote), s.state_label(), s.expires)
-                for s in sorted(m.sessions.values(), key=lambda s: s.remote)
-            )
-            views.append(MappingView(
-                protocol=m.describe().split()[0], internal=str(m.internal), external=str(m.external),
-                remote=m.remote, created=m.created, expires=m.expires, packets_out=m.packets_out,
-                packets_in=m.packets_in, sessions=sessions, kind=m.kind,
-            ))
-        views.sort(key=lambda v: (v.protocol, v.internal, v.external))
-        return tuple(views)
+        live = self.by_external.values()
+        if now is not None:  # a read never expires anything: hide what is due instead
+            live = [m for m in live if m.kind != "dynamic" or (m.expires or 0) > now]
+        return snapshot(live)
 
     @property
     def external_addresses(self) -> tuple[str, ...]:

@@ -72,9 +72,10 @@ class PortAllocator:
                     return addr, port, False
                 continue
             mode = self.policy.port_assignment
-            if mode is PortAssignment.OVERLOAD:
+            in_range = self.policy.port_range.low <= internal_port <= self.policy.port_range.high
+            if mode is PortAssignment.OVERLOAD and in_range:
                 return addr, internal_port, taken(proto, addr, internal_port)
-            if mode is PortAssignment.PRESERVE and not taken(proto, addr, internal_port):
+            if mode is PortAssignment.PRESERVE and in_range and not taken(proto, addr, internal_port):
                 return addr, internal_port, False
             port = self._pick(proto, addr, internal_port, taken, self._ranges(internal_port))
             if port is not None:
@@ -113,9 +114,6 @@ class PortAllocator:
                         self._next[(proto, addr)] = port + 1 if port < high else low
                     return port
         return None
-
-    def _parity_wanted(self, proto: int) -> bool:
-        return self.policy.port_parity
 
     def _with_parity(self, port: int, internal_port: int, low: int, high: int) -> Optional[int]:
         if not self.policy.port_parity or (port ^ internal_port) & 1 == 0:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from natlab.engine.policy import SynResponse
 from natlab.engine.types import Side
-from natlab.engine.verdicts import Drop, DropReason, Emit
+from natlab.engine.verdicts import Drop, DropReason, Emit, Event, EventKind
 
 if TYPE_CHECKING:
     from natlab.engine.nat import Engine
@@ -37,10 +37,14 @@ class HeldSyn:
         from natlab.packet import build
 
         answer = engine.policy.tcp.unsolicited_syn
-        if answer is SynResponse.ICMP:
-            emits.append(Emit(Side.OUTSIDE, build.icmp_error(self.data, src=self.key[0], type=3, code=3)))
-        elif answer is SynResponse.RST:
-            emits.append(Emit(Side.OUTSIDE, build.tcp_rst_for(self.data)))
+        try:
+            if answer is SynResponse.ICMP:
+                emits.append(Emit(Side.OUTSIDE, build.icmp_error(self.data, src=self.key[0], type=3, code=3)))
+            elif answer is SynResponse.RST:
+                emits.append(Emit(Side.OUTSIDE, build.tcp_rst_for(self.data)))
+        except ValueError:  # PacketError too: a segment no answer can be built for gets none
+            events.append(Event(EventKind.DROPPED, now, protocol="tcp", reason=DropReason.MALFORMED.value,
+                                detail="held SYN could not be answered"))
 
 
 class SynHold:

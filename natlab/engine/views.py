@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,20 @@ class MappingView:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def snapshot(mappings: Iterable[Any]) -> tuple[MappingView, ...]:
+    """Views of live engine mappings (``natlab.engine.table.Mapping``), sorted for display."""
+    views = []
+    for m in mappings:
+        sessions = tuple(
+            SessionView(m.remote_label(s.remote), s.state_label(), s.expires)
+            for s in sorted(m.sessions.values(), key=lambda s: s.remote)
+        )
+        views.append(MappingView(
+            protocol=m.describe().split()[0], internal=str(m.internal), external=str(m.external),
+            remote=m.remote, created=m.created, expires=m.expires, packets_out=m.packets_out,
+            packets_in=m.packets_in, sessions=sessions, kind=m.kind,
+        ))
+    views.sort(key=lambda v: (v.protocol, v.internal, v.external))
+    return tuple(views)

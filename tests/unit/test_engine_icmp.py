@@ -149,7 +149,6 @@ def test_inside_error_about_unknown_traffic_is_dropped_unmatched():
 
 
 # -- static 1:1 hosts ---------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="engine bug: ICMP errors for static 1:1 hosts are dropped icmp-error-unmatched")
 def test_error_for_a_static_nat_host_reaches_it():
     static_ext = "203.0.113.50"
     nat = Nat(policy(static=(StaticNat(A, static_ext),)))

@@ -70,7 +70,6 @@ def test_assignment_respects_a_tiny_range_then_reports_exhaustion(mode):
     assert nat.dropped(udp(A, 6000, Y1, 80), Side.INSIDE).reason is DropReason.PORT_EXHAUSTED
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: preserve/overload return the internal port even outside port_range")
 @pytest.mark.parametrize("mode", [PRESERVE, OVERLOAD], ids=lambda m: m.value)
 def test_preserve_and_overload_keep_external_ports_inside_port_range(mode):
     nat = Nat(policy(port_assignment=mode, port_range=RANGE))

@@ -77,7 +77,6 @@ def test_inbound_syn_ack_without_mapping_is_dropped_without_answer():
     assert _answers(nat, HOLD + 1) == ()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: process() after the hold discards the due answer (emits lost)")
 def test_answer_is_not_lost_when_a_packet_arrives_after_the_hold():
     nat = Nat()
     nat.dropped(tcp(Y2, 4000, X1, 5000, flags=SYN))
@@ -85,7 +84,6 @@ def test_answer_is_not_lost_when_a_packet_arrives_after_the_hold():
     assert len(v.emits) + len(nat.expire().emits) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a held SYN|RST makes expire() raise PacketError (RST policy)")
 def test_held_syn_rst_never_makes_the_engine_raise():
     nat = Nat(policy(tcp={"unsolicited_syn": SynResponse.RST}))
     nat.dropped(tcp(Y2, 4000, X1, 5000, flags=SYN | RST))

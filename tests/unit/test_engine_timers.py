@@ -133,13 +133,10 @@ def _established(nat: Nat, idle_until: float) -> None:
     out(nat, ACK, idle_until)  # some data later on; the engine ages its timers here
 
 
-HEAP_BUG = pytest.mark.xfail(
-    strict=True, reason="engine bug: a shortened timer (established -> transitory) is not re-armed on the heap")
-
 CLOSE_CASES = [
     pytest.param(Refresh.OUTBOUND, 10, id="fin_both_ways_soon_after_handshake"),
-    pytest.param(Refresh.OUTBOUND, 1000, id="fin_both_ways_after_long_established", marks=HEAP_BUG),
-    pytest.param(Refresh.BOTH, 1000, id="fin_both_ways_after_long_established_refresh_both", marks=HEAP_BUG),
+    pytest.param(Refresh.OUTBOUND, 1000, id="fin_both_ways_after_long_established"),
+    pytest.param(Refresh.BOTH, 1000, id="fin_both_ways_after_long_established_refresh_both"),
 ]
 
 
@@ -155,10 +152,9 @@ def test_tcp_fin_both_ways_gets_the_transitory_timer(refresh, t):
 
 RST_CASES = [
     pytest.param(Refresh.OUTBOUND, "out", 10, id="outbound_rst_soon_after_handshake"),
-    pytest.param(Refresh.OUTBOUND, "out", 1000, id="outbound_rst_after_long_established", marks=HEAP_BUG),
+    pytest.param(Refresh.OUTBOUND, "out", 1000, id="outbound_rst_after_long_established"),
     pytest.param(Refresh.BOTH, "in", 10, id="inbound_rst_refresh_both"),
-    pytest.param(Refresh.OUTBOUND, "in", 10, id="inbound_rst_outbound_refresh", marks=pytest.mark.xfail(
-        strict=True, reason="engine bug: an inbound RST keeps the established timer unless refresh includes inbound")),
+    pytest.param(Refresh.OUTBOUND, "in", 10, id="inbound_rst_outbound_refresh"),
 ]
 
 
