@@ -44,12 +44,8 @@ _MIN_L4 = {UDP: 8, TCP: 20, ICMP: 8}
 
 
 class Engine:
-    """A sans-I/O NAT. See the module docstring and ``docs`` in the README.
-
-    ``Engine(policy, pool, rng)``: ``pool`` is one or more external IPv4
-    addresses; ``rng`` a seeded ``random.Random`` (same seed, same mappings).
-    ``refresh_events`` also emits an event per mapping refresh (costly).
-    """
+    """A sans-I/O NAT over ``pool`` (external addresses) and a seeded ``rng``: same seed,
+    same mappings. ``refresh_events`` also reports every refresh (costly)."""
 
     def __init__(
         self,
@@ -192,19 +188,19 @@ class Engine:
                     return self._outbound(data, ihl, ICMP, src, ident, dst, 0, 4, 0, now, events)
                 if side is OUTSIDE and itype == 0:
                     return self._inbound(data, ihl, ICMP, src, 0, dst, ident, 4, 0, now, events)
-                return self._static_or_drop(data, ihl, proto, src, dst, side, events)
+                return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
             if itype in icmp_errors.ERROR_TYPES:
                 if not self.policy.icmp.errors:
                     return self._drop(DropReason.ICMP_DISABLED, events)
                 return icmp_errors.translate(self, data, ihl, total, side, now, events)
-            return self._static_or_drop(data, ihl, proto, src, dst, side, events)
-        return self._static_or_drop(data, ihl, proto, src, dst, side, events)
+            return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
+        return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
 
     def _outbound(self, data, ihl, proto, x_addr, x_port, y_addr, y_port, port_off, flags, now, events) -> Verdict:
         if y_addr in self.pool_set:
             return self._hairpin(data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
         if x_addr in self.static_out:
-            return self._static(data, ihl, proto, 12, self.static_out[x_addr], events, INSIDE)
+            return static_nat.translate(self, data, ihl, proto, 12, self.static_out[x_addr], events, INSIDE)
         sess = self.by_flow.get((proto, x_addr, x_port, y_addr, y_port))
         if sess is None:
             events = [] if events is None else events
@@ -230,7 +226,7 @@ class Engine:
         m = self.by_external.get((proto, ext_addr, ext_port))
         if m is None:
             if ext_addr in self.static_in:
-                return self._static(data, ihl, proto, 16, self.static_in[ext_addr], events, OUTSIDE)
+                return static_nat.translate(self, data, ihl, proto, 16, self.static_in[ext_addr], events, OUTSIDE)
             if proto == TCP and flags & SYN and not flags & (ACK | RST):
                 return syn_hold.unsolicited(self, data, ext_addr, ext_port, y_addr, y_port, now, events,
                                             DropReason.NO_MAPPING)
@@ -289,12 +285,6 @@ class Engine:
         m2.packets_in += 1
         self.counters.hairpinned += 1
         return Hairpin(buf, tuple(events) if events else ())
-
-    def _static(self, data, ihl, proto, addr_off, new_addr, events, side) -> Verdict:
-        return static_nat.translate(self, data, ihl, proto, addr_off, new_addr, events, side)
-
-    def _static_or_drop(self, data, ihl, proto, src, dst, side, events) -> Verdict:
-        return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
 
     # -- filtering (REQ-8) -----------------------------------------------------------
     def _admits(self, m: Mapping, y_addr: int) -> bool:
