@@ -43,6 +43,22 @@ _EIM, _ADM = Dependency.ENDPOINT_INDEPENDENT, Dependency.ADDRESS_DEPENDENT
 _MIN_L4 = {UDP: 8, TCP: 20, ICMP: 8}
 
 
+def _checked_pool(pool: Sequence[AddressLike]) -> tuple[int, ...]:
+    if not pool:
+        raise ConfigError("a NAT needs at least one external address", got=list(pool),
+                          hint="give the gateway a pool of one or more addresses")
+    return tuple(dict.fromkeys(to_int(a) for a in pool))
+
+
+def _decrement(counts: dict, key: object) -> None:
+    """Count one fewer of ``key``, forgetting it at zero."""
+    left = counts.get(key, 1) - 1
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 class Engine:
     """A sans-I/O NAT over ``pool`` (external addresses) and a seeded ``rng``: same seed,
     same mappings. ``refresh_events`` also reports every refresh (costly)."""
@@ -67,18 +83,11 @@ class Engine:
         self.seq = itertools.count()
         self.syns = syn_hold.SynHold()
         self.frags = fragments.FragmentTable()
-        self.pool = self._checked_pool(pool)
+        self.pool = _checked_pool(pool)
         self.allocator = PortAllocator(policy, self.pool, rng)
         self._set_policy(policy)
 
     # -- configuration -----------------------------------------------------------
-    @staticmethod
-    def _checked_pool(pool: Sequence[AddressLike]) -> tuple[int, ...]:
-        if not pool:
-            raise ConfigError("a NAT needs at least one external address", got=list(pool),
-                              hint="give the gateway a pool of one or more addresses")
-        return tuple(dict.fromkeys(to_int(a) for a in pool))
-
     def _set_policy(self, policy: Policy) -> None:
         self.policy = policy
         self.allocator.policy = policy
@@ -110,7 +119,7 @@ class Engine:
 
     def set_pool(self, pool: Sequence[AddressLike], now: float) -> Tick:
         """Change the external addresses; mappings on withdrawn addresses end."""
-        new = self._checked_pool(pool)
+        new = _checked_pool(pool)
         events: list[Event] = []
         for m in [m for m in self.by_external.values() if m.kind == "dynamic" and m.external.addr not in new]:
             self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "external address withdrawn")
@@ -421,11 +430,7 @@ class Engine:
         m = sess.mapping
         self.by_flow.pop(sess.flow, None)
         m.sessions.pop(sess.remote, None)
-        refs = m.addr_refs.get(sess.remote[0], 1) - 1
-        if refs:
-            m.addr_refs[sess.remote[0]] = refs
-        else:
-            m.addr_refs.pop(sess.remote[0], None)
+        _decrement(m.addr_refs, sess.remote[0])
 
     def _remove_mapping(self, m: Mapping, now: float, events, kind, detail: str = "") -> None:
         for sess in list(m.sessions.values()):
@@ -434,11 +439,7 @@ class Engine:
             del self.by_external[(m.proto, m.external.addr, m.external.port)]
         if self.by_key.get(m.key) is m:
             del self.by_key[m.key]
-        left = self.per_host.get(m.internal.addr, 1) - 1
-        if left:
-            self.per_host[m.internal.addr] = left
-        else:
-            self.per_host.pop(m.internal.addr, None)
+        _decrement(self.per_host, m.internal.addr)
         self.counters.mappings_active -= 1
         if kind is EventKind.MAPPING_EXPIRED:
             self.counters.mappings_expired += 1

@@ -148,10 +148,9 @@ def _lab(path: Path) -> Iterator[Lab]:
 REFLECT_PORTS = (3478, 3479)
 
 
-@pytest.fixture(scope="module")
-def one_nat() -> Iterator[Lab]:
-    """e2e-one-nat.yaml with a reflector on every address and port of s1 and s2."""
-    for lab in _lab(TOPOLOGIES / "e2e-one-nat.yaml"):
+def _lab_with_reflectors(topology: Path) -> Iterator[Lab]:
+    """A lab with a reflector on every address and port of s1 and s2."""
+    for lab in _lab(topology):
         procs = [start_reflector(lab, host, [f"{a}:{p}" for a in lab.host_addresses(host) for p in REFLECT_PORTS])
                  for host in ("s1", "s2")]
         try:
@@ -159,19 +158,18 @@ def one_nat() -> Iterator[Lab]:
         finally:
             for proc in procs:
                 stop(proc)
+
+
+@pytest.fixture(scope="module")
+def one_nat() -> Iterator[Lab]:
+    """e2e-one-nat.yaml: alice and bob behind one NAT; s1 and s2 reflecting."""
+    yield from _lab_with_reflectors(TOPOLOGIES / "e2e-one-nat.yaml")
 
 
 @pytest.fixture(scope="module")
 def pool_lab() -> Iterator[Lab]:
-    """e2e-pool.yaml with reflectors on s1 and s2."""
-    for lab in _lab(TOPOLOGIES / "e2e-pool.yaml"):
-        procs = [start_reflector(lab, host, [f"{a}:{p}" for a in lab.host_addresses(host) for p in REFLECT_PORTS])
-                 for host in ("s1", "s2")]
-        try:
-            yield lab
-        finally:
-            for proc in procs:
-                stop(proc)
+    """e2e-pool.yaml: one NAT with a pool of two; s1 and s2 reflecting."""
+    yield from _lab_with_reflectors(TOPOLOGIES / "e2e-pool.yaml")
 
 
 @pytest.fixture(scope="module")
