@@ -29,34 +29,17 @@ from natlab.engine import fragments, icmp_errors, static_nat, syn_hold
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Dependency, Hairpinning, Policy, Refresh
-from natlab.engine.ports import PortAllocator
-from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, tcp_next_state
+from natlab.engine.ports import PortAllocator, checked_pool
+from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, decrement, tcp_next_state
 from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Hairpin, Tick, Verdict
 from natlab.engine.views import MappingView, snapshot
-from natlab.errors import ConfigError
 
 _IPV4 = struct.Struct("!BBHHHBBHII")
 _PORTS = struct.Struct("!HH")
 INSIDE, OUTSIDE = Side.INSIDE, Side.OUTSIDE
 _EIM, _ADM = Dependency.ENDPOINT_INDEPENDENT, Dependency.ADDRESS_DEPENDENT
 _MIN_L4 = {UDP: 8, TCP: 20, ICMP: 8}
-
-
-def _checked_pool(pool: Sequence[AddressLike]) -> tuple[int, ...]:
-    if not pool:
-        raise ConfigError("a NAT needs at least one external address", got=list(pool),
-                          hint="give the gateway a pool of one or more addresses")
-    return tuple(dict.fromkeys(to_int(a) for a in pool))
-
-
-def _decrement(counts: dict, key: object) -> None:
-    """Count one fewer of ``key``, forgetting it at zero."""
-    left = counts.get(key, 1) - 1
-    if left:
-        counts[key] = left
-    else:
-        counts.pop(key, None)
 
 
 class Engine:
@@ -83,7 +66,7 @@ class Engine:
         self.seq = itertools.count()
         self.syns = syn_hold.SynHold()
         self.frags = fragments.FragmentTable()
-        self.pool = _checked_pool(pool)
+        self.pool = checked_pool(pool)
         self.allocator = PortAllocator(policy, self.pool, rng)
         self._set_policy(policy)
 
@@ -119,7 +102,7 @@ class Engine:
 
     def set_pool(self, pool: Sequence[AddressLike], now: float) -> Tick:
         """Change the external addresses; mappings on withdrawn addresses end."""
-        new = _checked_pool(pool)
+        new = checked_pool(pool)
         events: list[Event] = []
         for m in [m for m in self.by_external.values() if m.kind == "dynamic" and m.external.addr not in new]:
             self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "external address withdrawn")
@@ -430,7 +413,7 @@ class Engine:
         m = sess.mapping
         self.by_flow.pop(sess.flow, None)
         m.sessions.pop(sess.remote, None)
-        _decrement(m.addr_refs, sess.remote[0])
+        decrement(m.addr_refs, sess.remote[0])
 
     def _remove_mapping(self, m: Mapping, now: float, events, kind, detail: str = "") -> None:
         for sess in list(m.sessions.values()):
@@ -439,7 +422,7 @@ class Engine:
             del self.by_external[(m.proto, m.external.addr, m.external.port)]
         if self.by_key.get(m.key) is m:
             del self.by_key[m.key]
-        _decrement(self.per_host, m.internal.addr)
+        decrement(self.per_host, m.internal.addr)
         self.counters.mappings_active -= 1
         if kind is EventKind.MAPPING_EXPIRED:
             self.counters.mappings_expired += 1

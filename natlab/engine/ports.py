@@ -17,9 +17,11 @@ All randomness comes from the injected ``random.Random``.
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 from natlab.engine.policy import Policy, Pooling, PortAssignment
+from natlab.engine.types import AddressLike, to_int
+from natlab.errors import ConfigError
 
 Taken = Callable[[int, int, int], bool]
 """taken(proto, external_addr, port) -> is that external endpoint in use?"""
@@ -163,3 +165,11 @@ class PortAllocator:
     def blocks_of(self, internal_addr: int) -> list[tuple[int, int]]:
         """(external_addr, first_port) of every block an internal address holds."""
         return list(self._blocks.get(internal_addr, []))
+
+
+def checked_pool(pool: Sequence[AddressLike]) -> tuple[int, ...]:
+    """The pool as distinct int addresses; an empty pool is a configuration error."""
+    if not pool:
+        raise ConfigError("a NAT needs at least one external address", got=list(pool),
+                          hint="give the gateway a pool of one or more addresses")
+    return tuple(dict.fromkeys(to_int(a) for a in pool))

@@ -131,3 +131,12 @@ class Session:
         if self.state is not None:
             return self.state.value
         return "replied" if self.seen == 3 else "unreplied"
+
+
+def decrement(counts: dict, key: object) -> None:
+    """Count one fewer of ``key``, forgetting it at zero."""
+    left = counts.get(key, 1) - 1
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
