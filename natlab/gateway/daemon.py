@@ -115,6 +115,7 @@ def serve(spec: GatewaySpec) -> int:
         queues.bind()
         rules.install()
         installed = True
+        _add_static_externals(spec, engine)
         control.open()
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
         for fd in queues.fds():
@@ -143,6 +144,13 @@ def _drain(queues: Queues, fd: int) -> None:
         queues.drain(fd)
     except OSError as err:  # recv failed: log and keep serving
         log.warning("nfqueue recv failed: %s", err)
+
+
+def _add_static_externals(spec: GatewaySpec, engine: Any) -> None:
+    """Static 1:1 NAT externals must answer ARP on the outside network, like the pool."""
+    extra = [a for a in getattr(engine, "external_addresses", ()) if a not in spec.pool]
+    if extra:
+        OutsideAddresses(spec.outside_iface, spec.outside_subnet).add_addresses(extra)
 
 
 def _teardown(control: ControlServer, rules: Rules | None, queues: Queues, sender: RawSender) -> None:
