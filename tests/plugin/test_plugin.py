@@ -100,3 +100,23 @@ def test_topology_ini_is_relative_to_the_ini_file(pytester: pytest.Pytester) -> 
         "    assert natlab_topology == pytestconfig.inipath.parent / 'labs' / 'home.yaml'\n")
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("ending", ["raise AssertionError('boom')", "raise KeyboardInterrupt"])
+def test_lab_is_taken_down_when_a_test_fails_or_is_interrupted(pytester: pytest.Pytester, ending: str) -> None:
+    import natlab.lab
+    from natlab.lab import netns
+
+    pytester.makeconftest(INLINE_TOPOLOGY)
+    pytester.makepyfile(
+        "import pathlib\n"
+        "def test_ends_badly(natlab):\n"
+        "    pathlib.Path('lab-name').write_text(natlab.lab.name)\n"
+        f"    {ending}\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret != 0
+    name = (pytester.path / "lab-name").read_text()
+    assert name.startswith("plug-")
+    assert name not in natlab.lab.list_labs()
+    assert netns.lab_namespaces(name) == []
