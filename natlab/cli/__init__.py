@@ -17,6 +17,7 @@ from natlab.cli import bench_cmd  # noqa: E402,F401
 from natlab.cli import lab_cmd  # noqa: E402,F401
 from natlab.cli import gateway_cmd  # noqa: E402,F401
 from natlab.cli import demo_cmd  # noqa: E402,F401
+from natlab.cli import matrix_cmd  # noqa: E402,F401
 from natlab.cli import bench_lab_cmd  # noqa: E402,F401
 
 
