@@ -120,3 +120,13 @@ def test_lab_is_taken_down_when_a_test_fails_or_is_interrupted(pytester: pytest.
     assert name.startswith("plug-")
     assert name not in natlab.lab.list_labs()
     assert netns.lab_namespaces(name) == []
+
+
+def test_lab_skips_with_the_netns_reason_where_namespaces_are_unavailable(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(INLINE_TOPOLOGY + (
+        "\nimport natlab.pytest_plugin\n"
+        "natlab.pytest_plugin.netns_unavailable_reason = lambda: 'needs root (pretend)'\n"))
+    pytester.makepyfile("def test_uses_lab(natlab):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*netns tier skipped: needs root (pretend)*"])
