@@ -267,3 +267,10 @@ def test_missing_socket_says_gateway_not_running(tmp_path):
     client = GatewayClient(tmp_path / "gw-nat-b.sock")
     with pytest.raises(ControlError, match="gateway nat-b is not running.*natlab status"):
         client.status()
+
+
+def test_advance_reports_the_events_it_caused_not_the_whole_history(tmp_path):
+    gateway = make_gateway(tmp_path, ScriptedEngine([]), clock=Clock())
+    assert gateway.handle({"op": "advance", "seconds": 10})["events"] == 1
+    assert gateway.handle({"op": "advance", "seconds": 10})["events"] == 1
+    assert len(gateway.events) == 2
