@@ -105,3 +105,7 @@ class GatewayClient:
 
     def set_pool(self, pool: Sequence[str]) -> list[str]:
         return self.request("set-pool", pool=list(pool))["pool"]
+
+    def configure(self, behaviour: str, overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """Replace the whole policy with preset ``behaviour`` (plus overrides) and flush mappings."""
+        return self.request("configure", behaviour=behaviour, overrides=dict(overrides or {}))

@@ -80,6 +80,8 @@ class Gateway:
         self.spec = spec
         self.engine = engine
         self.policy = policy
+        self.preset = spec.preset
+        """The preset the policy came from (``configure`` replaces it)."""
         self.pool = tuple(spec.pool)
         self.sender = sender
         self.pool_hooks = pool_hooks or _NoPoolHooks()
@@ -234,7 +236,7 @@ class Gateway:
     def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "name": self.spec.name, "lab": self.spec.lab, "netns": self.spec.netns,
-            "pid": os.getpid(), "preset": self.spec.preset, "pool": list(self.pool),
+            "pid": os.getpid(), "preset": self.preset, "pool": list(self.pool),
             "engine": type(self.engine).__name__,
             "uptime": round(self.clock() - self.started, 3),
             "clock_offset": self.offset, "now": self.now(),
@@ -303,10 +305,28 @@ class Gateway:
         self._record({"kind": "pool-changed", "detail": " ".join(new)}, self.now())
         return {"pool": list(new)}
 
+    def op_configure(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole policy with a preset (plus overrides) and flush every mapping."""
+        from natlab.presets import resolve
+
+        behaviour, overrides = request.get("behaviour"), request.get("overrides") or {}
+        if not isinstance(behaviour, str) or not behaviour:
+            raise ValueError(f'"behaviour" must be a preset name or path, got {behaviour!r}')
+        if not isinstance(overrides, dict):
+            raise ValueError(f'"overrides" must be an object of knob: value, got {overrides!r}')
+        policy = resolve(behaviour, overrides).policy
+        self._tick(self.engine.reconfigure(policy, self.now()))
+        tick = self._tick(self.engine.flush(self.now()))
+        self.policy = policy
+        self.preset = behaviour
+        detail = " ".join([behaviour, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
+        self._record({"kind": "reconfigured", "detail": detail}, self.now())
+        return {"preset": behaviour, "policy": _policy_dict(policy), "events": len(tick.events)}
+
     _OPS: dict[str, Callable[["Gateway", dict[str, Any]], dict[str, Any]]] = {
         "ping": op_ping, "status": op_status, "counters": op_counters, "mappings": op_mappings,
         "events": op_events, "set": op_set, "advance": op_advance, "flush": op_flush,
-        "set-pool": op_set_pool,
+        "set-pool": op_set_pool, "configure": op_configure,
     }
 
 
