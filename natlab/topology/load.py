@@ -42,12 +42,33 @@ def from_data(data: Any, *, file: Optional[str] = None,
         model = TopologyFile.model_validate(data)
     except ValidationError as exc:
         raise _from_pydantic(exc, file, locate) from None
-    topo = build(model, file=file, locate=locate)
+    topo = _with_container_fields(build(model, file=file, locate=locate), model, file)
     if check_behaviours:
         base = Path(file).parent if file else Path.cwd()
         gateways = tuple(_resolve_behaviour(g, base, file, locate, doc) for g in topo.gateways)
         topo = dataclasses.replace(topo, gateways=gateways)
     return topo
+
+
+def _with_container_fields(topo: Topology, model: TopologyFile,
+                           file: Optional[str]) -> Topology:
+    """The backend and the hosts' docker fields; relative volume sources made absolute.
+
+    As in Compose, a source starting with ``.`` or ``~`` is a path (relative to the
+    topology file), one starting with ``/`` an absolute path, anything else a named volume.
+    """
+    base = Path(file).parent if file else Path.cwd()
+
+    def absolute(volume: str) -> str:
+        src, sep, rest = volume.partition(":")
+        if sep and src.startswith((".", "~")):
+            src = str((base / Path(src).expanduser()).resolve())
+        return f"{src}{sep}{rest}"
+
+    hosts = tuple(dataclasses.replace(
+        h, image=model.hosts[h.name].image, env=dict(model.hosts[h.name].env),
+        volumes=tuple(absolute(v) for v in model.hosts[h.name].volumes)) for h in topo.hosts)
+    return dataclasses.replace(topo, hosts=hosts, backend=model.backend)
 
 
 def looks_like_path(behaviour: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -54,7 +54,15 @@ class HostEntry(_Strict):
     address: Optional[IPv4Address] = None
     addresses: Optional[list[IPv4Address]] = Field(None, min_length=1)
     command: Optional[str] = Field(
-        None, description="shell command started in the host when the lab comes up")
+        None, description="shell command started in the host when the lab comes up "
+        "(with image: replaces the image's CMD, split like a shell would, no shell run)")
+    image: Optional[str] = Field(
+        None, description="docker backend: the host runs this container image (default: natlab's)")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="docker backend: environment of the host's container")
+    volumes: list[str] = Field(
+        default_factory=list, description="docker backend: bind mounts SRC:DST[:ro] "
+        "(a relative SRC is relative to the topology file)")
 
     @model_validator(mode="after")
     def _one_address_key(self) -> "HostEntry":
@@ -76,6 +84,8 @@ class TopologyFile(_Strict):
 
     name: Name
     seed: int = 0
+    backend: Optional[Literal["netns", "docker"]] = Field(
+        None, description="how the lab is realised (default netns; natlab up --backend overrides)")
     networks: dict[Name, NetworkEntry] = Field(min_length=1)
     gateways: dict[Name, GatewayEntry] = Field(default_factory=dict)
     hosts: dict[Name, HostEntry] = Field(default_factory=dict)
@@ -130,6 +140,11 @@ class Node:
 @dataclass(frozen=True)
 class Host(Node):
     command: Optional[str] = None
+    image: Optional[str] = None
+    """Docker backend: the image the host's container runs (None: natlab's image)."""
+    env: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    volumes: tuple[str, ...] = ()
+    """Docker bind mounts ``SRC:DST[:MODE]``, SRC absolute."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,8 @@ class Topology:
     gateways: tuple[Gateway, ...]
     routers: tuple[Router, ...]
     file: Optional[str] = None
+    backend: Optional[str] = None
+    """``netns`` or ``docker`` if the file names one; None: the caller's choice."""
 
     @property
     def nodes(self) -> tuple[Node, ...]:
