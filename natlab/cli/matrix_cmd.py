@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -13,27 +13,99 @@ from rich.table import Table
 from natlab.cli.app import app
 from natlab.errors import ConfigError
 
+BACKENDS = ("memory", "netns")
+
 
 @app.command()
 def matrix(
     behaviours: Annotated[str, typer.Option(help="Comma-separated presets (default: the four classic cones).")] = "",
     seed: Annotated[int, typer.Option(help="Seed of every engine's random.Random.")] = 0,
-    rounds: Annotated[int, typer.Option(help="Punch rounds (0.2 s apart), as ICE retries.")] = 10,
-    backend: Annotated[str, typer.Option(help="Where to run: memory (netns comes with the scenario runner).")] = "memory",
+    rounds: Annotated[int, typer.Option(help="memory: punch rounds (0.2 s apart), as ICE retries.")] = 10,
+    backend: Annotated[str, typer.Option(help="Where to run: memory (in-process twin) or netns (a real lab, root).")] = "memory",
+    timeout: Annotated[float, typer.Option(help="netns: seconds each side has to get through.")] = 3.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    svg_out: Annotated[Optional[Path], typer.Option("--svg", "--image", help="Also write an SVG heat map.")] = None,
+    side_a: Annotated[Optional[str], typer.Option(help="netns: your app on alice's side instead of the built-in peer; "
+                                                  "placeholders {server} {session} {self} {peer} {sport} {peer_public} ...")] = None,
+    side_b: Annotated[Optional[str], typer.Option(help="netns: your app on bob's side (same placeholders).")] = None,
+    server_cmd: Annotated[Optional[str], typer.Option(help="netns: your server on the public host "
+                                                      "(default: the built-in rendezvous on {server}).")] = None,
+    success: Annotated[Optional[str], typer.Option(help="A regex each side's output must match (besides exit 0).")] = None,
 ) -> None:
     """Hole punching between every pair of presets in a two-homes topology, with a public rendezvous."""
-    from natlab.matrix import CLASSIC, EXPECTED_CLASSIC, run_matrix
+    from natlab.matrix import CLASSIC, EXPECTED_CLASSIC
     from natlab.presets import load_preset
 
-    if backend != "memory":
-        raise ConfigError("unknown or unavailable matrix backend", got=backend,
-                          hint="use --backend memory; the netns matrix comes with the scenario runner")
+    if backend not in BACKENDS:
+        raise ConfigError("unknown matrix backend", got=backend, hint="use --backend memory or --backend netns")
     names = tuple(n.strip() for n in behaviours.split(",") if n.strip()) or CLASSIC
     for name in names:
         load_preset(name)  # a clear error naming the known presets
-    results = run_matrix(names, seed=seed, rounds=rounds)
-    table = Table(title=f"UDP hole punching, in memory (seed {seed}, {rounds} rounds); rows alice, columns bob")
+    user_app = _user_app(backend, side_a, side_b, server_cmd, success)
+    if svg_out:
+        from natlab.heatmap import check_svg_path
+
+        check_svg_path(svg_out)  # before the run, not after it
+    detail: dict[tuple[str, str], Any] = {}
+    if backend == "memory":
+        from natlab.matrix import run_matrix
+
+        results = run_matrix(names, seed=seed, rounds=rounds)
+        how = f"in memory (seed {seed}, {rounds} rounds)"
+    else:
+        from natlab.matrix_lab import run_lab_matrix
+
+        console = Console(stderr=True)
+        run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, progress=lambda p: console.print(
+            f"  {p.alice_behaviour} / {p.bob_behaviour}: {'ok' if p.ok else 'fail'}", highlight=False))
+        results, detail = run.results, {key: pair.to_dict() for key, pair in run.pairs.items()}
+        how = f"netns lab (seed {seed}, {run.seconds:.1f} s{', user app' if user_app else ''})"
+    expected = EXPECTED_CLASSIC
+    Console().print(_table(names, results, expected, how))
+    mismatches = _mismatches(results, expected)
+    for a, b in mismatches:
+        typer.echo(f"differs from RFC 4787 theory: alice {a} / bob {b}: "
+                   f"{'ok' if results[(a, b)] else 'fail'}, expected {'ok' if EXPECTED_CLASSIC[(a, b)] else 'fail'}")
+    if json_out:
+        data = {"seed": seed, "rounds": rounds, "backend": backend, "timeout": timeout,
+                "app": None if user_app is None else vars(user_app),
+                "results": [{"alice": a, "bob": b, "ok": ok, **({"detail": detail[(a, b)]} if (a, b) in detail else {})}
+                            for (a, b), ok in results.items()],
+                "mismatches": [{"alice": a, "bob": b} for a, b in mismatches]}
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
+    if svg_out:
+        from natlab.heatmap import write_svg
+
+        write_svg(svg_out, results, seed=seed, backend=backend, expected=expected)
+
+
+def _user_app(backend: str, side_a: Optional[str], side_b: Optional[str], server_cmd: Optional[str],
+              success: Optional[str]) -> Any:
+    given = [opt for opt, value in (("--side-a", side_a), ("--side-b", side_b), ("--server-cmd", server_cmd),
+                                    ("--success", success)) if value is not None]
+    if not given:
+        return None
+    if backend != "netns":
+        raise ConfigError("a user app runs only on the netns backend", got=given,
+                          hint="add --backend netns (as root); the in-memory twin has no processes")
+    if side_a is None or side_b is None:
+        raise ConfigError("a user app needs a command for both sides", got=given,
+                          hint="give --side-a CMD and --side-b CMD")
+    from natlab.matrix_lab import UserApp
+
+    return UserApp(side_a, side_b, server_cmd, success)
+
+
+def _mismatches(results: dict[tuple[str, str], bool],
+                expected: Optional[dict[tuple[str, str], bool]]) -> list[tuple[str, str]]:
+    if expected is None:
+        return []
+    return [key for key, ok in results.items() if key in expected and expected[key] != ok]
+
+
+def _table(names: tuple[str, ...], results: dict[tuple[str, str], bool],
+           expected: Optional[dict[tuple[str, str], bool]], how: str) -> Table:
+    table = Table(title=f"UDP hole punching, {how}; rows alice, columns bob")
     table.add_column("alice \\ bob")
     for name in names:
         table.add_column(name, justify="center")
@@ -41,11 +113,7 @@ def matrix(
         cells = []
         for b in names:
             ok = results[(a, b)]
-            surprise = (a, b) in EXPECTED_CLASSIC and EXPECTED_CLASSIC[(a, b)] != ok
+            surprise = expected is not None and (a, b) in expected and expected[(a, b)] != ok
             cells.append(("[green]ok[/]" if ok else "[red]fail[/]") + (" [yellow](!theory)[/]" if surprise else ""))
         table.add_row(a, *cells)
-    Console().print(table)
-    if json_out:
-        data = {"seed": seed, "rounds": rounds, "backend": backend,
-                "results": [{"alice": a, "bob": b, "ok": ok} for (a, b), ok in results.items()]}
-        json_out.write_text(json.dumps(data, indent=2) + "\n")
+    return table
