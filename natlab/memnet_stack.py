@@ -37,6 +37,7 @@ from natlab.packet.headers import (
 __all__ = ["HostStack", "TcpConn"]
 
 _SYN, _ACK, _RST, _FIN, _PSH = TCPFlags.SYN, TCPFlags.ACK, TCPFlags.RST, TCPFlags.FIN, TCPFlags.PSH
+_FINISHED = ("closed", "refused", "reset")
 
 
 @dataclass
@@ -158,7 +159,10 @@ class HostStack:
                 self.conns[(ip.dst, seg.dport, ip.src, seg.sport)] = conn
                 return [conn.segment(_SYN | _ACK)]
             return [build.tcp_rst_for(data)]
-        return self._on_conn(conn, seg, payload)
+        out = self._on_conn(conn, seg, payload)
+        if conn.state in _FINISHED:  # the 4-tuple is free again (no TIME-WAIT in the twin)
+            del self.conns[(ip.dst, seg.dport, ip.src, seg.sport)]
+        return out
 
     def _on_conn(self, conn: TcpConn, seg: TCPHeader, payload: bytes) -> list[bytes]:
         if seg.flags & _RST:
