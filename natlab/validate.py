@@ -22,7 +22,7 @@ from natlab.yamlsrc import Doc, load
 __all__ = ["Kind", "detect_kind", "kinds", "register", "validate_doc", "validate_file"]
 
 # Modules that register a kind when imported (besides this one).
-_BUILTIN_MODULES: tuple[str, ...] = ("natlab.topology.load",)
+_BUILTIN_MODULES: tuple[str, ...] = ("natlab.scenario.load", "natlab.topology.load")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Where a scenario can run, and bringing its lab up there as a :class:`Driver`.
+
+``netns`` is the real thing (root, namespaces, NFQUEUE); ``memory`` its
+in-process twin (no root, a manual clock); ``docker`` realises the same
+topology with containers. :func:`unavailable` says why one cannot run here,
+so callers skip with that reason instead of failing or skipping silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+from typing import Any, Optional
+
+from natlab.scenario.driver import Driver
+from natlab.topology.model import Topology
+
+__all__ = ["open_driver", "unavailable"]
+
+
+def unavailable(backend: str) -> Optional[str]:
+    """Why ``backend`` cannot run on this machine, or None if it can."""
+    if backend == "memory":
+        return None
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, veths and NFQUEUE rules)"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"needs the '{tool}' command (apt-get install iproute2 iptables)"
+    if importlib.util.find_spec("netfilterqueue") is None:
+        return "needs the NetfilterQueue Python package (pip install NetfilterQueue)"
+    if backend == "docker":
+        return _docker_unavailable()
+    return None
+
+
+def _docker_unavailable() -> Optional[str]:
+    try:
+        from natlab.lab import docker as docker_backend  # type: ignore[attr-defined]
+    except ImportError:
+        return "the Docker backend is not installed in this natlab"
+    reason = getattr(docker_backend, "unavailable", None)
+    return reason() if callable(reason) else None
+
+
+def free_lab_name(topo: Topology) -> str:
+    """The topology's own name, or NAME-2, NAME-3 ... if a lab already has it."""
+    from natlab.lab import netns
+    from natlab.lab.state import list_labs
+
+    taken = set(list_labs()) | netns.all_tagged_labs()
+    if topo.name not in taken:
+        return topo.name
+    for n in range(2, 1000):
+        name = f"{topo.name[:26]}-{n}"
+        if name not in taken:
+            return name
+    return f"{topo.name[:24]}-{os.getpid() % 100000}"
+
+
+def open_driver(topo: Topology, seed: int, backend: str) -> Driver:
+    """Bring ``topo`` up on ``backend``; the driver takes it down on ``close()``."""
+    if backend == "memory":
+        from natlab.scenario.memory_driver import MemoryDriver
+
+        return MemoryDriver(topo, seed)
+    import natlab.lab
+    from natlab.scenario.netns_driver import NetnsDriver
+
+    named = dataclasses.replace(topo, name=free_lab_name(topo))
+    lab: Any = natlab.lab.up(named) if backend == "netns" else natlab.lab.up(named, backend=backend)
+    driver = NetnsDriver(lab, owns=True)
+    driver.backend = backend
+    return driver

@@ -1,0 +1,234 @@
+"""Scenario files as data: one strict model per step action, one frozen value out.
+
+Theory of operation
+-------------------
+A scenario names a topology (a path or inline), a ``seed``, per-gateway
+behaviour changes and a list of steps. Each step is a mapping with exactly one
+*action* key (``udp``, ``run``, ``advance`` ...) plus the common keys ``name``,
+``expect`` and ``save``. :mod:`natlab.scenario.load` picks the action's model
+from :data:`ACTIONS` and its expectation model from :data:`EXPECTS`; both reject
+unknown keys, so a typo fails before anything is created.
+
+Endpoints in steps are written ``NAME:PORT`` or ``ADDRESS:PORT`` (``*`` for
+any port), where NAME is a host (its first address) or a gateway (its first
+external address), or ``${var}``, a value an earlier step saved with ``save``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from natlab.topology.model import Name, Topology
+
+__all__ = ["ACTIONS", "COMMON_KEYS", "EXPECTS", "Scenario", "Step", "PROBE_ACTIONS"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Port = Field(ge=0, le=65535)
+PortCheck = Union[int, Literal["preserved", "changed"]]
+Command = Union[str, list[str]]
+
+
+# --- actions -------------------------------------------------------------------
+
+class ProbeSpec(_Strict):
+    """``udp:`` / ``tcp:`` / ``icmp:`` send one probe from a host."""
+
+    src: Name = Field(alias="from", description="sending host")
+    to: str = Field(description="NAME:PORT, ADDRESS:PORT or ${var} (ICMP: NAME or ADDRESS)")
+    sport: int = Field(0, ge=0, le=65535, description="source port (ICMP: echo id); 0 = any")
+    at: Optional[str] = Field(
+        None, description="receiving host[:port] (default: the host owning 'to'); 'nobody' = no listener")
+    reply: bool = Field(False, description="the receiver answers the source it saw")
+    timeout: Optional[float] = Field(None, gt=0, description="seconds to wait (default 1)")
+
+
+class RunSpec(_Strict):
+    """``run:`` a command on a host and wait for it."""
+
+    host: Name
+    command: Command = Field(description="a shell command line, or an argv list")
+    timeout: float = Field(30.0, gt=0)
+
+
+class SpawnSpec(_Strict):
+    """``spawn:`` start a command in the background; stopped when the scenario ends."""
+
+    host: Name
+    command: Command
+    name: Optional[str] = Field(None, description="name for wait/report (default: spawn-N)")
+    ready: Optional[str] = Field(None, description="regex its output must show before going on")
+    timeout: float = Field(10.0, gt=0, description="seconds to wait for 'ready'")
+
+
+class MappingsSpec(_Strict):
+    """``mappings:`` look at a gateway's mapping table (filters are all optional)."""
+
+    gateway: Name
+    protocol: Optional[Literal["udp", "tcp", "icmp"]] = None
+    internal: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / ${var}")
+    external: Optional[str] = None
+    kind: Optional[Literal["dynamic", "forward", "static"]] = None
+
+
+class AdvanceSpec(_Strict):
+    """``advance:`` time travel: move a gateway's clock (all gateways if none named)."""
+
+    gateway: Optional[Name] = None
+    seconds: float = Field(ge=0)
+
+
+class SetSpec(_Strict):
+    """``set:`` change knobs on a running gateway, e.g. ``{timeouts.udp: 30}``."""
+
+    gateway: Name
+    knobs: dict[str, Any] = Field(min_length=1)
+
+
+class ConfigureSpec(_Strict):
+    """``configure:`` replace a gateway's whole behaviour with a preset (mappings flushed)."""
+
+    gateway: Name
+    behaviour: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class RebootSpec(_Strict):
+    """``reboot:`` a gateway forgets every dynamic mapping."""
+
+    gateway: Name
+
+
+class PoolSpec(_Strict):
+    """``set_pool:`` change a gateway's external address(es)."""
+
+    gateway: Name
+    addresses: list[IPv4Address] = Field(min_length=1)
+
+
+class WaitSpec(_Strict):
+    """``wait:`` let time pass, or poll a condition until it holds or ``timeout`` passes."""
+
+    seconds: Optional[float] = Field(None, ge=0)
+    mappings: Optional[MappingsSpec] = None
+    spawned: Optional[str] = Field(None, description="name of a spawned command")
+    output: Optional[str] = Field(None, description="regex the spawned command's output must show")
+    timeout: float = Field(5.0, gt=0)
+
+
+# --- expectations ------------------------------------------------------------------
+
+class ProbeExpect(_Strict):
+    delivered: Optional[bool] = Field(None, description="default true (false with at: nobody)")
+    source: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / NAME:* / ${var}")
+    source_port: Optional[PortCheck] = Field(None, description="a number, preserved or changed")
+    same_source_as: Optional[str] = Field(None, description="${var} saved by an earlier probe")
+    different_source_from: Optional[str] = None
+    replied: Optional[bool] = None
+    refused: Optional[bool] = Field(None, description="the sender got port-unreachable / RST")
+
+
+class RunExpect(_Strict):
+    exit: Optional[int] = 0
+    stdout: Optional[str] = Field(None, description="regex searched in stdout")
+    stderr: Optional[str] = None
+    output: Optional[str] = Field(None, description="regex searched in stdout + stderr")
+    no_output: Optional[str] = Field(None, description="regex that must NOT appear")
+
+
+class MappingsExpect(_Strict):
+    count: Optional[int] = Field(None, ge=0)
+    exists: Optional[bool] = None
+    external_port: Optional[PortCheck] = None
+    external: Optional[str] = None
+    parity: Optional[Literal["preserved"]] = None
+
+
+class NoExpect(_Strict):
+    pass
+
+
+ACTIONS: dict[str, type[BaseModel]] = {
+    "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec,
+    "run": RunSpec, "spawn": SpawnSpec, "mappings": MappingsSpec,
+    "advance": AdvanceSpec, "set": SetSpec, "configure": ConfigureSpec,
+    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec,
+}
+"""Every step action and the model of its value."""
+
+EXPECTS: dict[str, type[BaseModel]] = {
+    "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect,
+    "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect,
+}
+"""Actions that take ``expect:``, and its model; the others take none."""
+
+PROBE_ACTIONS = ("udp", "tcp", "icmp")
+PROCESS_ACTIONS = ("run", "spawn")
+"""Actions needing real processes: the memory backend skips scenarios using them."""
+COMMON_KEYS = ("name", "expect", "save")
+BACKENDS = ("netns", "memory", "docker")
+
+
+class GatewayChange(_Strict):
+    """``gateways: NAME: {...}`` in a scenario: change the topology's gateway before it starts."""
+
+    behaviour: Optional[str] = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScenarioFile(_Strict):
+    """The top level of a scenario file."""
+
+    name: Optional[Name] = Field(None, description="default: the file name")
+    description: str = ""
+    topology: Union[str, dict[str, Any]] = Field(description="path (relative to this file) or inline")
+    seed: Optional[int] = Field(None, description="fixes every port every NAT picks")
+    backends: Optional[list[Literal["netns", "memory", "docker"]]] = Field(
+        None, min_length=1, description="where it may run (default: everywhere it can)")
+    gateways: dict[Name, GatewayChange] = Field(default_factory=dict)
+    steps: list[dict[str, Any]] = Field(min_length=1)
+
+
+# --- the frozen value -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """One validated step; ``line`` is where it starts in its file."""
+
+    index: int
+    line: Optional[int]
+    action: str
+    spec: Any
+    expect: Any = None
+    name: Optional[str] = None
+    save: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"step {self.index + 1} {self.name or self.action}{where}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario ready to run: its topology decided, its steps checked."""
+
+    name: str
+    file: Optional[str]
+    description: str
+    topology: Topology
+    seed: int
+    backends: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    def needs_processes(self) -> Optional[Step]:
+        """The first step that needs real processes, if any."""
+        return next((s for s in self.steps if s.action in PROCESS_ACTIONS
+                     or (s.action == "wait" and s.spec.spawned)), None)
