@@ -25,16 +25,18 @@ LabOption = Annotated[Optional[str], typer.Option("--lab", "-l", help="lab name 
 def up(
     file: Annotated[Path, typer.Argument(help="topology YAML file", exists=True, dir_okay=False)],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", "-b", help="netns or docker (default: the file's backend key, else netns)")] = None,
 ) -> None:
     """Bring a topology up: namespaces, bridges, gateways, hosts."""
     from natlab.topology import load
 
     topo = load(file)
     if quiet:
-        state = runner.up(topo)
+        state = runner.up(topo, backend=backend)
         return
     with console.status(f"bringing up {topo.name}") as status:
-        state = runner.up(topo, lambda step: status.update(f"{topo.name}: {step}"))
+        state = runner.up(topo, lambda step: status.update(f"{topo.name}: {step}"), backend=backend)
     console.print(f"lab [bold]{state.name}[/] is up "
                   f"(seed {topo.seed}; natlab down {state.name} removes it)")
     _print_lab(state)
@@ -81,16 +83,26 @@ def exec_(
     cmd: Annotated[list[str], typer.Argument(help="command and arguments (after --)")],
     lab: LabOption = None,
 ) -> None:
-    """Run a command in a node's namespace; its exit code is natlab's."""
-    argv = lablib.Lab(resolve_lab(lab)).argv(host, cmd)
+    """Run a command in a node's namespace (docker labs: in its container); its exit code is natlab's."""
+    state = resolve_lab(lab)
+    if state.backend == "docker":
+        argv = lablib.Lab(state).container_argv(host, cmd)
+    else:
+        argv = lablib.Lab(state).argv(host, cmd)
     raise typer.Exit(subprocess.run(argv).returncode)
 
 
 @app.command()
 def shell(host: Annotated[str, typer.Argument(help="host, gateway or router")],
           lab: LabOption = None) -> None:
-    """An interactive shell in a node's namespace."""
+    """An interactive shell in a node's namespace (docker labs: in its container)."""
     state = resolve_lab(lab)
+    if state.backend == "docker":
+        from natlab.lab import docker
+
+        env = {"PS1": f"[{state.name}:{host}] \\w\\$ ", "NATLAB_LAB": state.name, "NATLAB_NODE": host}
+        argv = docker.exec_argv(state, host, ["sh", "-i"], interactive=True, env=env)
+        raise typer.Exit(subprocess.run(argv).returncode)
     sh = os.environ.get("SHELL") or "/bin/sh"
     argv = [sh, "--norc", "-i"] if Path(sh).name == "bash" else [sh, "-i"]
     env = {**os.environ, "PS1": f"[{state.name}:{host}] \\w\\$ ", "NATLAB_LAB": state.name,

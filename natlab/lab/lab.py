@@ -49,6 +49,12 @@ class Lab:
                            hint=f"natlab down {self.name}, then up again")
         return ["ip", "netns", "exec", ns, *argv]
 
+    def container_argv(self, node: str, argv: Sequence[str]) -> list[str]:
+        """Docker labs: ``argv`` wrapped to run inside ``node``'s container (its image)."""
+        from natlab.lab import docker
+
+        return docker.exec_argv(self.state, node, argv)
+
     def exec(self, node: str, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess:
         """Run ``argv`` in ``node`` and wait (keywords as for :func:`subprocess.run`)."""
         return subprocess.run(self.argv(node, argv), **kw)
@@ -70,10 +76,14 @@ class Lab:
         return [IPv4Address(a) for a in self.state.hosts[host]["addresses"]]
 
 
-def up(spec_or_path: Union[Topology, str, Path], progress: runner.Progress = runner._quiet) -> Lab:
-    """Bring a topology (a spec or a file) up; the result undoes it on ``down()``/exit."""
+def up(spec_or_path: Union[Topology, str, Path], progress: runner.Progress = runner._quiet,
+       backend: Optional[str] = None) -> Lab:
+    """Bring a topology (a spec or a file) up; the result undoes it on ``down()``/exit.
+
+    ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key.
+    """
     topo = spec_or_path if isinstance(spec_or_path, Topology) else load(spec_or_path)
-    state = runner.up(topo, progress)
+    state = runner.up(topo, progress, backend=backend)
     return Lab(state, topo)
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from natlab.errors import BackendUnavailable, LabError, LabNotFound, NotPrivileged
 from natlab.gateway.spec import GatewaySpec
-from natlab.lab import netns, procs
+from natlab.lab import docker, netns, procs
 from natlab.lab.state import STATE_FILE, LabState, list_labs, run_dir_of
 from natlab.topology.model import Gateway, Node, Topology
 
@@ -63,10 +63,18 @@ def preflight(topo: Topology) -> None:
                        hint=f"natlab down {topo.name}")
 
 
-def up(topo: Topology, progress: Progress = _quiet) -> LabState:
-    """Realise ``topo``; on any failure, remove what was made and re-raise."""
+def up(topo: Topology, progress: Progress = _quiet, backend: Optional[str] = None) -> LabState:
+    """Realise ``topo``; on any failure, remove what was made and re-raise.
+
+    ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key.
+    """
+    backend = docker.backend_of(topo, backend)
     preflight(topo)
+    if backend == "docker":
+        docker.preflight(topo)
     state = plan_state(topo)
+    if backend == "docker":
+        docker.plan(topo, state)
     state.save()
     try:
         _build(topo, state, progress)
@@ -117,9 +125,15 @@ def _build(topo: Topology, state: LabState, progress: Progress) -> None:
         if stub_gateways():
             continue
         progress(f"gateway process {gw.name}")
-        _start_gateway(topo, state, gw)
+        if state.backend == "docker":
+            docker.start_gateway(state, gateway_spec(topo, gw, state.run_dir))
+        else:
+            _start_gateway(topo, state, gw)
     for host in topo.hosts:
-        if host.command:
+        if state.backend == "docker" and "app" in state.containers.get(host.name, {}):
+            progress(f"container of {host.name}")
+            docker.start_app(state, host)
+        elif host.command:
             progress(f"command on {host.name}")
             _start_command(state, host.name, host.command)
 
@@ -128,7 +142,10 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int) -> None
     lab = topo.name
     ns = netns.ns_name(lab, node.name)
     forwards = node.kind in ("gateway", "router")
-    netns.create(ns, netns.FORWARDER_SYSCTLS if forwards else {})
+    if state.backend == "docker":
+        docker.create_node(state, node, netns.FORWARDER_SYSCTLS if forwards else {})
+    else:
+        netns.create(ns, netns.FORWARDER_SYSCTLS if forwards else {})
     for leg_no, leg in enumerate(node.legs):
         bridge = state.networks[leg.network]["bridge"]
         netns.attach(lab, netns.switch_ns(lab), bridge, f"n{index}l{leg_no}", ns, leg.iface)
@@ -192,6 +209,8 @@ def down(name: str) -> list[str]:
         state = None
     except LabError:
         state = None  # unreadable: fall back to the tag sweep
+    if state is None or state.backend == "docker":
+        docker.remove_lab(name, required=state is not None)
     _stop_recorded(state)
     others = list_labs()
     namespaces = set(netns.lab_namespaces(name, others))
@@ -223,6 +242,7 @@ def _stop_recorded(state: Optional[LabState]) -> None:
 def down_all() -> list[str]:
     """Remove every lab with a run directory or a tagged namespace."""
     labs = set(list_labs()) | netns.all_tagged_labs() | set(netns.untagged_switches())
+    labs |= docker.labelled_labs()
     for lab in sorted(labs):
         down(lab)
     return sorted(labs)

@@ -56,6 +56,12 @@ class LabState:
     """name -> {subnet, gateway}"""
     routers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """name -> {netns, addresses: {network: address}}"""
+    backend: str = "netns"
+    """``netns`` or ``docker`` (:mod:`natlab.lab.docker`)."""
+    image: Optional[str] = None
+    """Docker backend: the natlab image its containers run."""
+    containers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Docker backend: node -> {role: container name}; roles sandbox, gateway, app."""
 
     @property
     def path(self) -> Path:
