@@ -224,7 +224,7 @@ def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: Pr
             raise doc.error("an ICMP echo goes to an address, not a port", (*path, action, "to"),
                             got=spec.to, hint="write to: NAME or ADDRESS")
         return
-    if ":" not in spec.to:
+    if ":" not in spec.to and not VAR.fullmatch(spec.to):
         raise doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
                         hint="write NAME:PORT, ADDRESS:PORT or ${var}")
     if spec.at == "nobody" and expect.delivered:
@@ -247,7 +247,8 @@ def _validated(model: type[BaseModel], value: Any, doc: Doc, path: tuple) -> Any
 
 
 def _located(exc: ValidationError, model: type[BaseModel], doc: Doc, path: tuple) -> ConfigError:
-    e = exc.errors()[0]
+    errors = exc.errors()
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
     loc = tuple(p for p in e["loc"] if p != "[key]" and not str(p).startswith(("function-", "literal[", "list[", "int", "str")))
     full = (*path, *loc)
     got: Any = e.get("input")

@@ -122,14 +122,19 @@ class NetnsDriver:
         recv = next((e for e in heard if e.get("event") == "recv"), None)
         sport = next((e.get("sport", 0) for e in said if e.get("event") in ("sent", "connected")), 0)
         reply = next((e for e in said if e.get("event") == "reply"), None)
-        last = said[-1].get("event", "") if said else (stderr.strip().splitlines() or ["no output"])[-1]
-        if probe.proto == "tcp":
-            delivered = recv is not None
+        trouble = next((e for e in said if e.get("event") in ("refused", "icmp-error", "error", "closed")), None)
+        if trouble is not None:
+            detail = trouble.get("error") or trouble["event"]
+        elif not said:
+            detail = "the sender failed: " + ((stderr.strip().splitlines() or ["no output"])[-1])
+        elif recv is None and probe.receiver is not None:
+            detail = f"nothing arrived within {probe.timeout:g} s"
+        elif probe.reply and reply is None:
+            detail = f"no answer within {probe.timeout:g} s"
         else:
-            delivered = recv is not None
-        detail = "" if delivered and (reply or not probe.reply) else str(last)
+            detail = ""
         return ProbeResult(
-            probe=probe, delivered=delivered, seen=recv.get("source") if recv else None,
+            probe=probe, delivered=recv is not None, seen=recv.get("source") if recv else None,
             sport=int(sport), replied=(reply is not None) if probe.reply else None,
             reply_from=reply.get("source") if reply else None, detail=detail)
 

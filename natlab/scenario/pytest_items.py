@@ -1,0 +1,98 @@
+"""pytest collects scenario files as test items (``pytest scenarios/``).
+
+Registered through the ``pytest11`` entry point ``natlab_scenarios``. A YAML
+file with top-level ``topology:`` and ``steps:`` keys becomes one item per
+backend: ``scenario-name[netns]``, ``scenario-name[memory]``. Without
+``--natlab-backend`` each scenario runs on netns and in memory (those its
+``backends:`` allows); with it, only there. An item that cannot run (not root,
+or a ``run`` step in memory) is skipped with the reason, never silently. A
+failing item shows the scenario report: the step, expected against seen, the
+mapping tables and recent events.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pytest
+
+DEFAULT_BACKENDS = ("netns", "memory")
+_TOP_KEY = {key: re.compile(rf"^{key}\s*:", re.M) for key in ("topology", "steps")}
+
+
+def _looks_like_scenario(path: Path) -> bool:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    return all(p.search(text) for p in _TOP_KEY.values())
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
+    if file_path.suffix in (".yaml", ".yml") and _looks_like_scenario(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _chosen_backends(config: pytest.Config) -> tuple[str, ...]:
+    try:
+        chosen = config.getoption("--natlab-backend")
+    except ValueError:
+        chosen = None
+    return (chosen,) if chosen else DEFAULT_BACKENDS
+
+
+class ScenarioFile(pytest.File):
+    """One scenario file: validated at collection, so a typo is a collection error with file:line."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from natlab.errors import ConfigError
+        from natlab.scenario import load
+
+        try:
+            scn = load(self.path)
+        except ConfigError as err:
+            raise self.CollectError(f"natlab scenario invalid: {err.message}") from None
+        for backend in _chosen_backends(self.config):
+            if backend in scn.backends:
+                item = ScenarioItem.from_parent(self, name=f"{scn.name}[{backend}]")
+                item.scenario, item.backend = scn, backend
+                if backend != "memory":
+                    item.add_marker(pytest.mark.netns)
+                yield item
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, report: Any) -> None:
+        super().__init__(report.reason)
+        self.report = report
+
+
+class ScenarioItem(pytest.Item):
+    scenario: Any
+    backend: str
+
+    def runtest(self) -> None:
+        from natlab.scenario import run_scenario, skip_reason
+
+        reason = skip_reason(self.scenario, self.backend)
+        if reason:
+            pytest.skip(reason)
+        report = run_scenario(self.scenario, self.backend)
+        self.user_properties.append(("natlab_report", report.to_dict()))
+        if report.status == "skipped":
+            pytest.skip(report.reason)
+        if not report.ok:
+            raise ScenarioFailed(report)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        from natlab.scenario import render_text
+
+        if isinstance(excinfo.value, ScenarioFailed):
+            return render_text(excinfo.value.report, verbose=True)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, Optional[int], str]:
+        return self.path, None, f"scenario {self.scenario.name} [{self.backend}]"
