@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
-          libnfnetlink-dev tcpdump procps iputils-ping traceroute netcat-openbsd stun-client)
+          libnfnetlink-dev tcpdump procps iputils-ping traceroute netcat-openbsd stun-client stun-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
