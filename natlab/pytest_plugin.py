@@ -11,16 +11,24 @@ Lab fixtures, in the style of pytest-httpserver and pytest-docker:
     to the ini file); override the fixture (session-scoped) in a conftest to
     build one inline.
 ``natlab_lab`` (session)
-    The :class:`natlab.lab.Lab`, brought up once per session and always taken
-    down at its end, also after failures or Ctrl-C.
+    The session's lab. On netns the :class:`natlab.lab.Lab`, brought up once
+    per session and always taken down at its end, also after failures or
+    Ctrl-C. On memory the :class:`~natlab.scenario.memory_driver.MemoryDriver`
+    (its ``net`` is the :class:`~natlab.memnet.MemNet`).
+``natlab_driver`` (session)
+    The :class:`~natlab.scenario.driver.Driver` for the session lab: the same
+    calls on every backend (``probe``, ``mappings``, ``set``, ``advance``, ...).
 ``natlab`` (function)
-    A small :class:`LabFacade` over the session lab. Before each test every
-    gateway is rebooted (its dynamic mappings flushed) and knobs a previous
-    test changed through the facade are put back, so tests start clean.
+    A small :class:`LabFacade` over the driver. Before each test every
+    gateway is rebooted (its dynamic mappings flushed) and knobs and pools a
+    previous test changed through the facade are put back (memory: the twin is
+    rebuilt from the topology, which is cheap), so tests start clean.
 
-``--natlab-backend`` chooses where labs run: ``netns`` (the default) or
-``memory``, which is reserved and not available yet (tests using the lab
-fixtures are skipped saying so).
+``--natlab-backend`` chooses where labs run: ``netns`` (real namespaces, needs
+root) or ``memory`` (the in-memory twin, no root). Not given, the lab fixtures
+use netns; the option's value is then None, so other collectors (scenario
+files) can tell "not given" from an explicit choice. Where a backend cannot do
+something (``host(...).run`` in memory) the test is skipped saying why.
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ import shutil
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import pytest
 
+from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
+
 BACKENDS = ("netns", "memory")
-NOT_AVAILABLE = {"memory": "the in-memory backend is not available yet; use --natlab-backend netns"}
+DEFAULT_BACKEND = "netns"
+"""What the lab fixtures use when ``--natlab-backend`` is not given."""
 _UP_LABS = pytest.StashKey[list]()
 
 
@@ -58,8 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("natlab", "natlab NAT labs")
     group.addoption("--natlab-topology", metavar="PATH", default=None,
                     help="topology YAML the natlab_lab fixture brings up (once per session)")
-    group.addoption("--natlab-backend", choices=BACKENDS, default="netns",
-                    help="where labs run: netns (default); memory is not available yet")
+    group.addoption("--natlab-backend", choices=BACKENDS, default=None,
+                    help="where labs run: netns (real namespaces, root; the lab fixtures' default) "
+                         "or memory (the in-memory twin, no root)")
     parser.addini("natlab_topology", "topology YAML for natlab_lab, relative to the ini file", default="")
 
 
@@ -102,18 +114,20 @@ def natlab_topology(pytestconfig: pytest.Config) -> TopologySource:
                 "in the ini file, or override the natlab_topology fixture")
 
 
+
 @pytest.fixture(scope="session")
 def natlab_backend(pytestconfig: pytest.Config) -> str:
-    """The backend chosen with ``--natlab-backend``; skips if it is not available yet."""
-    backend = pytestconfig.getoption("--natlab-backend")
-    if backend in NOT_AVAILABLE:
-        pytest.skip(f"natlab backend '{backend}' skipped: {NOT_AVAILABLE[backend]}")
-    return backend
+    """The backend the lab fixtures use: ``--natlab-backend``, else netns."""
+    return pytestconfig.getoption("--natlab-backend") or DEFAULT_BACKEND
 
 
 @pytest.fixture(scope="session")
-def natlab_lab(pytestconfig: pytest.Config, natlab_backend: str, natlab_topology: TopologySource) -> Iterator[Any]:
-    """The session's lab: up once, down at the end whatever happens."""
+def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natlab_backend: str,
+               natlab_topology: TopologySource) -> Iterator[Any]:
+    """The session's lab: netns, up once and down at the end whatever happens; memory, the driver."""
+    if natlab_backend == "memory":
+        yield request.getfixturevalue("natlab_driver")
+        return
     import natlab.lab
     from natlab.topology.load import from_data
 
@@ -131,115 +145,241 @@ def natlab_lab(pytestconfig: pytest.Config, natlab_backend: str, natlab_topology
         lab.down()
 
 
-class HostHandle:
-    """One host of the lab: run commands in it, know its address."""
+@pytest.fixture(scope="session")
+def natlab_driver(request: pytest.FixtureRequest, natlab_backend: str,
+                  natlab_topology: TopologySource) -> Iterator[Driver]:
+    """The :class:`~natlab.scenario.driver.Driver` for the session lab."""
+    if natlab_backend == "memory":
+        from natlab.scenario.memory_driver import MemoryDriver
 
-    def __init__(self, lab: Any, name: str) -> None:
-        self._lab = lab
+        driver: Any = MemoryDriver(natlab_topology)
+    else:
+        from natlab.scenario.netns_driver import NetnsDriver
+
+        driver = NetnsDriver(request.getfixturevalue("natlab_lab"))
+    try:
+        yield driver
+    finally:
+        driver.close()  # stops what it spawned; the lab itself is natlab_lab's to take down
+
+
+T = TypeVar("T")
+
+
+def _or_skip(backend: str, call: Callable[[], T]) -> T:
+    """Run ``call``; if the backend cannot do it, skip the test saying why."""
+    try:
+        return call()
+    except Unsupported as err:
+        pytest.skip(f"natlab backend '{backend}': {err.message}")
+
+
+_OWNER: Any = object()
+"""``probe(receiver=...)`` not given: the host that ``to`` names (or owns its address)."""
+
+
+class HostHandle:
+    """One host of the lab: its addresses, probes from it, commands in it (netns)."""
+
+    def __init__(self, facade: "LabFacade", name: str) -> None:
+        self._facade = facade
+        self._driver = facade.driver
         self.name = name
 
     @property
     def address(self) -> IPv4Address:
-        return self._lab.host_address(self.name)
+        return self.addresses[0]
 
-    def run(self, argv: Sequence[object], **kw: Any) -> subprocess.CompletedProcess:
-        """Run ``argv`` in the host and wait; output captured as text unless ``kw`` says otherwise."""
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        kw.setdefault("timeout", 30)
-        return self._lab.exec(self.name, [str(a) for a in argv], **kw)
+    @property
+    def addresses(self) -> list[IPv4Address]:
+        return [IPv4Address(a) for a in self._driver.addresses(self.name)]
+
+    def run(self, argv: Sequence[object], **kw: Any) -> Any:
+        """Run ``argv`` in the host and wait; output captured as text unless ``kw`` says otherwise.
+
+        netns: a :class:`subprocess.CompletedProcess`. memory: the test is skipped.
+        """
+        command = [str(a) for a in argv]
+        if self._facade.backend == "netns":
+            kw.setdefault("capture_output", True)
+            kw.setdefault("text", True)
+            kw.setdefault("timeout", 30)
+            return self._facade.lab.exec(self.name, command, **kw)
+        return _or_skip(self._facade.backend, lambda: self._driver.run(self.name, command, kw.get("timeout", 30)))
 
     def popen(self, argv: Sequence[object], **kw: Any) -> subprocess.Popen:
-        return self._lab.popen(self.name, [str(a) for a in argv], **kw)
+        """Start ``argv`` in the host (netns only; memory skips the test)."""
+        if self._facade.backend != "netns":
+            _or_skip(self._facade.backend, lambda: self._driver.spawn(self.name, [str(a) for a in argv], "popen"))
+        return self._facade.lab.popen(self.name, [str(a) for a in argv], **kw)
+
+    def probe(self, proto: str, to: str, *, sport: int = 0, reply: bool = False,
+              receiver: Optional[str] = _OWNER, listen_port: int = 0, timeout: float = 1.0,
+              payload: str = "natlab-probe") -> ProbeResult:
+        """Send one UDP/TCP/ICMP probe from this host to ``to`` ("server:3478", "203.0.113.100:3478";
+        ICMP: "server" or an address). ``receiver`` defaults to the host ``to`` names or whose address
+        it is; give it (and ``listen_port``) to probe into a NAT's mapping, or None for nobody."""
+        dst, dport, owner = self._facade.resolve(to, proto)
+        probe = Probe(proto=proto, src=self.name, dst=dst, dport=dport, sport=sport,
+                      receiver=owner if receiver is _OWNER else receiver, listen_port=listen_port,
+                      reply=reply, timeout=timeout, payload=payload)
+        return _or_skip(self._facade.backend, lambda: self._driver.probe(probe))
 
     def __repr__(self) -> str:
-        return f"<host {self.name!r} in {self._lab.name!r}>"
+        return f"<host {self.name!r} ({self._facade.backend})>"
 
 
 class GatewayHandle:
-    """One gateway's control socket, remembering knobs changed so a reset can undo them."""
+    """One gateway, remembering knobs and pools changed so a reset can undo them."""
 
-    def __init__(self, lab: Any, name: str, changed: set[str]) -> None:
+    def __init__(self, facade: "LabFacade", name: str) -> None:
+        self._facade = facade
+        self._driver = facade.driver
+        self.name = name
+
+    @property
+    def client(self) -> Any:
+        """The gateway's control-socket client (netns only)."""
+        if self._facade.backend != "netns":
+            raise AttributeError(f"gateway {self.name!r} has no control socket on the "
+                                 f"{self._facade.backend} backend; use the handle's methods")
         from natlab.gateway.client import GatewayClient
 
-        self.name = name
-        self.client = GatewayClient(lab.state.gateways[name]["control_socket"], name=name)
-        self._changed = changed
+        return GatewayClient(self._facade.lab.state.gateways[self.name]["control_socket"], name=self.name)
+
+    @property
+    def pool(self) -> list[str]:
+        return self._driver.addresses(self.name)
 
     def mappings(self) -> list[dict[str, Any]]:
-        return self.client.mappings()
+        return self._driver.mappings(self.name)
 
     def counters(self) -> dict[str, Any]:
-        return self.client.counters()
+        return self._driver.counters(self.name)
 
-    def set(self, *assignments: str) -> dict[str, Any]:
+    def events(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._driver.events(self.name, limit)
+
+    def set(self, *assignments: str) -> None:
         """``set("timeouts.udp=30", "filtering=address-dependent")``; undone before the next test."""
-        self._changed.update(a.partition("=")[0].strip() for a in assignments)
-        return self.client.set(assignments)
+        self._facade.changed.setdefault(self.name, set()).update(
+            a.partition("=")[0].strip().replace("-", "_") for a in assignments)
+        self._driver.set(self.name, list(assignments))
 
-    def advance(self, seconds: float) -> dict[str, Any]:
-        return self.client.advance(seconds)
+    def advance(self, seconds: float) -> None:
+        """Move this gateway's clock on (time travel); what falls due expires now."""
+        self._driver.advance(self.name, seconds)
 
-    def reboot(self) -> dict[str, Any]:
+    def reboot(self) -> None:
         """Forget every dynamic mapping, as a power cycle would."""
-        return self.client.flush()
+        self._driver.reboot(self.name)
+
+    def set_pool(self, pool: Sequence[str]) -> None:
+        """Change the external addresses; put back before the next test."""
+        self._facade.pools_changed.add(self.name)
+        self._driver.set_pool(self.name, [str(a) for a in pool])
 
     def __repr__(self) -> str:
-        return f"<gateway {self.name!r}>"
+        return f"<gateway {self.name!r} ({self._facade.backend})>"
 
 
 class LabFacade:
-    """What a test needs from the session lab: ``natlab.host("alice").run([...])``,
-    ``natlab.gateway("nat").mappings()``; ``natlab.lab`` is the full :class:`~natlab.lab.Lab`."""
+    """What a test needs from the session lab, on any backend: ``natlab.host("alice").probe(...)``,
+    ``natlab.gateway("nat").mappings()``; ``natlab.driver`` is the Driver, ``natlab.lab`` the lab
+    (netns: the :class:`~natlab.lab.Lab`; memory: the MemoryDriver)."""
 
-    def __init__(self, lab: Any, baseline: dict[str, dict[str, Any]], changed: dict[str, set[str]]) -> None:
-        self.lab = lab
-        self._baseline = baseline
-        self._changed = changed
+    def __init__(self, driver: Driver, lab: Any = None,
+                 baseline: Optional[dict[str, dict[str, Any]]] = None) -> None:
+        self.driver = driver
+        self.backend = driver.backend
+        self.lab = driver if lab is None else lab
+        self.baseline = baseline or {}
+        """Per gateway: its starting knobs (flattened) and ``pool``, to undo changes (netns)."""
+        self.changed: dict[str, set[str]] = {}
+        self.pools_changed: set[str] = set()
 
     @property
     def gateways(self) -> list[str]:
-        return list(self.lab.state.gateways)
+        return self.driver.gateways()
 
     @property
     def hosts(self) -> list[str]:
-        return list(self.lab.state.hosts)
+        return self.driver.hosts()
+
+    def _lab_name(self) -> str:
+        return str(getattr(self.lab, "name", self.backend))
 
     def host(self, name: str) -> HostHandle:
-        if name not in self.lab.state.hosts:
-            raise KeyError(f"no host {name!r} in lab {self.lab.name!r}; hosts: {', '.join(self.hosts)}")
-        return HostHandle(self.lab, name)
+        if name not in self.hosts:
+            raise KeyError(f"no host {name!r} in lab {self._lab_name()!r}; hosts: {', '.join(self.hosts)}")
+        return HostHandle(self, name)
 
     def gateway(self, name: str) -> GatewayHandle:
-        if name not in self.lab.state.gateways:
-            raise KeyError(f"no gateway {name!r} in lab {self.lab.name!r}; gateways: {', '.join(self.gateways)}")
-        return GatewayHandle(self.lab, name, self._changed.setdefault(name, set()))
+        if name not in self.gateways:
+            raise KeyError(f"no gateway {name!r} in lab {self._lab_name()!r}; "
+                           f"gateways: {', '.join(self.gateways)}")
+        return GatewayHandle(self, name)
+
+    def resolve(self, to: str, proto: str) -> tuple[str, int, Optional[str]]:
+        """``"server:3478"`` -> (address, port, owning host); ICMP targets have no port."""
+        text = str(to)
+        name, port = text, 0
+        if proto != "icmp":
+            name, sep, digits = text.rpartition(":")
+            if not sep or not digits.isdigit():
+                raise ValueError(f"probe target {text!r}: give 'host:port' or 'address:port'")
+            port = int(digits)
+        try:
+            address = str(IPv4Address(name))
+        except ValueError:
+            if name not in self.hosts and name not in self.gateways:
+                raise KeyError(f"probe target {name!r} is no host, gateway or IPv4 address; "
+                               f"hosts: {', '.join(self.hosts)}") from None
+            return self.driver.addresses(name)[0], port, name if name in self.hosts else None
+        owner = next((h for h in self.hosts if address in self.driver.addresses(h)), None)
+        return address, port, owner
 
     def reset(self) -> None:
-        """Every gateway back to its starting knobs, then rebooted (no mappings)."""
-        for name in self.gateways:
-            gw = self.gateway(name)
-            changed, baseline = self._changed.get(name, set()), self._baseline.get(name, {})
-            restore = [f"{key}={json.dumps(baseline[key])}" for key in sorted(changed) if key in baseline]
-            if restore:
-                gw.client.set(restore)
-            changed.clear()
-            gw.reboot()
+        """Every gateway back to its starting knobs and pool, then rebooted (no mappings)."""
+        if self.backend == "memory":
+            self.driver.reset()  # type: ignore[attr-defined]
+        else:
+            for name in self.gateways:
+                changed, baseline = self.changed.get(name, set()), self.baseline.get(name, {})
+                restore = [f"{key}={json.dumps(baseline[key])}" for key in sorted(changed) if key in baseline]
+                if restore:
+                    self.driver.set(name, restore)
+                if name in self.pools_changed and "pool" in baseline:
+                    self.driver.set_pool(name, baseline["pool"])
+                self.driver.reboot(name)
+        self.changed.clear()
+        self.pools_changed.clear()
 
 
-@pytest.fixture(scope="session")
-def _natlab_session_facade(natlab_lab: Any) -> LabFacade:
+def _netns_baseline(lab: Any) -> dict[str, dict[str, Any]]:
+    """Each gateway's starting knobs (flattened) and pool, read from its control socket."""
     from natlab.gateway.client import GatewayClient
     from natlab.overrides import flatten
 
-    baseline = {name: flatten(GatewayClient(entry["control_socket"], name=name).status()["policy"])
-                for name, entry in natlab_lab.state.gateways.items()}
-    return LabFacade(natlab_lab, baseline, {})
+    baseline = {}
+    for name, entry in lab.state.gateways.items():
+        status = GatewayClient(entry["control_socket"], name=name).status()
+        baseline[name] = {**flatten(status["policy"]), "pool": list(status["pool"])}
+    return baseline
+
+
+@pytest.fixture(scope="session")
+def _natlab_session_facade(request: pytest.FixtureRequest, natlab_backend: str,
+                           natlab_driver: Driver) -> LabFacade:
+    if natlab_backend == "memory":
+        return LabFacade(natlab_driver)
+    lab = request.getfixturevalue("natlab_lab")
+    return LabFacade(natlab_driver, lab, _netns_baseline(lab))
 
 
 @pytest.fixture
 def natlab_reset(_natlab_session_facade: LabFacade) -> None:
-    """Put every gateway of the session lab back to a clean start (knobs restored, rebooted)."""
+    """Put every gateway of the session lab back to a clean start (knobs and pools restored, rebooted)."""
     _natlab_session_facade.reset()
 
 

@@ -70,12 +70,86 @@ def test_lab_fixture_sees_mapping_and_reset_clears_it(pytester: pytest.Pytester)
     result.assert_outcomes(passed=2)
 
 
-def test_memory_backend_skips_saying_it_is_not_available(pytester: pytest.Pytester) -> None:
+# Backend-neutral: the same file passes on memory and on netns.
+PROBE_THEN_RESET = '''
+def test_probe_through_nat_makes_a_mapping(natlab):
+    got = natlab.host("alice").probe("udp", to="server:3478", sport=40000, reply=True)
+    assert got.delivered and got.replied, got
+    assert got.seen_address == "203.0.113.1"
+    rows = natlab.gateway("nat").mappings()
+    assert [(r["internal"], r["external"]) for r in rows] == [("192.168.1.10:40000", got.seen)]
+    natlab.gateway("nat").set("timeouts.udp=5")
+
+
+def test_next_test_starts_clean_with_knobs_restored(natlab):
+    assert natlab.gateway("nat").mappings() == []
+    natlab.host("alice").probe("udp", to="server:3478", sport=40000)
+    [row] = natlab.gateway("nat").mappings()
+    assert row["expires_in"] > 5
+
+
+def test_advance_expires_the_mapping(natlab):
+    natlab.host("alice").probe("udp", to="server:3478", sport=40001)
+    natlab.gateway("nat").advance(301)
+    assert natlab.gateway("nat").mappings() == []
+'''
+
+PRETEND_NOT_ROOT = (
+    "\nimport natlab.pytest_plugin\n"
+    "natlab.pytest_plugin.netns_unavailable_reason = lambda: 'needs root (pretend)'\n")
+
+
+def test_memory_backend_runs_probes_and_reads_mappings_without_root(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(INLINE_TOPOLOGY + PRETEND_NOT_ROOT)
+    pytester.makepyfile(PROBE_THEN_RESET)
+    result = pytester.runpytest_subprocess("-v", "--natlab-backend", "memory")
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.netns
+def test_the_same_probe_tests_pass_on_netns(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(INLINE_TOPOLOGY)
-    pytester.makepyfile("def test_uses_lab(natlab):\n    raise AssertionError('must not run')\n")
+    pytester.makepyfile(PROBE_THEN_RESET)
+    result = pytester.runpytest_subprocess("-v", "--natlab-backend", "netns")
+    result.assert_outcomes(passed=3)
+
+
+def test_memory_backend_skips_run_saying_why(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(INLINE_TOPOLOGY)
+    pytester.makepyfile(
+        "def test_runs_a_program(natlab):\n"
+        "    natlab.host('alice').run(['true'])\n"
+        "    raise AssertionError('must not get here')\n")
     result = pytester.runpytest_subprocess("-rs", "--natlab-backend", "memory")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*natlab backend 'memory' skipped: *not available yet*"])
+    result.stdout.fnmatch_lines(["*natlab backend 'memory': the memory backend cannot run programs"
+                                 " (hint: run this on the netns backend)*"])
+
+
+def test_memory_driver_fixture_and_lab(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(INLINE_TOPOLOGY)
+    pytester.makepyfile(
+        "def test_driver(natlab_driver, natlab_lab, natlab):\n"
+        "    assert natlab_driver.backend == 'memory' and natlab.driver is natlab_driver\n"
+        "    assert natlab_lab is natlab_driver\n"
+        "    assert sorted(natlab_driver.hosts()) == ['alice', 'server']\n"
+        "    assert str(natlab.host('alice').address) == '192.168.1.10'\n"
+        "    natlab.gateway('nat').set_pool(['203.0.113.9'])\n"
+        "    assert natlab.gateway('nat').pool == ['203.0.113.9']\n"
+        "\n"
+        "def test_pool_is_back(natlab):\n"
+        "    assert natlab.gateway('nat').pool == ['203.0.113.1']\n")
+    result = pytester.runpytest_subprocess("--natlab-backend", "memory")
+    result.assert_outcomes(passed=2)
+
+
+def test_backend_option_defaults_to_none_and_lab_fixtures_to_netns(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "def test_default(pytestconfig, natlab_backend):\n"
+        "    assert pytestconfig.getoption('--natlab-backend') is None\n"
+        "    assert natlab_backend == 'netns'\n")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
 
 
 def test_missing_topology_skips_saying_how_to_give_one(pytester: pytest.Pytester) -> None:
@@ -123,9 +197,7 @@ def test_lab_is_taken_down_when_a_test_fails_or_is_interrupted(pytester: pytest.
 
 
 def test_lab_skips_with_the_netns_reason_where_namespaces_are_unavailable(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(INLINE_TOPOLOGY + (
-        "\nimport natlab.pytest_plugin\n"
-        "natlab.pytest_plugin.netns_unavailable_reason = lambda: 'needs root (pretend)'\n"))
+    pytester.makeconftest(INLINE_TOPOLOGY + PRETEND_NOT_ROOT)
     pytester.makepyfile("def test_uses_lab(natlab):\n    raise AssertionError('must not run')\n")
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(skipped=1)
