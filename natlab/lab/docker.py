@@ -174,6 +174,14 @@ def engine_problem() -> Optional[str]:
     return None
 
 
+def unavailable() -> Optional[str]:
+    """Why a Docker lab cannot come up here (no engine, no natlab image), or None."""
+    problem = engine_problem()
+    if problem is None and not image_present(natlab_image()):
+        problem = f"the natlab image {natlab_image()} is not built ({BUILD_HINT})"
+    return problem
+
+
 def image_present(image: str) -> bool:
     return _docker("image", "inspect", image, check=False).returncode == 0
 
