@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install natlab and everything it needs on Debian/Ubuntu, as root. Idempotent.
 #   bash install.sh            system packages + .venv + natlab on PATH
+#   bash install.sh --docker   also Docker (docker.io) and mmdebstrap for the docker backend
 # Everything goes into ./.venv; /usr/local/bin/natlab is a link to it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +13,11 @@ fi
 
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
           libnfnetlink-dev tcpdump procps iputils-ping traceroute netcat-openbsd stun-client stun-server)
+case "${1:-}" in
+  --docker) packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates) ;;
+  "") ;;
+  *) echo "install.sh: unknown option $1 (--docker)" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
