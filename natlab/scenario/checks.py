@@ -55,7 +55,11 @@ def endpoint(ctx: Any, text: str, *, with_port: bool = True) -> tuple[str, Optio
     """``NAME:PORT`` / ``ADDRESS:PORT`` / ``X:*`` (port None) after substitution."""
     text = ctx.sub(text)
     host, port = (text.rsplit(":", 1) + [""])[:2] if with_port and ":" in text else (text, "*")
-    address = host if _is_ipv4(host) else ctx.address(host)
+    try:
+        address = host if _is_ipv4(host) else ctx.address(host)
+    except KeyError:
+        raise StepFailed(f"'{host}' in {text!r} is no address, host or gateway "
+                         f"(write NAME:PORT, ADDRESS:PORT, NAME:* or ${{var}})") from None
     return address, (None if port in ("*", "") else int(port))
 
 
