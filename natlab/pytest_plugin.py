@@ -25,7 +25,8 @@ Lab fixtures, in the style of pytest-httpserver and pytest-docker:
     rebuilt from the topology, which is cheap), so tests start clean.
 
 ``--natlab-backend`` chooses where labs run: ``netns`` (real namespaces, needs
-root) or ``memory`` (the in-memory twin, no root). Not given, the lab fixtures
+root), ``memory`` (the in-memory twin, no root) or ``docker`` (containers,
+driven like netns). Not given, the lab fixtures
 use netns; the option's value is then None, so other collectors (scenario
 files) can tell "not given" from an explicit choice. Where a backend cannot do
 something (``host(...).run`` in memory) the test is skipped saying why.
@@ -45,7 +46,7 @@ import pytest
 
 from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
 
-BACKENDS = ("netns", "memory")
+BACKENDS = ("netns", "memory", "docker")
 DEFAULT_BACKEND = "netns"
 """What the lab fixtures use when ``--natlab-backend`` is not given."""
 _UP_LABS = pytest.StashKey[list]()
@@ -70,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--natlab-topology", metavar="PATH", default=None,
                     help="topology YAML the natlab_lab fixture brings up (once per session)")
     group.addoption("--natlab-backend", choices=BACKENDS, default=None,
-                    help="where labs run: netns (real namespaces, root; the lab fixtures' default) "
-                         "or memory (the in-memory twin, no root)")
+                    help="where labs run: netns (real namespaces, root; the lab fixtures' default), "
+                         "memory (the in-memory twin, no root) or docker")
     parser.addini("natlab_topology", "topology YAML for natlab_lab, relative to the ini file", default="")
 
 
@@ -135,7 +136,15 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
     reason = netns_unavailable_reason()
     if reason is not None:
         pytest.skip(f"netns tier skipped: {reason}")
-    lab = natlab.lab.up(spec)
+    if natlab_backend == "docker":
+        from natlab.scenario.backends import unavailable
+
+        reason = unavailable("docker")
+        if reason is not None:
+            pytest.skip(f"natlab backend 'docker' skipped: {reason}")
+        lab = natlab.lab.up(spec, backend="docker")
+    else:
+        lab = natlab.lab.up(spec)
     up_labs = pytestconfig.stash[_UP_LABS]
     up_labs.append(lab)
     try:
@@ -157,6 +166,7 @@ def natlab_driver(request: pytest.FixtureRequest, natlab_backend: str,
         from natlab.scenario.netns_driver import NetnsDriver
 
         driver = NetnsDriver(request.getfixturevalue("natlab_lab"))
+        driver.backend = natlab_backend  # docker labs are driven the same way
     try:
         yield driver
     finally:
@@ -197,10 +207,10 @@ class HostHandle:
     def run(self, argv: Sequence[object], **kw: Any) -> Any:
         """Run ``argv`` in the host and wait; output captured as text unless ``kw`` says otherwise.
 
-        netns: a :class:`subprocess.CompletedProcess`. memory: the test is skipped.
+        netns/docker: a :class:`subprocess.CompletedProcess`. memory: the test is skipped.
         """
         command = [str(a) for a in argv]
-        if self._facade.backend == "netns":
+        if self._facade.backend != "memory":
             kw.setdefault("capture_output", True)
             kw.setdefault("text", True)
             kw.setdefault("timeout", 30)
@@ -208,8 +218,8 @@ class HostHandle:
         return _or_skip(self._facade.backend, lambda: self._driver.run(self.name, command, kw.get("timeout", 30)))
 
     def popen(self, argv: Sequence[object], **kw: Any) -> subprocess.Popen:
-        """Start ``argv`` in the host (netns only; memory skips the test)."""
-        if self._facade.backend != "netns":
+        """Start ``argv`` in the host (netns/docker; memory skips the test)."""
+        if self._facade.backend == "memory":
             _or_skip(self._facade.backend, lambda: self._driver.spawn(self.name, [str(a) for a in argv], "popen"))
         return self._facade.lab.popen(self.name, [str(a) for a in argv], **kw)
 
@@ -239,8 +249,8 @@ class GatewayHandle:
 
     @property
     def client(self) -> Any:
-        """The gateway's control-socket client (netns only)."""
-        if self._facade.backend != "netns":
+        """The gateway's control-socket client (netns/docker only)."""
+        if self._facade.backend == "memory":
             raise AttributeError(f"gateway {self.name!r} has no control socket on the "
                                  f"{self._facade.backend} backend; use the handle's methods")
         from natlab.gateway.client import GatewayClient

@@ -58,6 +58,11 @@ class MemoryDriver:
         self.seed = self.topology.seed if seed is None else seed
         self.reset()
 
+    @property
+    def name(self) -> str:
+        """The lab's name (the topology's), as a netns lab has one."""
+        return self.topology.name
+
     def reset(self) -> None:
         """Start over from the topology: fresh engines, clocks at zero, no events."""
         self.net = MemNet.from_topology(self.topology, self.seed)

@@ -131,7 +131,7 @@ def test_memory_driver_fixture_and_lab(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         "def test_driver(natlab_driver, natlab_lab, natlab):\n"
         "    assert natlab_driver.backend == 'memory' and natlab.driver is natlab_driver\n"
-        "    assert natlab_lab is natlab_driver\n"
+        "    assert natlab_lab is natlab_driver and natlab.lab.name.startswith('plug-')\n"
         "    assert sorted(natlab_driver.hosts()) == ['alice', 'server']\n"
         "    assert str(natlab.host('alice').address) == '192.168.1.10'\n"
         "    natlab.gateway('nat').set_pool(['203.0.113.9'])\n"
@@ -149,6 +149,15 @@ def test_backend_option_defaults_to_none_and_lab_fixtures_to_netns(pytester: pyt
         "    assert pytestconfig.getoption('--natlab-backend') is None\n"
         "    assert natlab_backend == 'netns'\n")
     result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("backend", ["netns", "memory", "docker"])
+def test_backend_option_accepts_every_backend(pytester: pytest.Pytester, backend: str) -> None:
+    pytester.makepyfile(
+        "def test_chosen(pytestconfig, natlab_backend):\n"
+        f"    assert pytestconfig.getoption('--natlab-backend') == natlab_backend == {backend!r}\n")
+    result = pytester.runpytest_subprocess("--natlab-backend", backend)
     result.assert_outcomes(passed=1)
 
 
