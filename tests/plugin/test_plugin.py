@@ -100,7 +100,7 @@ PRETEND_NOT_ROOT = (
 
 
 def test_memory_backend_runs_probes_and_reads_mappings_without_root(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(INLINE_TOPOLOGY + PRETEND_NOT_ROOT)
+    pytester.makeconftest(INLINE_TOPOLOGY + PRETEND_NOT_ROOT + "os.geteuid = lambda: 65534\n")
     pytester.makepyfile(PROBE_THEN_RESET)
     result = pytester.runpytest_subprocess("-v", "--natlab-backend", "memory")
     result.assert_outcomes(passed=3)

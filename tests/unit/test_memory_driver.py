@@ -221,3 +221,23 @@ def test_unknown_names_are_configuration_errors():
         d.mappings("nope")
     with pytest.raises(ConfigError, match="no host 'nope'"):
         d.probe(udp("nope", SERVER, 1))
+
+
+def test_networks_joined_by_routers_are_one_internet():
+    d = MemoryDriver({
+        "name": "routed",
+        "networks": {"isp": {"subnet": "203.0.113.0/24"}, "core": {"subnet": "198.51.100.0/24"},
+                     "home": {"subnet": "192.168.1.0/24"}},
+        "gateways": {"nat": {"behaviour": "full-cone", "inside": "home", "outside": "isp"}},
+        "routers": {"r1": {"networks": ["isp", "core"]}},
+        "hosts": {"alice": {"network": "home"}, "far": {"network": "core", "address": "198.51.100.50"}},
+    })
+    got = d.probe(udp("alice", "198.51.100.50", 3478, receiver="far", reply=True))
+    assert got.delivered and got.replied and got.seen_address == d.addresses("nat")[0]
+
+
+def test_port_forward_set_live_admits_inbound_to_the_inside_host():
+    d = lab("one-home")
+    d.set("nat", ["forwards=[{protocol: udp, external_port: 5000, internal_address: 192.168.1.2, internal_port: 5000}]"])
+    got = d.probe(udp("server", d_pool(d, "nat"), 5000, receiver="alice", listen_port=5000, reply=True))
+    assert got.delivered and got.replied and got.seen == "203.0.113.100:{}".format(got.sport)
