@@ -41,7 +41,7 @@ def docker_tier_problem() -> Optional[str]:
 
 @pytest.fixture(autouse=True)
 def _needs_docker(request: pytest.FixtureRequest) -> None:
-    if "docker" in request.keywords and (reason := docker_tier_problem()):
+    if request.node.get_closest_marker("docker") and (reason := docker_tier_problem()):
         pytest.skip(f"docker tier skipped: {reason}")
 
 
