@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -86,7 +87,7 @@ def exec_(
     """Run a command in a node's namespace (docker labs: in its container); its exit code is natlab's."""
     state = resolve_lab(lab)
     if state.backend == "docker":
-        argv = lablib.Lab(state).container_argv(host, cmd)
+        argv = lablib.Lab(state).container_argv(host, cmd, tty=sys.stdin.isatty() and sys.stdout.isatty())
     else:
         argv = lablib.Lab(state).argv(host, cmd)
     raise typer.Exit(subprocess.run(argv).returncode)
@@ -100,8 +101,8 @@ def shell(host: Annotated[str, typer.Argument(help="host, gateway or router")],
     if state.backend == "docker":
         from natlab.lab import docker
 
-        env = {"PS1": f"[{state.name}:{host}] \\w\\$ ", "NATLAB_LAB": state.name, "NATLAB_NODE": host}
-        argv = docker.exec_argv(state, host, ["sh", "-i"], interactive=True, env=env)
+        env = {"PS1": f"[{state.name}:{host}] # ", "NATLAB_LAB": state.name, "NATLAB_NODE": host}
+        argv = docker.exec_argv(state, host, ["sh", "-i"], tty=sys.stdin.isatty(), env=env)
         raise typer.Exit(subprocess.run(argv).returncode)
     sh = os.environ.get("SHELL") or "/bin/sh"
     argv = [sh, "--norc", "-i"] if Path(sh).name == "bash" else [sh, "-i"]

@@ -131,16 +131,19 @@ def app_argv(lab: str, host: Host, image: str) -> list[str]:
     return [*argv, "--entrypoint", "sh", image, "-c", host.command or "sleep infinity"]
 
 
-def exec_argv(state: LabState, node: str, argv: Sequence[str], interactive: bool = False,
+def exec_argv(state: LabState, node: str, argv: Sequence[str], tty: bool = False,
               env: Optional[dict[str, str]] = None) -> list[str]:
-    """``argv`` run inside the container of ``node`` (its app, gateway or sandbox)."""
+    """``argv`` run inside the container of ``node`` (its app, gateway or sandbox).
+
+    Standard input is always passed on (as ``ip netns exec`` does); ``tty`` adds a terminal.
+    """
     state.netns_of(node)  # raises LabNotFound naming the nodes
     roles = state.containers.get(node, {})
     container = roles.get("app") or roles.get("gateway") or roles.get("sandbox")
     if container is None:
         raise LabError(f"'{node}' has no container", got=state.name,
                        hint="this lab was not made by the docker backend")
-    flags = ["-i", "-t"] if interactive else []
+    flags = ["-i", "-t"] if tty else ["-i"]
     for key, value in (env or {}).items():
         flags += ["-e", f"{key}={value}"]
     return ["docker", "exec", *flags, container, *argv]

@@ -49,11 +49,11 @@ class Lab:
                            hint=f"natlab down {self.name}, then up again")
         return ["ip", "netns", "exec", ns, *argv]
 
-    def container_argv(self, node: str, argv: Sequence[str]) -> list[str]:
+    def container_argv(self, node: str, argv: Sequence[str], tty: bool = False) -> list[str]:
         """Docker labs: ``argv`` wrapped to run inside ``node``'s container (its image)."""
         from natlab.lab import docker
 
-        return docker.exec_argv(self.state, node, argv)
+        return docker.exec_argv(self.state, node, argv, tty=tty)
 
     def exec(self, node: str, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess:
         """Run ``argv`` in ``node`` and wait (keywords as for :func:`subprocess.run`)."""

@@ -104,4 +104,4 @@ def test_exec_goes_to_the_app_then_the_gateway_then_the_sandbox():
     state = LabState.new("dk")
     state.hosts["bob"] = {"netns": "natlab-dk-bob"}
     docker.plan(topo, state)
-    assert docker.exec_argv(state, "bob", ["id"]) == ["docker", "exec", "natlab-dk-bob.app", "id"]
+    assert docker.exec_argv(state, "bob", ["id"]) == ["docker", "exec", "-i", "natlab-dk-bob.app", "id"]
