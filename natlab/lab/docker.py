@@ -36,6 +36,9 @@ The Python API (``Lab.exec``/``popen``, the pytest plugin, scenarios) keeps runn
 programs from the host's filesystem in a node's namespace (``ip netns exec``), on
 every backend alike; ``natlab exec``/``shell`` on a Docker lab run inside the node's
 container (``docker exec``), with the tools of the node's image.
+
+Docker is driven through its ``docker`` command (API 1.41 is enough), so the backend
+needs no Python SDK; a missing command or engine is :class:`BackendUnavailable`.
 """
 
 from __future__ import annotations
@@ -210,11 +213,13 @@ def preflight(topo: Topology) -> None:
 
 def plan(topo: Topology, state: LabState) -> None:
     """Record every container ``up`` is about to create (before creating any)."""
+    from natlab.lab.runner import stub_gateways
+
     state.backend = "docker"
     state.image = natlab_image()
     for node in topo.nodes:
         roles = {"sandbox": container_name(topo.name, node.name)}
-        if node.kind == "gateway":
+        if node.kind == "gateway" and not stub_gateways():
             roles["gateway"] = container_name(topo.name, node.name, "gateway")
         if isinstance(node, Host) and (node.image or node.command):
             roles["app"] = container_name(topo.name, node.name, "app")
