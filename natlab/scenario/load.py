@@ -227,6 +227,9 @@ def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: Pr
     if ":" not in spec.to and not VAR.fullmatch(spec.to):
         raise doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
                         hint="write NAME:PORT, ADDRESS:PORT or ${var}")
+    if expect.refused is not None and action == "udp" and not spec.reply:
+        raise doc.error("a UDP sender only learns of a refusal while it waits for an answer",
+                        (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe")
     if spec.at == "nobody" and expect.delivered:
         raise doc.error("nobody listens, so nothing can be delivered", (*path, "expect", "delivered"),
                         hint="drop 'at: nobody' or expect delivered: false")
