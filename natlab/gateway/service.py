@@ -277,10 +277,21 @@ class Gateway:
         if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
             raise ValueError('"assignments" must be a list of "knob=value" strings')
         policy = apply_overrides(self.policy, parse_assignments(assignments))
-        self._tick(self.engine.reconfigure(policy, self.now()))
-        self.policy = policy
+        self._reconfigure(policy)
         self._record({"kind": "reconfigured", "detail": " ".join(assignments)}, self.now())
         return {"policy": _policy_dict(policy)}
+
+    def _reconfigure(self, policy: Any) -> None:
+        """A new policy; static 1:1 externals it adds or drops answer ARP (or stop) like the pool."""
+        before = self._static_externals()
+        self._tick(self.engine.reconfigure(policy, self.now()))
+        self.policy = policy
+        after = self._static_externals()
+        self.pool_hooks.add_addresses([a for a in after if a not in before])
+        self.pool_hooks.remove_addresses([a for a in before if a not in after])
+
+    def _static_externals(self) -> tuple[str, ...]:
+        return tuple(a for a in getattr(self.engine, "external_addresses", ()) if a not in self.pool)
 
     def op_advance(self, request: dict[str, Any]) -> dict[str, Any]:
         seconds = request.get("seconds")
@@ -315,9 +326,8 @@ class Gateway:
         if not isinstance(overrides, dict):
             raise ValueError(f'"overrides" must be an object of knob: value, got {overrides!r}')
         policy = resolve(behaviour, overrides).policy
-        self._tick(self.engine.reconfigure(policy, self.now()))
+        self._reconfigure(policy)
         tick = self._tick(self.engine.flush(self.now()))
-        self.policy = policy
         self.preset = behaviour
         detail = " ".join([behaviour, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
         self._record({"kind": "reconfigured", "detail": detail}, self.now())

@@ -40,6 +40,9 @@ FORWARDER_SYSCTLS = {
     "net.ipv4.conf.all.send_redirects": "0",
     "net.ipv4.conf.default.send_redirects": "0",
     "net.ipv4.icmp_ratelimit": "0",
+    # A gateway's pool can lose its first address (set-pool); keep the others and their route.
+    "net.ipv4.conf.all.promote_secondaries": "1",
+    "net.ipv4.conf.default.promote_secondaries": "1",
 }
 """For gateways and routers: forward, never drop asymmetric traffic, never redirect."""
 COMMON_SYSCTLS = {
@@ -94,6 +97,7 @@ def forwarder_iface_sysctls(ifaces: Iterable[str]) -> dict[str, str]:
     for iface in ifaces:
         out[f"net.ipv4.conf.{iface}.rp_filter"] = "0"
         out[f"net.ipv4.conf.{iface}.send_redirects"] = "0"
+        out[f"net.ipv4.conf.{iface}.promote_secondaries"] = "1"
     return out
 
 
