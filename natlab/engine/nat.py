@@ -191,10 +191,10 @@ class Engine:
     def _outbound(self, data, ihl, proto, x_addr, x_port, y_addr, y_port, port_off, flags, now, events) -> Verdict:
         if y_addr in self.pool_set:
             return self._hairpin(data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
-        if x_addr in self.static_out:
-            return static_nat.translate(self, data, ihl, proto, 12, self.static_out[x_addr], events, INSIDE)
         sess = self.by_flow.get((proto, x_addr, x_port, y_addr, y_port))
         if sess is None:
+            if x_addr in self.static_out:  # after by_flow: a forward's replies keep the forward
+                return static_nat.translate(self, data, ihl, proto, 12, self.static_out[x_addr], events, INSIDE)
             events = [] if events is None else events
             sess = self._open_session(proto, x_addr, x_port, y_addr, y_port, flags, now, events)
             if sess.__class__ is Drop:

@@ -93,6 +93,14 @@ def test_static_nat_rewrites_addresses_only(make_out, make_in):
     assert STATIC_EXT in nat.engine.external_addresses
 
 
+def test_forward_replies_keep_the_forward_when_the_host_also_has_a_static_entry():
+    fwd = PortForward(Protocol.TCP, 8022, A, 22)
+    nat = Nat(policy(static=(StaticNat(A, STATIC_EXT),), forwards=(fwd,)))
+    assert dst_of(nat.translated_in(tcp(Y1, 4000, X1, 8022, flags=SYN))) == (A, 22)
+    assert src_of(nat.translated_out(tcp(A, 22, Y1, 4000, flags=SYN | 0x10))) == (X1, 8022)
+    assert src_of(nat.translated_out(udp(A, 5000, Y1, 80))) == (STATIC_EXT, 5000)  # new flows: static
+
+
 # -- determinism ------------------------------------------------------------------------------
 def _script(seed: int):
     nat = Nat(policy(pooling=Pooling.ARBITRARY, port_assignment=PortAssignment.RANDOM,
