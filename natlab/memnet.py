@@ -42,7 +42,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from natlab.engine import Drop, Engine, Forward, Hairpin, MappingView, Policy, Side
 from natlab.engine.types import AddressLike, to_int, to_str
-from natlab.engine.verdicts import EventKind, Tick
+from natlab.engine.verdicts import Tick, drop_records
 from natlab.memnet_stack import HostStack, TcpConn
 from natlab.packet import build
 from natlab.packet.headers import PROTO_UDP, parse_packet, summarize
@@ -52,7 +52,6 @@ __all__ = ["Datagram", "Delivered", "Dropped", "MemNet", "Outcome"]
 INTERNET: Optional[str] = None
 _MAX_HOPS = 16
 EVENT_RING = 10_000
-_DROP_KINDS = (EventKind.DROPPED, EventKind.FILTERED)
 
 
 @dataclass(frozen=True)
@@ -354,14 +353,6 @@ class MemNet:
 
     @staticmethod
     def _record_drop(nat: _Nat, verdict: Drop, data: bytes, side: Side, now: float) -> None:
-        """As the gateway service records a drop: the engine's events, the packet and side on the drop."""
-        extra = {"side": side.value, "packet": summarize(data)}
-        described = False
-        for event in verdict.events:
-            entry = event.to_dict()
-            if event.kind in _DROP_KINDS:
-                entry.update(extra)
-                described = True
+        """As the gateway service records a drop (:func:`natlab.engine.verdicts.drop_records`)."""
+        for entry in drop_records(verdict, side, summarize(data)):
             nat.record(entry, now)
-        if not described:
-            nat.record({"kind": EventKind.DROPPED.value, "reason": verdict.reason.value, **extra}, now)

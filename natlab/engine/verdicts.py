@@ -106,3 +106,20 @@ class Event:
         out = asdict(self)
         out["kind"] = self.kind.value
         return {k: v for k, v in out.items() if v not in ("", None)}
+
+
+def drop_records(verdict: "Drop", side: Side, packet: str) -> list[dict[str, Any]]:
+    """A drop as event records: the engine's own events, the one(s) telling the drop
+    carrying ``side`` and the ``packet`` summary; a bare ``dropped`` if none told it."""
+    extra = {"side": side.value, "packet": packet}
+    records, described = [], False
+    for event in verdict.events:
+        entry = event.to_dict()
+        if event.kind in (EventKind.DROPPED, EventKind.FILTERED):
+            entry.update(extra)
+            described = True
+        records.append(entry)
+    if not described:
+        reason = getattr(verdict.reason, "value", str(verdict.reason))
+        records.append({"kind": EventKind.DROPPED.value, "reason": reason, **extra})
+    return records

@@ -26,7 +26,7 @@ import traceback
 from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from natlab.engine.types import Side
-from natlab.engine.verdicts import Drop, Emit, EventKind, Forward, Hairpin, Tick
+from natlab.engine.verdicts import Drop, Emit, Forward, Hairpin, Tick, drop_records
 from natlab.errors import NatlabError
 from natlab.gateway.nfq import Action, Outcome
 from natlab.packet.headers import summarize
@@ -35,7 +35,6 @@ log = logging.getLogger("natlab.gateway")
 
 EVENT_RING = 10_000
 DROP = Outcome(Action.DROP)
-_DROP_KINDS = (EventKind.DROPPED, EventKind.FILTERED)
 
 
 class Sender(Protocol):
@@ -156,17 +155,8 @@ class Gateway:
         return DROP
 
     def _record_drop(self, verdict: Drop, data: bytes, side: Side, now: float) -> None:
-        extra = {"side": side.value, "packet": summarize(data)}
-        described = False
-        for event in verdict.events:
-            entry = event.to_dict()
-            if event.kind in _DROP_KINDS:
-                entry.update(extra)
-                described = True
+        for entry in drop_records(verdict, side, summarize(data)):
             self._record(entry, now)
-        if not described:
-            reason = getattr(verdict.reason, "value", str(verdict.reason))
-            self._record({"kind": EventKind.DROPPED.value, "reason": reason, **extra}, now)
 
     def _engine_error(self, err: Exception, data: bytes, side: Side, now: float) -> None:
         self.stats["engine_errors"] += 1

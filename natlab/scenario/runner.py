@@ -142,7 +142,7 @@ def _new(step: Step, ctx: _Context, summary: str) -> StepReport:
 # --- actions ---------------------------------------------------------------------------
 
 def _probe(ctx: _Context, step: Step) -> StepReport:
-    spec, expect = step.spec, step.expect
+    spec = step.spec
     dst, dport = checks.endpoint(ctx, spec.to, with_port=step.action != "icmp")
     dport = dport or 0
     receiver, listen_port = checks.receiver_of(ctx, spec, dst, ctx.sub(spec.at) if spec.at else None)
