@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,83 +23,36 @@ from natlab.lab.lab import Lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 
-# One script, several modes, run with ``python -c UDP_TOOL MODE ARGS...`` in a host.
-# Every mode prints one JSON object per line.
-#   reflect IP:PORT...              answer each datagram with "seen SRC" from the
-#                                   address it arrived on (one socket per endpoint)
-#   ask SPORT DST...                from one socket bound to SPORT, ask each DST in
-#                                   turn; print the reply (or a timeout)
-#   hold SPORT DST SECONDS          ask DST once, then print every datagram received
-#                                   on the same socket for SECONDS
-#   send BIND_IP SPORT DST MSG      send one datagram from BIND_IP:SPORT, wait for none
-UDP_TOOL = r"""
-import json, select, socket, sys, time
-def ep(t):
-    h, _, p = t.rpartition(":")
-    return h, int(p)
-def say(**f):
-    print(json.dumps(f), flush=True)
-def bound(ip, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ip, port))
-    return s
-mode, args = sys.argv[1], sys.argv[2:]
-if mode == "reflect":
-    socks = [bound(*ep(a)) for a in args]
-    say(event="listening")
-    while True:
-        for s in select.select(socks, [], [])[0]:
-            data, src = s.recvfrom(2048)
-            s.sendto(("seen %s:%d" % src).encode(), src)
-elif mode == "ask":
-    s = bound("0.0.0.0", int(args[0]))
-    s.settimeout(2.0)
-    for dst in args[1:]:
-        s.sendto(b"ask", ep(dst))
-        try:
-            data, src = s.recvfrom(2048)
-            say(event="reply", to=dst, source="%s:%d" % src, seen=data.decode().split()[-1])
-        except socket.timeout:
-            say(event="timeout", to=dst)
-elif mode == "hold":
-    s = bound("0.0.0.0", int(args[0]))
-    s.settimeout(2.0)
-    s.sendto(b"ask", ep(args[1]))
-    try:
-        data, src = s.recvfrom(2048)
-        say(event="reply", source="%s:%d" % src, seen=data.decode().split()[-1])
-    except socket.timeout:
-        say(event="timeout")
-        sys.exit(1)
-    deadline = time.monotonic() + float(args[2])
-    while (left := deadline - time.monotonic()) > 0:
-        s.settimeout(left)
-        try:
-            data, src = s.recvfrom(2048)
-        except socket.timeout:
-            break
-        say(event="recv", source="%s:%d" % src, data=data.decode())
-    say(event="done")
-elif mode == "send":
-    s = bound(args[0], int(args[1]))
-    s.sendto(args[3].encode(), ep(args[2]))
-"""
+
+def probe_argv(command: str, *args: object) -> list[str]:
+    """``python -m natlab.probe COMMAND ARGS`` (see natlab/probe.py for the JSON lines each prints)."""
+    return [sys.executable, "-m", "natlab.probe", command, *map(str, args)]
 
 
-def run_tool(lab: Lab, host: str, *args: object, timeout: float = 30) -> list[dict]:
-    """Run one UDP_TOOL mode in ``host`` to the end; its JSON lines."""
-    done = lab.exec(host, [sys.executable, "-c", UDP_TOOL, *map(str, args)],
-                    capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{host} {args}: {done.stderr}"
+def run_probe(lab: Lab, host: str, command: str, *args: object, timeout: float = 30) -> list[dict]:
+    """Run one probe in ``host`` to the end; its JSON lines. It must succeed (every reply came)."""
+    done = lab.exec(host, probe_argv(command, *args), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{host} {command} {args}: {done.stdout}{done.stderr}"
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+def ask(lab: Lab, host: str, sport: int, *servers: str) -> list[dict]:
+    """From one socket bound to ``sport`` in ``host``, ask each reflector in turn; one reply each."""
+    return run_probe(lab, host, "udp-send", "--sport", sport, *(a for s in servers for a in ("--to", s)))
+
+
+def send_from(lab: Lab, host: str, source: str, to: str, message: str) -> None:
+    """Send one datagram from ``source`` (ADDR:PORT, may be a reflector's) to ``to``; wait for none."""
+    saddr, _, sport = source.rpartition(":")
+    run_probe(lab, host, "udp-send", "--saddr", saddr, "--sport", sport, "--to", to,
+              "--message", message, "--no-wait")
+
+
 class Held:
-    """A ``hold`` running in an inside host: a mapping kept open and a listener on it."""
+    """An inside host asking a reflector, then holding the socket open: a mapping and a listener on it."""
 
     def __init__(self, lab: Lab, host: str, sport: int, dst: str, seconds: float) -> None:
-        self.proc = lab.popen(host, [sys.executable, "-c", UDP_TOOL, "hold", str(sport), dst, str(seconds)],
+        self.proc = lab.popen(host, probe_argv("udp-send", "--sport", sport, "--to", dst, "--hold", seconds),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = json.loads(self.proc.stdout.readline() or '{"event": "exited"}')
         assert first["event"] == "reply", f"no reply from {dst}: {first} {self.proc.stderr.read()}"
@@ -119,11 +73,25 @@ class Held:
 
 
 def start_reflector(lab: Lab, host: str, endpoints: Sequence[str]) -> subprocess.Popen:
-    proc = lab.popen(host, [sys.executable, "-c", UDP_TOOL, "reflect", *endpoints],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A reflector on every one of ``endpoints`` until stopped."""
+    argv = probe_argv("udp-reflect", "--count", 0, "--timeout", 0, *(a for e in endpoints for a in ("--bind", e)))
+    proc = lab.popen(host, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line and json.loads(line)["event"] == "listening", proc.stderr.read()
+    # It reports every datagram; drain that so it never blocks on a full pipe
+    # (stop_reflector, not stop: this thread is the pipe's only reader).
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc
+
+
+def stop_reflector(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    proc.stderr.close()
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -157,7 +125,7 @@ def _lab_with_reflectors(topology: Path) -> Iterator[Lab]:
             yield lab
         finally:
             for proc in procs:
-                stop(proc)
+                stop_reflector(proc)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import natlab.lab
 from natlab.topology import load
 
-from conftest import TOPOLOGIES, gateway, run_tool
+from conftest import TOPOLOGIES, gateway, send_from
 
 pytestmark = pytest.mark.netns
 
@@ -28,6 +28,6 @@ def test_root_namespace_iptables_are_the_same_before_and_after_a_lab():
     before = root_ruleset()
     with natlab.lab.up(topo) as lab:
         gateway(lab, "nat").set(["timeouts.udp=60"])  # a knob change rewrites the gateway's rules
-        run_tool(lab, "p1", "send", "0.0.0.0", 5000, "192.0.2.100:9", "x")
+        send_from(lab, "p1", "0.0.0.0:5000", "192.0.2.100:9", "x")
         assert root_ruleset() == before
     assert root_ruleset() == before

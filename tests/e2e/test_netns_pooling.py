@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from conftest import gateway, run_tool
+from conftest import ask, gateway
 
 pytestmark = pytest.mark.netns
 
@@ -19,7 +19,7 @@ def external_addresses(lab, sports: int) -> list[str]:
     """The external address of each of ``sports`` fresh sockets, each asking every server."""
     seen = []
     for _ in range(sports):
-        replies = run_tool(lab, "p1", "ask", next(_ports), *SERVERS)
+        replies = ask(lab, "p1", next(_ports), *SERVERS)
         assert all(r["event"] == "reply" for r in replies), replies
         seen += [r["seen"].split(":")[0] for r in replies]
     return seen

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from conftest import Held, gateway, run_tool
+from conftest import Held, ask, gateway, send_from
 
 pytestmark = pytest.mark.netns
 
@@ -57,7 +57,7 @@ def nat(one_nat):
 def test_mapping_keeps_or_changes_the_external_port_across_destinations(one_nat, nat, mapping, second, same_port):
     nat(f"mapping={mapping}", "port_assignment=random")
     sport = fresh_port()
-    replies = run_tool(one_nat, "alice", "ask", sport, f"{S1}:{P1}", second)
+    replies = ask(one_nat, "alice", sport, f"{S1}:{P1}", second)
     assert [r["event"] for r in replies] == ["reply", "reply"], replies
     first_seen, second_seen = (r["seen"] for r in replies)
     assert first_seen.split(":")[0] == second_seen.split(":")[0] == "203.0.113.1"
@@ -75,8 +75,8 @@ def test_filtering_admits_unsolicited_packets_per_dependency(one_nat, nat, filte
     nat(f"filtering={filtering}")
     held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=1.5)
     try:
-        run_tool(one_nat, "s1", "send", S1, P2, held.external, "from-s1-p2")
-        run_tool(one_nat, "s2", "send", S2, P1, held.external, "from-s2-p1")
+        send_from(one_nat, "s1", f"{S1}:{P2}", held.external, "from-s1-p2")
+        send_from(one_nat, "s2", f"{S2}:{P1}", held.external, "from-s2-p1")
         got = held.received()
     finally:
         held.close()
@@ -89,7 +89,7 @@ def test_filtering_admits_unsolicited_packets_per_dependency(one_nat, nat, filte
 def test_port_preservation_keeps_the_source_port(one_nat, nat):
     nat("port_assignment=preserve")
     for sport in (fresh_port(), fresh_port() + 1):
-        (reply,) = run_tool(one_nat, "alice", "ask", sport, f"{S1}:{P1}")
+        (reply,) = ask(one_nat, "alice", sport, f"{S1}:{P1}")
         assert reply["seen"] == f"203.0.113.1:{sport}"
 
 
@@ -98,7 +98,7 @@ def test_random_ports_keep_parity_when_asked(one_nat, nat, parity):
     nat("port_assignment=random", "port_parity=true")
     seen = []
     for _ in range(6):
-        (reply,) = run_tool(one_nat, "alice", "ask", fresh_port() + parity, f"{S1}:{P1}")
+        (reply,) = ask(one_nat, "alice", fresh_port() + parity, f"{S1}:{P1}")
         seen.append(int(reply["seen"].split(":")[1]))
     assert all(port % 2 == parity for port in seen), seen
     assert len(set(seen)) == len(seen)
@@ -106,7 +106,7 @@ def test_random_ports_keep_parity_when_asked(one_nat, nat, parity):
 
 def test_random_ports_without_parity_use_both_parities(one_nat, nat):
     nat("port_assignment=random", "port_parity=false")
-    seen = [int(run_tool(one_nat, "alice", "ask", fresh_port(), f"{S1}:{P1}")[0]["seen"].split(":")[1])
+    seen = [int(ask(one_nat, "alice", fresh_port(), f"{S1}:{P1}")[0]["seen"].split(":")[1])
             for _ in range(12)]
     assert {port % 2 for port in seen} == {0, 1}, seen
 
@@ -123,7 +123,7 @@ def test_hairpinning_delivers_with_the_right_source(one_nat, nat, hairpinning, s
     held = Held(one_nat, "bob", fresh_port(), f"{S1}:{P1}", seconds=1.5)
     alice_port = fresh_port()
     try:
-        run_tool(one_nat, "alice", "send", "0.0.0.0", alice_port, held.external, "hairpin")
+        send_from(one_nat, "alice", f"0.0.0.0:{alice_port}", held.external, "hairpin")
         got = held.received()
     finally:
         held.close()
@@ -142,7 +142,7 @@ def test_mapping_expires_after_the_udp_timer(one_nat, nat):
         assert client.mappings()
         client.advance(121)
         assert client.mappings() == []
-        run_tool(one_nat, "s1", "send", S1, P1, held.external, "too-late")
+        send_from(one_nat, "s1", f"{S1}:{P1}", held.external, "too-late")
         got = held.received()
     finally:
         held.close()
@@ -155,10 +155,10 @@ def test_inbound_packet_refreshes_the_mapping_per_refresh_knob(one_nat, nat, ref
     held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=2.0)
     try:
         client.advance(80)
-        run_tool(one_nat, "s1", "send", S1, P1, held.external, "keepalive")
+        send_from(one_nat, "s1", f"{S1}:{P1}", held.external, "keepalive")
         client.advance(80)  # 160 s after the last outbound packet, 80 s after the inbound one
         assert bool(client.mappings()) is alive
-        run_tool(one_nat, "s1", "send", S1, P1, held.external, "after")
+        send_from(one_nat, "s1", f"{S1}:{P1}", held.external, "after")
         got = held.received()
     finally:
         held.close()

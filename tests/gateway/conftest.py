@@ -31,8 +31,6 @@ import pytest
 from natlab.gateway.client import GatewayClient
 from natlab.gateway.spec import GatewaySpec
 
-HERE = Path(__file__).parent
-UDP_TOOL = str(HERE / "udp_tool.py")
 INSIDE_ADDR = "192.168.77.2"
 POOL = "203.0.113.10"
 OUTSIDE_ADDRS = ("203.0.113.2", "203.0.113.3")
@@ -124,20 +122,23 @@ class GwLab:
         return self.gateway.wait(10)
 
     def serve_udp(self, ns: str, *ports: int, reply: bool = True) -> subprocess.Popen:
-        argv = [sys.executable, UDP_TOOL, "serve", *map(str, ports), "--duration", "60"]
+        """A reflector on ``ports`` in ``ns`` (answering unless ``reply`` is false); see ``received``."""
+        argv = _probe("udp-reflect", "--count", 0, "--timeout", 60, *(a for p in ports for a in ("--port", p)))
         if not reply:
             argv.append("--no-reply")
         proc = subprocess.Popen(_in_ns(ns, *argv), stdout=subprocess.PIPE, text=True)
         self.procs.append(proc)
-        assert json.loads(proc.stdout.readline()) == {"ready": True}
+        assert json.loads(proc.stdout.readline())["event"] == "listening"
         return proc
 
-    def send_udp(self, ns: str, bind: int, *destinations: str, wait: float = 1.5) -> list[list[Any]]:
-        argv = [sys.executable, UDP_TOOL, "send", "--bind", str(bind), "--wait", str(wait)]
-        for dest in destinations:
-            argv += ["--to", dest]
-        done = subprocess.run(_in_ns(ns, *argv), capture_output=True, text=True, timeout=wait + 20, check=True)
-        return json.loads(done.stdout)["replies"]
+    def send_udp(self, ns: str, bind: int, *destinations: str, wait: float = 1.5) -> list[dict[str, Any]]:
+        """From one socket bound to ``bind``, send to each destination in turn; the replies that came."""
+        argv = _probe("udp-send", "--sport", bind, "--timeout", wait, *(a for d in destinations for a in ("--to", d)))
+        done = subprocess.run(_in_ns(ns, *argv), capture_output=True, text=True,
+                              timeout=wait * len(destinations) + 20)
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert done.returncode in (0, 1) and len(lines) == len(destinations), done.stderr  # 1: some timed out
+        return [line for line in lines if line["event"] == "reply"]
 
     def iptables(self) -> str:
         return subprocess.run(_in_ns(self.gw, "iptables", "-t", "mangle", "-S"),
@@ -154,12 +155,22 @@ class GwLab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def _probe(command: str, *args: object) -> list[str]:
+    return [sys.executable, "-m", "natlab.probe", command, *map(str, args)]
+
+
+def split(endpoint: str) -> tuple[str, int]:
+    """``"ADDR:PORT"`` (as the probes print endpoints) as (address, port)."""
+    address, _, port = endpoint.rpartition(":")
+    return address, int(port)
+
+
 def received(proc: subprocess.Popen, *, settle: float = 0.5) -> list[dict[str, Any]]:
-    """Stop a ``serve`` process and return what it printed."""
+    """Stop a ``serve_udp`` reflector; the datagrams it reported (``source``, ``at``, ``data``)."""
     time.sleep(settle)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [event for line in out.splitlines() if (event := json.loads(line))["event"] == "recv"]
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import pytest
 
 from natlab.errors import ControlError
 
+from .conftest import split
+
 pytestmark = pytest.mark.netns
 
 EIM_APDF = {"mapping": "endpoint-independent", "filtering": "address-and-port-dependent"}
@@ -31,8 +33,8 @@ def test_passthrough_gateway_routes_and_cleans_up_on_sigterm(gwlab):
     server = gwlab.serve_udp(gwlab.outside, 7000)
     replies = gwlab.send_udp(gwlab.inside, 5000, f"{gwlab.OUTSIDE_ADDRS[0]}:7000")
     seen = gwlab.received(server)
-    assert [(s["src"], s["sport"]) for s in seen] == [(gwlab.INSIDE_ADDR, 5000)]
-    assert replies and replies[0][0] == gwlab.OUTSIDE_ADDRS[0]
+    assert [split(s["source"]) for s in seen] == [(gwlab.INSIDE_ADDR, 5000)]
+    assert replies and split(replies[0]["source"])[0] == gwlab.OUTSIDE_ADDRS[0]
     counters = client.counters()["gateway"]
     assert counters["packets_inside"] >= 1 and counters["packets_outside"] >= 1
     assert gwlab.stop_gateway() == 0
@@ -55,17 +57,17 @@ def _two_destinations(gwlab, bind=5000):
 def test_outbound_udp_is_translated_and_replies_return(gwlab, policy, same_port):
     client = gwlab.start_gateway(gwlab.spec(_policy(policy)))
     seen, replies = _two_destinations(gwlab)
-    assert {s["src"] for s in seen} == {gwlab.POOL}
-    ports = [s["sport"] for s in seen]
+    assert {split(s["source"])[0] for s in seen} == {gwlab.POOL}
+    ports = [split(s["source"])[1] for s in seen]
     assert len(ports) == 2 and (ports[0] == ports[1]) is same_port
-    assert sorted(r[1] for r in replies) == [7000, 7001]  # both replies reached the inside socket
+    assert sorted(split(r["source"])[1] for r in replies) == [7000, 7001]  # both replies reached the inside socket
     assert len(client.mappings()) == (1 if same_port else 2)
 
 
 def test_unsolicited_inbound_is_filtered_and_advance_expires(gwlab):
     client = gwlab.start_gateway(gwlab.spec(_policy(EIM_APDF)))
     seen, _ = _two_destinations(gwlab)
-    external_port = seen[0]["sport"]
+    external_port = split(seen[0]["source"])[1]
     inside = gwlab.serve_udp(gwlab.inside, 5000, reply=False)
     # From a port the inside never talked to: address-and-port-dependent filtering drops it.
     gwlab.send_udp(gwlab.outside, 7002, f"{gwlab.POOL}:{external_port}", wait=0.3)
@@ -97,7 +99,7 @@ def test_control_ops_on_a_live_gateway(gwlab):
     assert "203.0.113.20/24" in addresses and f"{gwlab.POOL}/" not in addresses
     assert "203.0.113.20/32" in gwlab.iptables() and f"{gwlab.POOL}/32" not in gwlab.iptables()
     seen, _ = _two_destinations(gwlab, bind=5002)
-    assert {s["src"] for s in seen} == {"203.0.113.20"}
+    assert {split(s["source"])[0] for s in seen} == {"203.0.113.20"}
 
 
 def test_kill_9_stops_traffic_and_namespace_deletion_removes_the_rest(gwlab):
@@ -123,11 +125,12 @@ def test_hairpin_goes_back_inside_with_the_external_source(gwlab):
     outside = gwlab.serve_udp(gwlab.outside, 7000)
     gwlab.send_udp(gwlab.inside, 5000, f"{gwlab.OUTSIDE_ADDRS[0]}:7000")  # maps 5000
     (first,) = gwlab.received(outside)
+    mapped = first["source"]  # inside 5000's external endpoint
     target = gwlab.serve_udp(gwlab.inside, 5000)
-    replies = gwlab.send_udp(gwlab.inside, 5001, f"{gwlab.POOL}:{first['sport']}")
+    replies = gwlab.send_udp(gwlab.inside, 5001, mapped)
     (seen,) = gwlab.received(target)
-    assert seen["src"] == gwlab.POOL  # REQ-9b: the sender's external endpoint
-    assert replies and replies[0][:2] == [gwlab.POOL, first["sport"]]  # and back again
+    assert split(seen["source"])[0] == gwlab.POOL  # REQ-9b: the sender's external endpoint
+    assert replies and replies[0]["source"] == mapped  # and back again
     assert client.counters()["gateway"]["hairpins_sent"] >= 2
 
 
