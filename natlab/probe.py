@@ -111,7 +111,7 @@ def udp_send(to: list[str], sport: int = 0, message: str = "hello", timeout: flo
     reflector carries ``seen``, the external endpoint it saw. With ``wait``
     false it only sends. ``hold`` then keeps the socket, and so its NAT
     mapping, open that many seconds and reports every datagram that arrives:
-    what the NAT's filtering lets in. Exits 1 if any destination did not answer.
+    what the NAT's filtering lets in. Returns 1 if any destination did not answer.
     """
     sock = _bound(socket.SOCK_DGRAM, sport, saddr)
     unanswered = 0

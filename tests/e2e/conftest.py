@@ -1,4 +1,4 @@
-"""Fixtures for the netns tier: module-scoped labs and small in-namespace socket tools.
+"""Fixtures for the netns tier: module-scoped labs and the probes tests run in their hosts.
 
 A lab comes up once per module (1-2 s); tests switch knobs with
 ``GatewayClient.set`` and start from an empty table with ``flush``. Everything
