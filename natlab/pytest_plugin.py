@@ -35,8 +35,6 @@ something (``host(...).run`` in memory) the test is skipped saying why.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -54,16 +52,9 @@ _UP_LABS = pytest.StashKey[list]()
 
 def netns_unavailable_reason() -> str | None:
     """Why real-namespace tests cannot run here, or None if they can."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, veths and NFQUEUE rules)"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            return f"needs the '{tool}' command (apt-get install iproute2 iptables)"
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return "needs the NetfilterQueue Python package (pip install NetfilterQueue)"
-    return None
+    from natlab.scenario.backends import unavailable
+
+    return unavailable("netns")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -84,7 +84,7 @@ class ProbeResult:
 
     @property
     def seen_address(self) -> Optional[str]:
-        return None if self.seen is None else self.seen.rsplit(":", 1)[0] if ":" in self.seen else self.seen
+        return None if self.seen is None else self.seen.rsplit(":", 1)[0]
 
     @property
     def seen_port(self) -> Optional[int]:
