@@ -13,6 +13,7 @@ on one side and as it left on the other. Wireshark and tshark read it as is.
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import shutil
@@ -56,8 +57,8 @@ class Capture:
                 self._proc.wait()
                 raise LabError(f"tcpdump did not start in {self.netns}", got=said.decode(errors="replace").strip())
             ready, _, _ = select.select([self._proc.stderr], [], [], remaining)
-            if ready:
-                said += self._proc.stderr.readline()
+            if ready:  # os.read, not readline: a buffered read could swallow the line select waits for
+                said += os.read(self._proc.stderr.fileno(), 4096)
         return self
 
     def stop(self) -> int:

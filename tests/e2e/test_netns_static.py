@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
+from conftest import ask, start_reflector, stop_reflector
 from natlab.lab import up
 from natlab.topology import from_data
 
 pytestmark = pytest.mark.netns
-
-SERVE_UDP = "import socket,sys; s=socket.socket(2,2); s.bind(('0.0.0.0',int(sys.argv[1]))); s.settimeout(5); " \
-            "d,a=s.recvfrom(99); s.sendto(b'seen '+a[0].encode(), a)"
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +34,22 @@ def lab():
         yield lab
 
 
-def _ask(lab, target: str, port: int) -> str:
-    code = ("import socket; s=socket.socket(2,2); s.settimeout(3); "
-            f"s.sendto(b'hi', ('{target}', {port})); print(s.recvfrom(99)[0].decode())")
-    done = lab.exec("client", [sys.executable, "-c", code], capture_output=True, text=True, timeout=10)
-    return done.stdout.strip()
+def _seen_by(lab, host: str, port: int, target: str) -> str:
+    """The client asks ``target`` (listening, before it asks, as ``host``:``port``); the source seen."""
+    reflector = start_reflector(lab, host, [f"0.0.0.0:{port}"])
+    try:
+        (reply,) = ask(lab, "client", 40000, target)
+    finally:
+        stop_reflector(reflector)
+    return reply["seen"]
 
 
 def test_static_one_to_one_admits_unsolicited_inbound_and_keeps_ports(lab):
-    server = lab.popen("one-to-one", [sys.executable, "-c", SERVE_UDP, "7000"])
-    try:
-        assert _ask(lab, "203.0.113.50", 7000) == "seen 203.0.113.100"
-    finally:
-        server.wait(timeout=10)
+    assert _seen_by(lab, "one-to-one", 7000, "203.0.113.50:7000") == "203.0.113.100:40000"
     ping = lab.exec("client", ["ping", "-c1", "-W2", "203.0.113.50"], capture_output=True)
     assert ping.returncode == 0
 
 
 def test_port_forward_reaches_the_forwarded_host_from_anyone(lab):
-    server = lab.popen("forwarded", [sys.executable, "-c", SERVE_UDP, "53"])
-    try:
-        gw_address = str(lab.host_address("gw"))
-        assert _ask(lab, gw_address, 5353) == "seen 203.0.113.100"
-    finally:
-        server.wait(timeout=10)
+    gw_address = str(lab.host_address("gw"))
+    assert _seen_by(lab, "forwarded", 53, f"{gw_address}:5353") == "203.0.113.100:40000"
