@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator, Optional, Sequence
 
 from natlab.errors import ConfigError, LabError
+from natlab.lab.procs import python_module
 from natlab.matrix import CLASSIC
 
 __all__ = ["LabMatrix", "PLACEHOLDERS", "PairRun", "SideRun", "UserApp", "fill", "judge",
@@ -131,7 +132,7 @@ def side_fields(side: str, presets: dict[str, str], session: str, timeout: float
 
 
 def builtin_peer(fields: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "natlab.peer", "punch", "--server", fields["server"],
+    return [*python_module("natlab.peer"), "punch", "--server", fields["server"],
             "--session", fields["session"], "--name", fields["self"],
             "--sport", str(fields["sport"]), "--timeout", fields["timeout"]]
 
@@ -248,7 +249,7 @@ def _start_server(lab: Any, app: Optional[UserApp], timeout: float) -> _Started:
         server = _Started(lab, "server", fill(app.server, fields))
         ready = lambda: time.monotonic() - server.started > 0.5  # noqa: E731 - no readiness signal
     else:
-        argv = [sys.executable, "-m", "natlab.peer", "rendezvous", "--port", str(RENDEZVOUS_PORT)]
+        argv = [*python_module("natlab.peer"), "rendezvous", "--port", str(RENDEZVOUS_PORT)]
         server = _Started(lab, "server", argv)
         ready = lambda: '"listening"' in server.text()[0]  # noqa: E731
     deadline = time.monotonic() + 10.0

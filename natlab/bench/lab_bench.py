@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from natlab.errors import LabError
+from natlab.lab.procs import python_module
 
 INSIDE_SUBNET = "192.168.50.0/24"
 OUTSIDE_SUBNET = "203.0.113.0/24"
@@ -174,7 +175,7 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         spec = replace(spec, name=f"{spec.name}-{engine}")
     spec.spec_path.write_text(spec.to_json())
     with _route_back(lab) if engine is not None else _nothing():
-        with _process(lab, spec.netns, [sys.executable, "-m", "natlab.gateway", str(spec.spec_path)],
+        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
                       spec.log_path, spec.control_socket, env):
             yield
 
@@ -185,7 +186,7 @@ def _accept_all(lab, spec) -> Iterator[None]:
     spec.spec_path.write_text(spec.to_json())
     ready = Path(spec.run_dir) / "accept-all.ready"
     with _route_back(lab):
-        with _process(lab, spec.netns, [sys.executable, "-m", "natlab.bench.lab_bench", "accept-all",
+        with _process(lab, spec.netns, [*python_module("natlab.bench.lab_bench"), "accept-all",
                                         str(spec.spec_path), str(ready)], spec.log_path, ready, None):
             yield
 
@@ -199,7 +200,7 @@ def _process(lab, ns: str, argv: list[str], log_path: Path, ready: Path, env) ->
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"{argv[2:]} did not get ready", got=procs.log_tail(log_path),
+                raise LabError(f"{argv[3:]} did not get ready", got=procs.log_tail(log_path),
                                hint=f"see {log_path}")
             time.sleep(0.05)
         yield
@@ -291,7 +292,7 @@ class _Meter:
 
     def _python_pair(self, proto: str) -> tuple[float, float]:
         """Receiver on the server, sender on alice: (received, sent) per second (datagrams or bytes)."""
-        py = [sys.executable, "-m", "natlab.bench.lab_bench"]
+        py = python_module("natlab.bench.lab_bench")
         sink = self.lab.popen("server", [*py, f"{proto}-sink", SERVER, str(PORT), f"{self.seconds:g}"],
                               stdout=subprocess.PIPE, text=True)
         try:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from natlab.cli.app import app
 from natlab.errors import ConfigError
+from natlab.lab.procs import python_module
 
 SERVER = "203.0.113.100:3478"
 
@@ -28,7 +29,7 @@ def shipped_topology(name: str) -> Path:
 
 
 def _probe(lab: Any, host: str, *args: str, timeout: float = 10.0) -> tuple[int, list[dict]]:
-    done = lab.exec(host, [sys.executable, "-m", "natlab.probe", *args],
+    done = lab.exec(host, [*python_module("natlab.probe"), *args],
                     capture_output=True, text=True, timeout=timeout)
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -47,7 +48,7 @@ def demo(
     console.print(f"[bold]natlab demo[/]: bringing up {path}")
     lab = up(path, progress=lambda msg: console.print(f"  {msg}", style="dim"))
     try:
-        reflector = lab.popen("server", [sys.executable, "-m", "natlab.probe", "udp-reflect",
+        reflector = lab.popen("server", [*python_module("natlab.probe"), "udp-reflect",
                                          "--port", "3478", "--count", "2", "--timeout", "15"],
                               stdout=subprocess.PIPE, text=True)
         reflector.stdout.readline()  # "listening"
@@ -84,7 +85,7 @@ def _punch(lab: Any, console: Console, seen: dict[str, str]) -> None:
         return
     console.print(f"hole punch: alice -> {seen['bob']}, bob -> {seen['alice']} (3 s)")
     procs = {
-        host: lab.popen(host, [sys.executable, "-m", "natlab.probe", "udp-punch", "--sport", "40000",
+        host: lab.popen(host, [*python_module("natlab.probe"), "udp-punch", "--sport", "40000",
                                "--peer", seen[peer], "--timeout", "3"], stdout=subprocess.PIPE, text=True)
         for host, peer in (("alice", "bob"), ("bob", "alice"))
     }

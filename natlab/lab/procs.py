@@ -11,12 +11,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 STOP_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL."""
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """``python -P -m module args...`` with this interpreter.
+
+    ``-P`` keeps the working directory off ``sys.path``: a folder named ``natlab``
+    where the user happens to stand (a clone in ``~``) cannot shadow the install.
+    """
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 def start(ns: str, argv: Sequence[str], log_path: Path,

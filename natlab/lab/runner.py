@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -174,7 +173,7 @@ def _start_gateway(topo: Topology, state: LabState, gw: Gateway) -> None:
                  log_path=str(spec.log_path), behaviour=spec.preset)
     spec.spec_path.write_text(spec.to_json())
     state.save()
-    proc = procs.start(spec.netns, [sys.executable, "-m", "natlab.gateway", str(spec.spec_path)],
+    proc = procs.start(spec.netns, [*procs.python_module("natlab.gateway"), str(spec.spec_path)],
                        spec.log_path)
     entry.update(pid=proc.pid, pid_start=procs.start_time(proc.pid))
     state.save()

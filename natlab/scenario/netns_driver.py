@@ -14,13 +14,13 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from natlab.errors import LabError
+from natlab.lab.procs import python_module
 from natlab.scenario.driver import Probe, ProbeResult, RunResult
 
 __all__ = ["NetnsDriver"]
@@ -78,7 +78,7 @@ class NetnsDriver:
         common = ["--proto", probe.proto, "--token", token]
         listener = None
         if probe.receiver is not None:
-            argv = [sys.executable, "-m", "natlab.probe", "listen", *common,
+            argv = [*python_module("natlab.probe"), "listen", *common,
                     "--port", str(probe.port_at_receiver), "--timeout", str(probe.timeout * 2 + 1)]
             if probe.reply:
                 argv.append("--reply")
@@ -86,7 +86,7 @@ class NetnsDriver:
                                       stderr=subprocess.PIPE, text=True)
             self._await_listening(listener, probe)
         to = probe.dst if probe.proto == "icmp" else f"{probe.dst}:{probe.dport}"
-        argv = [sys.executable, "-m", "natlab.probe", "send", *common, "--to", to,
+        argv = [*python_module("natlab.probe"), "send", *common, "--to", to,
                 "--sport", str(probe.sport), "--timeout", str(probe.timeout)]
         if probe.reply:
             argv.append("--reply")
