@@ -25,7 +25,6 @@ RUN set -eu; \
     python3 -m venv /opt/natlab
 COPY pyproject.toml README.md /src/
 COPY natlab /src/natlab
-COPY behaviours /opt/natlab/share/natlab/behaviours
 RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/natlab/bin/pip install -q '/src[nfqueue]'
 
 FROM ${BASE_IMAGE}

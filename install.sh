@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
-# Install natlab and everything it needs on Debian/Ubuntu, as root. Idempotent.
+# Install natlab and everything it needs on Debian/Ubuntu. Idempotent.
 #   bash install.sh            system packages + .venv + natlab on PATH
+#   bash install.sh --demo     ... then run the demo (natlab demo)
+#   bash install.sh --test     ... then run the test suite (.venv/bin/pytest -q)
 #   bash install.sh --docker   also Docker (docker.io) and mmdebstrap for the docker backend
-# Everything goes into ./.venv; /usr/local/bin/natlab is a link to it.
+#   bash install.sh --no-link  leave /usr/local/bin/natlab alone
+# Needs root (apt, network namespaces, NFQUEUE): from a user account it re-runs itself
+# with sudo. Everything Python goes into ./.venv; /usr/local/bin/natlab links to it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+then_run="" docker=0 link=1
+for arg in "$@"; do
+  case "$arg" in
+    --demo) then_run=demo ;;
+    --test) then_run=test ;;
+    --docker) docker=1 ;;
+    --no-link) link=0 ;;
+    *) echo "install.sh: unknown option $arg (--demo, --test, --docker, --no-link)" >&2; exit 2 ;;
+  esac
+done
+
 if [ "$(id -u)" != 0 ]; then
-  echo "install.sh: run as root (natlab creates network namespaces and NFQUEUE rules)" >&2
+  if command -v sudo >/dev/null; then
+    echo "install.sh: needs root (apt, network namespaces, NFQUEUE); re-running with sudo" >&2
+    exec sudo -- bash "$0" "$@"
+  fi
+  echo "install.sh: run as root (natlab creates network namespaces and NFQUEUE rules); no sudo here" >&2
   exit 1
 fi
 
+# Every program natlab or its tests run comes from here.
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
-          libnfnetlink-dev tcpdump procps iputils-ping traceroute netcat-openbsd stun-client stun-server)
-case "${1:-}" in
-  --docker) packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates) ;;
-  "") ;;
-  *) echo "install.sh: unknown option $1 (--docker)" >&2; exit 2 ;;
-esac
+          libnfnetlink-dev tcpdump tshark iperf3 procps iputils-ping traceroute netcat-openbsd
+          stun-client stun-server)
+[ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +49,24 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,nfqueue]'
-ln -sf "$PWD/.venv/bin/natlab" /usr/local/bin/natlab
-echo "install.sh: $(.venv/bin/natlab --version) installed; /usr/local/bin/natlab -> $PWD/.venv/bin/natlab"
+.venv/bin/python -m pip install -q -e '.[test,nfqueue,docker]'
+
+target="$PWD/.venv/bin/natlab"
+if [ "$link" = 1 ]; then
+  current="$(readlink /usr/local/bin/natlab 2>/dev/null || true)"
+  if [ -e /usr/local/bin/natlab ] && [ ! -L /usr/local/bin/natlab ]; then
+    echo "install.sh: /usr/local/bin/natlab is not a link natlab made; left alone (run $target)" >&2
+  elif [ -n "$current" ] && [ "$current" != "$target" ]; then
+    echo "install.sh: /usr/local/bin/natlab pointed to $current (another checkout); now -> $target" >&2
+    echo "install.sh: (bash install.sh --no-link leaves it; ln -sf $current /usr/local/bin/natlab undoes it)" >&2
+    ln -sf "$target" /usr/local/bin/natlab
+  else
+    ln -sf "$target" /usr/local/bin/natlab
+  fi
+fi
+echo "install.sh: $(.venv/bin/natlab --version) installed in $PWD/.venv"
+
+case "$then_run" in
+  demo) echo "install.sh: natlab demo"; exec .venv/bin/natlab demo ;;
+  test) echo "install.sh: .venv/bin/pytest -q"; exec .venv/bin/pytest -q ;;
+esac

@@ -10,8 +10,9 @@ resolved recursively, cycles refused) deep-merged with this file's ``policy``
 -> validated into a frozen :class:`Policy` by pydantic.
 
 Every pydantic error becomes ONE :class:`ConfigError` naming the file, line,
-dotted key, the value given and what is allowed. Presets are searched in ``$NATLAB_BEHAVIOURS``, the repository's
-``behaviours/`` and ``<sys.prefix>/share/natlab/behaviours``, first match wins.
+dotted key, the value given and what is allowed. Presets are searched in
+``$NATLAB_BEHAVIOURS``, then the shipped ones (package data, :mod:`natlab.shipped`);
+first match wins.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import copy
 import dataclasses
 import difflib
 import os
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,9 +31,9 @@ from typing import Annotated, Any, Hashable, Mapping, Optional, Sequence
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-import natlab
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError
+from natlab.shipped import shipped_dir
 from natlab.yamlsrc import Doc, dotted, load
 
 __all__ = [
@@ -268,8 +268,7 @@ def _num(value: float) -> str:
 def search_path() -> list[Path]:
     """Directories searched for presets, first match wins."""
     dirs = [Path(p) for p in os.environ.get("NATLAB_BEHAVIOURS", "").split(os.pathsep) if p]
-    dirs.append(Path(natlab.__file__).resolve().parent.parent / "behaviours")
-    dirs.append(Path(sys.prefix) / "share" / "natlab" / "behaviours")
+    dirs.append(shipped_dir("behaviours"))
     return dirs
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,19 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
-from natlab.errors import ConfigError
 from natlab.lab.procs import python_module
+from natlab.shipped import shipped_file
 
 SERVER = "203.0.113.100:3478"
-
-
-def shipped_topology(name: str) -> Path:
-    """A topology shipped in ``topologies/`` (repo checkout or installed share/)."""
-    for root in (Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "natlab"):
-        path = root / "topologies" / name
-        if path.exists():
-            return path
-    raise ConfigError("shipped topology not found", got=name, hint="run from a natlab checkout")
 
 
 def _probe(lab: Any, host: str, *args: str, timeout: float = 10.0) -> tuple[int, list[dict]]:
@@ -44,7 +34,7 @@ def demo(
     from natlab.lab import up
 
     console = Console()
-    path = topology or shipped_topology("two-homes.yaml")
+    path = topology or shipped_file("topologies", "two-homes.yaml")
     console.print(f"[bold]natlab demo[/]: bringing up {path}")
     lab = up(path, progress=lambda msg: console.print(f"  {msg}", style="dim"))
     try:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from natlab.shipped import shipped_dir
 from natlab.topology.model import TopologyFile
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "topology.schema.json"
+SCHEMA_PATH = shipped_dir("schemas") / "topology.schema.json"
 
 
 def topology_schema() -> dict[str, Any]:

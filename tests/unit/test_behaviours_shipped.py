@@ -1,18 +1,17 @@
 """Every shipped preset loads, sets every knob explicitly, and round-trips."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-import natlab
 from natlab.cli.presets_cmd import schema_text
 from natlab.engine.policy import Dependency, Hairpinning, Policy
 from natlab.overrides import flatten
+from natlab.shipped import shipped_dir
 from natlab.presets import behaviour_schema, load_preset, policy_from_dict, policy_to_dict
 from natlab.yamlsrc import load
 
-SHIPPED = Path(natlab.__file__).parent.parent / "behaviours"
+SHIPPED = shipped_dir("behaviours")
 FILES = sorted(SHIPPED.glob("*.yaml"))
 EXPECTED = {
     "rfc-recommended", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric",
@@ -64,6 +63,6 @@ def test_cgn_gives_each_subscriber_512_port_blocks():
 
 
 def test_shipped_schema_equals_the_generated_one():
-    shipped = Path(natlab.__file__).parent / "schemas" / "behaviour.schema.json"
+    shipped = shipped_dir("schemas") / "behaviour.schema.json"
     assert json.loads(shipped.read_text()) == behaviour_schema()
     assert shipped.read_text() == schema_text(behaviour_schema())
