@@ -48,8 +48,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,nfqueue,docker]'
+# pip's and setuptools' chatter goes to a log, shown only when the install fails
+log=.venv/install.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e '.[test,nfqueue]'; } >"$log" 2>&1; then
+  echo "install.sh: pip install failed; the last lines of $log:" >&2
+  tail -n 25 "$log" >&2
+  exit 1
+fi
 
 target="$PWD/.venv/bin/natlab"
 if [ "$link" = 1 ]; then
