@@ -6,6 +6,7 @@
     ├── ConfigError              your file, preset, override or call is wrong
     │   ├── TopologyError        ... in a topology (addresses, names, references)
     │   └── ConfigErrors         several of the above at once, sorted by file and line
+    │       └── TopologyErrors   ... all of them TopologyErrors
     ├── LabError                 realising or driving a lab failed
     │   ├── NotPrivileged        needs root / CAP_NET_ADMIN
     │   ├── BackendUnavailable   a backend's library or engine is missing
@@ -146,16 +147,34 @@ class ErrorList:
 
     def raise_if_any(self) -> None:
         """Raise nothing, the one error as it is, or a ConfigErrors of them all."""
-        errors = _sorted_unique(self.errors)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ConfigErrors(errors)
+        if self.errors:
+            raise combined(self.errors)
+
+
+def combined(errors: Iterable[ConfigError]) -> ConfigError:
+    """One error as it is; several as ConfigErrors (TopologyErrors if all are topology ones)."""
+    unique = _sorted_unique(errors)
+    if len(unique) == 1:
+        return unique[0]
+    if all(isinstance(e, TopologyError) for e in unique):
+        return TopologyErrors(unique)
+    return ConfigErrors(unique)
 
 
 def errors_of(err: ConfigError) -> tuple[ConfigError, ...]:
     """The single errors inside ``err`` (itself, unless it is a ConfigErrors)."""
     return tuple(_flatten([err]))
+
+
+class TopologyErrors(ConfigErrors, TopologyError):
+    """Several topology errors at once (so ``except TopologyError`` still catches them)."""
+
+
+def report(err: NatlabError, prog: str = "natlab") -> str:
+    """How a command line shows ``err``: one line, or a count and one line per error."""
+    if isinstance(err, ConfigErrors):
+        return f"{prog}: {err.summary}:\n" + "\n".join(f"  {e.message}" for e in err.errors)
+    return f"{prog}: error: {err.message}"
 
 
 class LabError(NatlabError):
