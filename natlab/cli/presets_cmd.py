@@ -2,7 +2,7 @@
 
 Thin wrappers over :mod:`natlab.presets`, :mod:`natlab.overrides` and
 :mod:`natlab.validate`. Errors are :class:`~natlab.errors.NatlabError` and are
-printed as one line by :func:`natlab.cli.main`.
+printed by :func:`natlab.errors.report` (one line each).
 """
 
 from __future__ import annotations
