@@ -9,17 +9,18 @@ validated into :class:`PresetFile` -> the parent preset's policy (``extends``,
 resolved recursively, cycles refused) deep-merged with this file's ``policy``
 -> validated into a frozen :class:`Policy` by pydantic.
 
-Every pydantic error becomes ONE :class:`ConfigError` naming the file, line,
-dotted key, the value given and what is allowed. Presets are searched in
-``$NATLAB_BEHAVIOURS``, then the shipped ones (package data, :mod:`natlab.shipped`);
-first match wins.
+Every pydantic error becomes a :class:`ConfigError` naming the file, line,
+dotted key, the value given and what is allowed; all of a file's errors are
+raised together (:class:`~natlab.errors.ConfigErrors`, sorted by line). Knobs
+under ``policy:`` and in overrides may be nested or dotted (``timeouts.udp: 30``).
+Presets are searched in ``$NATLAB_BEHAVIOURS``, then the shipped ones (package data,
+:mod:`natlab.shipped`); first match wins.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -32,7 +33,9 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from natlab.engine.policy import Policy
-from natlab.errors import ConfigError
+from natlab.errors import ConfigError, ErrorList
+from natlab.model_errors import did_you_mean, without_explained_missing
+from natlab.overrides import knob_lines, undot
 from natlab.shipped import shipped_dir
 from natlab.yamlsrc import Doc, dotted, load
 
@@ -99,14 +102,15 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
 
 def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *,
                     doc: Optional[Doc] = None, path: Sequence[Hashable] = ()) -> Policy:
-    """Deep-merge a partial dict onto ``policy`` and re-validate the result."""
+    """Deep-merge a partial dict (nested or dotted knobs) onto ``policy``, re-validated."""
     if not overrides:
         return policy
     if not isinstance(overrides, Mapping):
         raise _error("overrides must be a mapping of knob: value", doc, tuple(path),
                      got=overrides)
-    merged = deep_merge(policy_to_dict(policy), overrides)
-    return policy_from_dict(merged, doc=doc, path=path)
+    nested = undot(overrides, doc=doc, path=path)
+    merged = deep_merge(policy_to_dict(policy), nested)
+    return policy_from_dict(merged, doc=knob_lines(overrides, doc, path), path=path)
 
 
 def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,23 +137,21 @@ def behaviour_schema() -> dict[str, Any]:
     return schema
 
 
-# --- pydantic errors -> one ConfigError --------------------------------------
+# --- pydantic errors -> ConfigErrors -----------------------------------------
 
 def _validate(adapter: TypeAdapter, root: type, data: Any, doc: Optional[Doc],
               path: tuple) -> Any:
     try:
         return adapter.validate_python(data)
     except ValidationError as err:
-        errors = err.errors(include_url=False)
-        # Report the error that comes first in the file; a missing key last,
-        # since a misspelt key shows up as both unknown and missing.
-        errors.sort(key=lambda e: (e["type"] == "missing",
-                                   doc.line_of(path + tuple(e["loc"])) or 0 if doc else 0))
-        raise _convert(errors[0], len(errors) - 1, root, doc, path) from None
+        errors = ErrorList()
+        for error in without_explained_missing(err.errors(include_url=False)):
+            errors.add(_convert(error, root, doc, path))
+        errors.raise_if_any()
+        raise AssertionError("unreachable: pydantic failed without errors") from None
 
 
-def _convert(error: dict, more: int, root: type, doc: Optional[Doc],
-             path: tuple) -> ConfigError:
+def _convert(error: dict, root: type, doc: Optional[Doc], path: tuple) -> ConfigError:
     loc = tuple(error["loc"])
     kind, value = error["type"], error.get("input")
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
@@ -162,9 +164,6 @@ def _convert(error: dict, more: int, root: type, doc: Optional[Doc],
     else:
         what, got = "invalid value", value
         hint = "allowed: " + describe(_type_at(root, loc))
-    if more:
-        extra = f"{more} more error{'s' if more > 1 else ''} after this one"
-        hint = f"{hint}; {extra}" if hint else extra
     return _error(what, doc, path + loc, got=got, hint=hint)
 
 
@@ -172,10 +171,7 @@ def _unknown_key(root: type, loc: tuple, path: tuple) -> tuple[str, Any, str]:
     name, section = loc[-1], _type_at(root, loc[:-1])
     valid = _field_names(section)
     hint = f"valid keys in {dotted(path + loc[:-1]) or 'the document'}: {', '.join(valid)}"
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    if close:
-        hint = f"did you mean {close[0]!r}? {hint}"
-    return f"unknown key {name!r}", None, hint
+    return f"unknown key {name!r}", None, did_you_mean(name, valid) + hint
 
 
 def _error(what: str, doc: Optional[Doc], path: tuple, **kw: Any) -> ConfigError:
@@ -296,9 +292,7 @@ def _find(name: str, doc: Optional[Doc] = None, path: tuple = ()) -> Path:
     index = _index()
     if name in index:
         return index[name]
-    close = difflib.get_close_matches(name, list(index), n=1)
-    hint = (f"did you mean {close[0]!r}? " if close else "") + \
-        "known presets: " + (", ".join(sorted(index)) or "none")
+    hint = did_you_mean(name, list(index)) + "known presets: " + (", ".join(sorted(index)) or "none")
     raise _error("unknown preset", doc, path, got=name, hint=hint)
 
 
@@ -346,22 +340,35 @@ def _chain_key(doc: Doc) -> str:
 
 
 def _from_doc(doc: Doc, chain: tuple[str, ...]) -> Preset:
+    """Header, name, parent and policy are checked independently; all errors raised together."""
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error("a behaviour file must be a mapping with name, summary and policy",
                         got=type(data).__name__)
+    errors = ErrorList()
     raw_policy = data.get("policy", {})
     if not isinstance(raw_policy, dict):
-        raise doc.error("policy must be a mapping of knobs", ("policy",), got=raw_policy)
-    header_data = {k: v for k, v in data.items() if k != "policy"}
-    header: PresetFile = _validate(_HEADER, PresetFile, header_data, doc, ())
-    _check_name(header, doc)
-    notes = {k: v for k, v in dataclasses.asdict(header.notes).items() if v}
+        errors.add(doc.error("policy must be a mapping of knobs", ("policy",), got=raw_policy))
+        raw_policy = {}
+    header: Optional[PresetFile] = None
+    with errors.catch():
+        header = _validate(_HEADER, PresetFile, {k: v for k, v in data.items() if k != "policy"},
+                           doc, ())
+        _check_name(header, doc)
+    extends = header.extends if header else data.get("extends")
     base: dict[str, Any] = {}
-    if header.extends:
-        parent = _load_parent(header.extends, doc, chain)
-        base, notes = policy_to_dict(parent.policy), {**parent.notes, **notes}
-    policy = policy_from_dict(deep_merge(base, raw_policy), doc=doc, path=("policy",))
+    notes = {k: v for k, v in dataclasses.asdict(header.notes).items() if v} if header else {}
+    if isinstance(extends, str) and extends:
+        with errors.catch():
+            parent = _load_parent(extends, doc, chain)
+            base, notes = policy_to_dict(parent.policy), {**parent.notes, **notes}
+    policy = None
+    with errors.catch():
+        changes = undot(raw_policy, doc=doc, path=("policy",))
+        policy = policy_from_dict(deep_merge(base, changes), path=("policy",),
+                                  doc=knob_lines(raw_policy, doc, ("policy",)))
+    errors.raise_if_any()
+    assert header is not None and policy is not None
     source = Path(doc.source) if doc.source.endswith(_SUFFIXES) else None
     return Preset(header.name, header.summary, notes, policy, source, header.extends)
 

@@ -1,8 +1,10 @@
 """Validate any natlab YAML file: detect its kind, dispatch to a validator.
 
 A tiny registry: each document kind registers ``detect(data) -> bool`` (a
-cheap look at the top-level mapping) and ``validate(doc) -> str`` (raises
-:class:`~natlab.errors.ConfigError`, returns a one-line description). Kinds
+cheap look at the top-level mapping) and ``validate(doc) -> str`` (returns a
+one-line description, or raises every error it found at once: a
+:class:`~natlab.errors.ConfigError`, or for several a
+:class:`~natlab.errors.ConfigErrors` sorted by line). Kinds
 are tried in registration order; the first whose detect says yes wins.
 
 This module registers ``behaviour`` (a preset file). Other kinds register from
@@ -72,7 +74,7 @@ def validate_doc(doc: Doc) -> str:
 
 
 def validate_file(path: str | Path) -> str:
-    """Validate a YAML file; returns a one-line description, raises ConfigError."""
+    """Validate a YAML file; returns a one-line description, raises ConfigError(s)."""
     return validate_doc(load(path))
 
 

@@ -9,8 +9,9 @@ safe constructor, mappings and sequences become plain ``dict`` and ``list``,
 and on the way the line of every key (and every value) is recorded under its
 *path*, a tuple of keys and list indexes such as ``("gateways", "nat-a")``.
 
-Any problem (syntax error, duplicate key, unsupported tag) becomes one
-:class:`~natlab.errors.ConfigError` naming ``file:line``. Nothing here knows
+Any problem becomes a :class:`~natlab.errors.ConfigError` naming ``file:line``:
+a syntax error or an unsupported tag stops at once, duplicate keys are all
+reported together (:class:`~natlab.errors.ConfigErrors`). Nothing here knows
 about NATs, so topologies and scenarios reuse it.
 """
 
@@ -22,7 +23,7 @@ from typing import Any, Hashable, Sequence
 
 import yaml
 
-from natlab.errors import ConfigError
+from natlab.errors import ConfigError, ErrorList
 
 __all__ = ["Doc", "KeyPath", "dotted", "load", "loads"]
 
@@ -104,6 +105,7 @@ def loads(text: str, source: str = "<string>") -> Doc:
         raise ConfigError("invalid YAML", got=str(err), file=source) from None
     finally:
         loader.dispose()
+    builder.errors.raise_if_any()
     return Doc(data, source, builder.key_lines, builder.value_lines)
 
 
@@ -125,6 +127,7 @@ class _Builder:
         self.key_lines: dict[KeyPath, int] = {}
         self.value_lines: dict[KeyPath, int] = {}
         self._active: set[int] = set()
+        self.errors = ErrorList()
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.value_lines.setdefault(path, node.start_mark.line + 1)
@@ -151,9 +154,10 @@ class _Builder:
             if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
                 raise self._error("a mapping key must be a plain scalar", key_node, path)
             if key in first_line:
-                raise ConfigError(f"duplicate key {key!r}", file=self.source, line=line,
-                                  key=dotted(path + (key,)),
-                                  hint=f"first given on line {first_line[key]}")
+                self.errors.add(ConfigError(f"duplicate key {key!r}", file=self.source, line=line,
+                                            key=dotted(path + (key,)),
+                                            hint=f"first given on line {first_line[key]}"))
+                continue
             first_line[key] = line
             self.key_lines[path + (key,)] = line
             result[key] = self.build(value_node, path + (key,))

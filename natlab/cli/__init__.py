@@ -1,7 +1,8 @@
 """natlab's command line: thin typer commands over library functions.
 
 Each command module registers its commands on :data:`natlab.cli.app.app`.
-Errors from natlab print as one clear line and exit 1, without a traceback.
+Errors from natlab print as one clear line (several configuration errors: a
+count, then one line each) and exit 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from natlab.cli.app import app
-from natlab.errors import NatlabError
+from natlab.errors import NatlabError, report
 
 # Command modules register themselves on import.
 from natlab.cli import presets_cmd  # noqa: E402,F401
@@ -27,7 +28,7 @@ def main() -> None:
     try:
         app()
     except NatlabError as err:
-        print(f"natlab: error: {err.message}", file=sys.stderr)
+        print(report(err), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

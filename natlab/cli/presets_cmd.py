@@ -2,7 +2,7 @@
 
 Thin wrappers over :mod:`natlab.presets`, :mod:`natlab.overrides` and
 :mod:`natlab.validate`. Errors are :class:`~natlab.errors.NatlabError` and are
-printed as one line by :func:`natlab.cli.main`.
+printed by :func:`natlab.errors.report` (one line each).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from natlab.cli.app import app
 from natlab.engine.policy import Policy
-from natlab.errors import ConfigError
+from natlab.errors import ConfigError, report
 from natlab.overrides import flatten, parse_assignments
 from natlab.presets import (Preset, behaviour_schema, list_presets, policy_schema,
                             policy_to_dict, resolve)
@@ -168,14 +168,14 @@ def _knob_table(policy: Policy) -> Table:
 def validate_cmd(
     files: Annotated[list[Path], typer.Argument(help="natlab YAML files to check.")],
 ) -> None:
-    """Validate natlab files (behaviour presets, and other registered kinds)."""
+    """Validate natlab files (topologies, scenarios, behaviours); every error of every file."""
     failed = 0
     for file in files:
         try:
             typer.echo(validate_file(file))
         except ConfigError as err:
             failed += 1
-            print(f"natlab: error: {err.message}", file=sys.stderr)
+            print(report(err), file=sys.stderr)
     if failed:
         raise typer.Exit(1)
 

@@ -4,14 +4,18 @@ Everything that can be checked without a lab is checked here, so ``natlab
 validate`` and ``natlab run`` refuse a bad file before anything is created:
 the YAML (safe, located), each step's one action and its keys, expectations,
 host and gateway names, ``${var}`` used before a step saved it, knobs given to
-``set``/``configure``/``gateways`` (through the preset validator), and the
-topology itself (a path relative to the scenario, or inline).
+``set``/``configure``/``gateways`` (through the preset validator, nested or
+dotted), and the topology itself (a path relative to the scenario, or inline).
+
+Checks are independent where they can be: every error found is raised at once
+(:class:`~natlab.errors.ConfigErrors`, sorted by file and line). A broken step
+does not hide the next one; a broken topology still lends its host and gateway
+names to the step checks.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import re
 from pathlib import Path
@@ -19,19 +23,24 @@ from typing import Any, Hashable, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from natlab.errors import ConfigError
+from natlab.engine.policy import Policy
+from natlab.errors import ConfigError, ErrorList, combined
+from natlab.model_errors import did_you_mean, without_explained_missing
+from natlab.overrides import undot
 from natlab.scenario.model import (
     ACTIONS, BACKENDS, COMMON_KEYS, EXPECTS, PROBE_ACTIONS, ProbeExpect, ProbeSpec,
     Scenario, ScenarioFile, Step,
 )
 from natlab.yamlsrc import Doc, dotted
 
-__all__ = ["knob_assignments", "load", "from_doc", "VAR"]
+__all__ = ["knob_assignments", "load", "from_doc", "undot", "VAR"]
 
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(address|port))?\}")
 """``${name}``, ``${name.address}``, ``${name.port}``."""
 
 _NAME_FIELDS = {"src": "host", "host": "host", "gateway": "gateway"}
+Names = Optional[dict[str, list[str]]]
+"""{"host": [...], "gateway": [...]}; None when the topology could not be read at all."""
 
 
 def load(path: str | Path) -> Scenario:
@@ -44,21 +53,61 @@ def from_doc(doc: Doc) -> Scenario:
     """Validate a loaded scenario document (see the module docstring)."""
     if not isinstance(doc.data, dict):
         raise doc.error("a scenario is a mapping with topology and steps", got=type(doc.data).__name__)
-    top = _validated(ScenarioFile, doc.data, doc, ())
-    topo = _topology(top, doc)
-    names = {"host": [h.name for h in topo.hosts], "gateway": [g.name for g in topo.gateways]}
-    saved: set[str] = set(names["host"] + names["gateway"])  # ${name}: its first address
-    steps = tuple(_step(doc, i, raw, names, saved, topo) for i, raw in enumerate(top.steps))
+    errors = ErrorList()
+    top = _top(doc, errors)
+    if top is None:
+        errors.raise_if_any()
+    topo, names = _topology(top, doc, errors)
+    saved: set[str] = set(names["host"] + names["gateway"]) if names else set()  # ${name}: its address
+    steps = tuple(_step(doc, i, raw, names, saved, topo, errors) for i, raw in enumerate(top.steps))
+    errors.raise_if_any()
     name = top.name or Path(doc.source).stem
     return Scenario(name=name, file=doc.source, description=top.description.strip(), topology=topo,
                     seed=topo.seed, backends=tuple(top.backends or BACKENDS), steps=steps)
 
 
+def _top(doc: Doc, errors: ErrorList) -> Optional[ScenarioFile]:
+    """The top level; bad optional keys are reported and left out, so the steps still get checked."""
+    data = dict(doc.data)
+    for _ in range(2):
+        try:
+            return ScenarioFile.model_validate(data)
+        except ValidationError as exc:
+            errors.add(_located(exc, ScenarioFile, doc, ()))
+            heads = {e["loc"][0] for e in exc.errors() if e["loc"]}
+            if heads & {"topology", "steps"} or not heads:
+                return None
+            for head in heads:
+                data.pop(head, None)
+    return None
+
+
 # --- topology ---------------------------------------------------------------------
 
-def _topology(top: ScenarioFile, doc: Doc) -> Any:
+def _topology(top: ScenarioFile, doc: Doc, errors: ErrorList) -> tuple[Any, Names]:
+    """(the Topology or None if it is wrong, the host and gateway names it has)."""
+    from natlab.topology.load import from_data
+
+    try:
+        data, tdoc, prefix = _topology_source(top, doc)
+    except ConfigError as err:
+        errors.add(err)
+        return None, None
+    sections = {kind: data.get(kind + "s") for kind in ("host", "gateway")}
+    names = {kind: list(v) if isinstance(v, dict) else [] for kind, v in sections.items()}
+    if top.seed is not None:
+        data["seed"] = top.seed
+    for gw, change in top.gateways.items():
+        with errors.catch():
+            _change_gateway(doc, data, gw, change, names["gateway"])
+    with errors.catch():
+        return from_data(data, file=tdoc.source, doc=tdoc, prefix=prefix), names
+    return None, names
+
+
+def _topology_source(top: ScenarioFile, doc: Doc) -> tuple[dict, Doc, tuple]:
+    """The topology's data (a copy), the Doc its lines are in, and its path in that Doc."""
     from natlab import yamlsrc
-    from natlab.topology.load import _locator, from_data
 
     if isinstance(top.topology, str):
         base = Path(doc.source).parent if doc.source != "<string>" else Path.cwd()
@@ -66,48 +115,46 @@ def _topology(top: ScenarioFile, doc: Doc) -> Any:
         if not path.is_file():
             raise doc.error("topology file not found", ("topology",), got=top.topology,
                             hint=f"a path relative to the scenario ({base})")
-        tdoc = yamlsrc.load(path)
-        data, file, locate = copy.deepcopy(tdoc.data), str(path), _locator(tdoc.line_of)
+        tdoc, prefix = yamlsrc.load(path), ()
+        data = tdoc.data
     else:
-        data, file = copy.deepcopy(top.topology), doc.source
-        locate = _locator(lambda p: doc.line_of(("topology", *p)))
+        tdoc, prefix, data = doc, ("topology",), top.topology
     if not isinstance(data, dict):
         raise doc.error("the topology is not a mapping", ("topology",))
-    if top.seed is not None:
-        data["seed"] = top.seed
-    for gw, change in top.gateways.items():
-        entry = (data.get("gateways") or {}).get(gw)
-        if not isinstance(entry, dict):
-            raise doc.error("no such gateway in the topology", ("gateways", gw), got=gw,
-                            hint="gateways: " + ", ".join(data.get("gateways") or {}))
-        _check_behaviour(doc, ("gateways", gw), change.behaviour or entry.get("behaviour", ""),
-                         undot(change.overrides))
-        if change.behaviour:
-            entry["behaviour"] = change.behaviour
-        entry["overrides"] = _merge(undot(entry.get("overrides") or {}), undot(change.overrides))
-    return from_data(data, file=file, locate=locate)
+    return copy.deepcopy(data), tdoc, prefix
+
+
+def _change_gateway(doc: Doc, data: dict, gw: str, change: Any, known: list[str]) -> None:
+    """Apply a scenario's ``gateways: GW: {...}`` to the topology data, once it checks out."""
+    entry = (data.get("gateways") or {}).get(gw)
+    if not isinstance(entry, dict):
+        raise doc.error("no such gateway in the topology", ("gateways", gw), got=gw,
+                        hint=did_you_mean(gw, known) + "gateways: " + (", ".join(known) or "none"))
+    _check_behaviour(doc, ("gateways", gw), change.behaviour or entry.get("behaviour", ""),
+                     change.overrides)
+    if change.behaviour:
+        entry["behaviour"] = change.behaviour
+    if change.overrides:
+        try:
+            mine = undot(entry.get("overrides") or {})
+        except ConfigError:
+            return  # the topology's own overrides are wrong; its check reports them
+        entry["overrides"] = _merge(mine, undot(change.overrides))
 
 
 def _check_behaviour(doc: Doc, path: tuple, behaviour: str, overrides: dict) -> None:
+    """The preset exists and the overrides fit it (checked against defaults if it does not)."""
     from natlab import presets
 
+    errors = ErrorList()
+    policy = Policy()
     try:
-        preset = presets.load_preset(behaviour)
+        policy = presets.load_preset(behaviour).policy
     except ConfigError as err:
-        raise doc.error(err.what, (*path, "behaviour"), got=err.got, hint=err.hint) from None
-    presets.apply_overrides(preset.policy, overrides, doc=doc, path=(*path, "overrides"))
-
-
-def undot(knobs: dict[str, Any]) -> dict[str, Any]:
-    """``{"timeouts.udp": 30}`` -> ``{"timeouts": {"udp": 30}}`` (nested dicts kept)."""
-    out: dict[str, Any] = {}
-    for key, value in knobs.items():
-        parts = str(key).split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = undot(value) if isinstance(value, dict) else value
-    return out
+        errors.add(doc.error(err.what, (*path, "behaviour"), got=err.got, hint=err.hint))
+    with errors.catch():
+        presets.apply_overrides(policy, overrides, doc=doc, path=(*path, "overrides"))
+    errors.raise_if_any()
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -126,113 +173,154 @@ def knob_assignments(knobs: dict[str, Any]) -> list[str]:
 
 # --- steps --------------------------------------------------------------------------
 
-def _step(doc: Doc, index: int, raw: Any, names: dict, saved: set[str], topo: Any) -> Step:
+def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: Any,
+          errors: ErrorList) -> Optional[Step]:
+    """One step, or None if it is wrong; each independent mistake is added to ``errors``."""
     path: tuple[Hashable, ...] = ("steps", index)
     if not isinstance(raw, dict):
-        raise doc.error("a step is a mapping with one action", path, got=raw,
-                        hint="actions: " + ", ".join(ACTIONS))
-    for key in raw:
-        if key not in ACTIONS and key not in COMMON_KEYS:
-            close = difflib.get_close_matches(str(key), [*ACTIONS, *COMMON_KEYS], n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise doc.error("unknown step key", (*path, key), got=key,
-                            hint=hint + "actions: " + ", ".join(ACTIONS) + "; also " + ", ".join(COMMON_KEYS))
-    actions = [k for k in raw if k in ACTIONS]
-    if len(actions) != 1:
-        raise doc.error("a step has exactly one action", path, got=actions or None,
-                        hint="actions: " + ", ".join(ACTIONS))
-    action = actions[0]
+        errors.add(doc.error("a step is a mapping with one action", path, got=raw,
+                             hint="actions: " + ", ".join(ACTIONS)))
+        return None
+    _check_vars(doc, path, raw, saved, errors)
+    save = _save(doc, path, raw, errors)
+    if save:
+        saved.add(save)
+    action = _action(doc, path, raw, errors)
+    if action is None:
+        return None
     value = raw[action]
     if action == "reboot" and isinstance(value, str):
         value = {"gateway": value}
-    spec = _validated(ACTIONS[action], value, doc, (*path, action))
-    expect = None
-    if "expect" in raw:
-        if action not in EXPECTS:
-            raise doc.error(f"'{action}' takes no expect", (*path, "expect"),
-                            hint="expect goes with " + ", ".join(EXPECTS))
-        expect = _validated(EXPECTS[action], raw["expect"] or {}, doc, (*path, "expect"))
-        if action == "wait" and not spec.mappings:
-            raise doc.error("expect on wait goes with wait: mappings", (*path, "expect"))
-    elif action in EXPECTS:
-        expect = EXPECTS[action]()
-    save = raw.get("save")
-    if save is not None:
-        if action not in (*PROBE_ACTIONS, "mappings") or not isinstance(save, str) or not VAR.fullmatch("${%s}" % save):
-            raise doc.error("save takes a variable name, on a probe or mappings step", (*path, "save"),
-                            got=save, hint="e.g. save: alice_ext, then use ${alice_ext}")
-    _check_names(doc, path, action, spec, names)
-    _check_vars(doc, path, raw, saved)
-    if save:
-        saved.add(save)
-    if action == "set":
-        _check_knobs(doc, (*path, "set", "knobs"), topo, spec.gateway, spec.knobs)
-    if action == "configure":
-        _check_behaviour(doc, (*path, "configure"), spec.behaviour, undot(spec.overrides))
-    if action in PROBE_ACTIONS:
-        _check_probe(doc, path, action, spec, expect)
+    spec = expect = None
+    with errors.catch():
+        spec = _validated(ACTIONS[action], value, doc, (*path, action))
+    with errors.catch():
+        expect = _expect(doc, path, action, raw, spec)
+    if spec is None:
+        return None
+    _check_names(doc, path, action, spec, names, errors)
+    with errors.catch():
+        if action == "set":
+            _check_knobs(doc, (*path, "set", "knobs"), topo, spec.gateway, spec.knobs)
+        if action == "configure":
+            _check_behaviour(doc, (*path, "configure"), spec.behaviour, spec.overrides)
+    if action in PROBE_ACTIONS and expect is not None:
+        _check_probe(doc, path, action, spec, expect, errors)
     name = raw.get("name")
     return Step(index=index, line=doc.line_of(path), action=action, spec=spec, expect=expect,
                 name=str(name) if name is not None else None, save=save)
 
 
-def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: dict) -> None:
+def _action(doc: Doc, path: tuple, raw: dict, errors: ErrorList) -> Optional[str]:
+    """The step's one action; unknown keys (with a "did you mean") are added to ``errors``."""
+    unknown = [k for k in raw if k not in ACTIONS and k not in COMMON_KEYS]
+    for key in unknown:
+        errors.add(doc.error("unknown step key", (*path, key), got=key,
+                             hint=did_you_mean(key, [*ACTIONS, *COMMON_KEYS]) + "actions: "
+                             + ", ".join(ACTIONS) + "; also " + ", ".join(COMMON_KEYS)))
+    actions = [k for k in raw if k in ACTIONS]
+    if len(actions) == 1:
+        return actions[0]
+    if actions or not unknown:  # no action and a typo: the typo says it all
+        errors.add(doc.error("a step has exactly one action", path, got=actions or None,
+                             hint="actions: " + ", ".join(ACTIONS)))
+    return None
+
+
+def _expect(doc: Doc, path: tuple, action: str, raw: dict, spec: Any) -> Any:
+    if "expect" not in raw:
+        return EXPECTS[action]() if action in EXPECTS else None
+    if action not in EXPECTS:
+        raise doc.error(f"'{action}' takes no expect", (*path, "expect"),
+                        hint="expect goes with " + ", ".join(EXPECTS))
+    expect = _validated(EXPECTS[action], raw["expect"] or {}, doc, (*path, "expect"))
+    if action == "wait" and spec is not None and not spec.mappings:
+        raise doc.error("expect on wait goes with wait: mappings", (*path, "expect"))
+    return expect
+
+
+def _save(doc: Doc, path: tuple, raw: dict, errors: ErrorList) -> Optional[str]:
+    save = raw.get("save")
+    if save is None:
+        return None
+    action = next((k for k in raw if k in ACTIONS), None)
+    if action not in (*PROBE_ACTIONS, "mappings") or not isinstance(save, str) \
+            or not VAR.fullmatch("${%s}" % save):
+        errors.add(doc.error("save takes a variable name, on a probe or mappings step",
+                             (*path, "save"), got=save,
+                             hint="e.g. save: alice_ext, then use ${alice_ext}"))
+        return save if isinstance(save, str) else None  # still known to later steps
+    return save
+
+
+def _no_such(doc: Doc, kind: str, value: str, known: list[str], path: tuple) -> ConfigError:
+    return doc.error(f"no {kind} named '{value}' in the topology", path, got=value,
+                     hint=did_you_mean(value, known) + f"{kind}s: " + (", ".join(known) or "none"))
+
+
+def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Names,
+                 errors: ErrorList) -> None:
+    if names is None:
+        return  # the topology could not be read; that error is reported already
     for field, kind in _NAME_FIELDS.items():
         value = getattr(spec, field, None)
         if value is not None and value not in names[kind]:
             key = "from" if field == "src" else field
-            raise doc.error(f"no {kind} named '{value}' in the topology", (*path, action, key), got=value,
-                            hint=f"{kind}s: " + (", ".join(names[kind]) or "none"))
+            errors.add(_no_such(doc, kind, value, names[kind], (*path, action, key)))
     inner = getattr(spec, "mappings", None)
     if inner is not None and inner.gateway not in names["gateway"]:
-        raise doc.error(f"no gateway named '{inner.gateway}' in the topology",
-                        (*path, action, "mappings", "gateway"), got=inner.gateway,
-                        hint="gateways: " + ", ".join(names["gateway"]))
+        errors.add(_no_such(doc, "gateway", inner.gateway, names["gateway"],
+                            (*path, action, "mappings", "gateway")))
     if isinstance(spec, ProbeSpec):
+        everyone = names["host"] + names["gateway"]
         for key in ("to", "at"):
             text = getattr(spec, key)
             if text is None or text == "nobody" or VAR.search(text):
                 continue
             node = text.rsplit(":", 1)[0] if ":" in text else text
-            if not _is_ipv4(node) and node not in names["host"] + names["gateway"]:
-                raise doc.error(f"'{key}' names no host or gateway", (*path, action, key), got=text,
-                                hint="write NAME:PORT or ADDRESS:PORT; names: "
-                                     + ", ".join(names["host"] + names["gateway"]))
-            if key == "at" and not _is_ipv4(node) and node not in names["host"]:
-                raise doc.error("'at' is the receiving host", (*path, action, key), got=text,
-                                hint="hosts: " + ", ".join(names["host"]))
+            if not _is_ipv4(node) and node not in everyone:
+                errors.add(doc.error(f"'{key}' names no host or gateway", (*path, action, key),
+                                     got=text, hint=did_you_mean(node, everyone)
+                                     + "write NAME:PORT or ADDRESS:PORT; names: " + ", ".join(everyone)))
+            elif key == "at" and not _is_ipv4(node) and node not in names["host"]:
+                errors.add(doc.error("'at' is the receiving host", (*path, action, key), got=text,
+                                     hint="hosts: " + ", ".join(names["host"])))
 
 
-def _check_vars(doc: Doc, path: tuple, raw: dict, saved: set[str]) -> None:
-    for var in VAR.findall(json.dumps(raw, default=str)):
-        if var[0] not in saved:
-            raise doc.error(f"${{{var[0]}}} is used before any step saved it", path, got=var[0],
-                            hint="add 'save: %s' to an earlier probe or mappings step" % var[0])
+def _check_vars(doc: Doc, path: tuple, raw: dict, saved: set[str], errors: ErrorList) -> None:
+    for var in dict.fromkeys(v[0] for v in VAR.findall(json.dumps(raw, default=str))):
+        if var not in saved:
+            errors.add(doc.error(f"${{{var}}} is used before any step saved it", path, got=var,
+                                 hint=did_you_mean(var, sorted(saved))
+                                 + "add 'save: %s' to an earlier probe or mappings step" % var))
 
 
 def _check_knobs(doc: Doc, path: tuple, topo: Any, gateway: str, knobs: dict) -> None:
     from natlab import presets
 
-    gw = next(g for g in topo.gateways if g.name == gateway)
-    policy = presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy
-    presets.apply_overrides(policy, undot(knobs), doc=doc, path=path)
+    gw = next((g for g in topo.gateways if g.name == gateway), None) if topo else None
+    # An unknown gateway or a broken topology is reported elsewhere; knob names still get checked.
+    policy = presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy if gw else Policy()
+    presets.apply_overrides(policy, knobs, doc=doc, path=path)
 
 
-def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: ProbeExpect) -> None:
+def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: ProbeExpect,
+                 errors: ErrorList) -> None:
     if action == "icmp":
         if ":" in spec.to and not VAR.search(spec.to):
-            raise doc.error("an ICMP echo goes to an address, not a port", (*path, action, "to"),
-                            got=spec.to, hint="write to: NAME or ADDRESS")
+            errors.add(doc.error("an ICMP echo goes to an address, not a port", (*path, action, "to"),
+                                 got=spec.to, hint="write to: NAME or ADDRESS"))
         return
     if ":" not in spec.to and not VAR.fullmatch(spec.to):
-        raise doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
-                        hint="write NAME:PORT, ADDRESS:PORT or ${var}")
+        errors.add(doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
+                             hint="write NAME:PORT, ADDRESS:PORT or ${var}"))
     if expect.refused is not None and action == "udp" and not spec.reply:
-        raise doc.error("a UDP sender only learns of a refusal while it waits for an answer",
-                        (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe")
+        errors.add(doc.error("a UDP sender only learns of a refusal while it waits for an answer",
+                             (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe"))
     if spec.at == "nobody" and expect.delivered:
-        raise doc.error("nobody listens, so nothing can be delivered", (*path, "expect", "delivered"),
-                        hint="drop 'at: nobody' or expect delivered: false")
+        errors.add(doc.error("nobody listens, so nothing can be delivered",
+                             (*path, "expect", "delivered"),
+                             hint="drop 'at: nobody' or expect delivered: false"))
 
 
 def _is_ipv4(text: str) -> bool:
@@ -250,17 +338,22 @@ def _validated(model: type[BaseModel], value: Any, doc: Doc, path: tuple) -> Any
 
 
 def _located(exc: ValidationError, model: type[BaseModel], doc: Doc, path: tuple) -> ConfigError:
-    errors = exc.errors()
-    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
-    loc = tuple(p for p in e["loc"] if p != "[key]" and not str(p).startswith(("function-", "literal[", "list[", "int", "str")))
+    """Every pydantic error as a located ConfigError (a typo's "missing key" left out)."""
+    return combined(_one(e, model, doc, path) for e in without_explained_missing(exc.errors()))
+
+
+_TAGS = ("function-", "literal[", "list[", "int", "str")
+
+
+def _one(e: dict, model: type[BaseModel], doc: Doc, path: tuple) -> ConfigError:
+    loc = tuple(p for p in e["loc"] if p != "[key]" and not str(p).startswith(_TAGS))
     full = (*path, *loc)
     got: Any = e.get("input")
     hint: Optional[str] = None
     if e["type"] == "extra_forbidden":
         what, got = "unknown key", loc[-1] if loc else got
         known = _fields_at(model, loc[:-1])
-        close = difflib.get_close_matches(str(got), known, n=1)
-        hint = (f"did you mean '{close[0]}'? " if close else "") + "known keys: " + ", ".join(known)
+        hint = did_you_mean(got, known) + "known keys: " + ", ".join(known)
     elif e["type"] == "missing":
         what, got, hint = "missing key", None, f"add '{loc[-1]}'" if loc else None
     else:

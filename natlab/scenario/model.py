@@ -193,7 +193,7 @@ class ScenarioFile(_Strict):
     backends: Optional[list[Literal["netns", "memory", "docker"]]] = Field(
         None, min_length=1, description="where it may run (default: everywhere it can)")
     gateways: dict[Name, GatewayChange] = Field(default_factory=dict)
-    steps: list[dict[str, Any]] = Field(min_length=1)
+    steps: list[Any] = Field(min_length=1, description="each a mapping with one action")
 
 
 # --- the frozen value -----------------------------------------------------------------

@@ -14,16 +14,19 @@ Theory of operation
    pools, hosts.
 
 Every problem is a :class:`TopologyError` naming the key path; a ``locate``
-callback turns that path into a line of the source file.
+callback turns that path into a line of the source file. Passes 1 and 2 collect
+every problem (entries whose references are wrong sit out pass 2) and raise them
+together as :class:`~natlab.errors.ConfigErrors`; pass 3 runs only on a clean file.
 """
 
 from __future__ import annotations
 
 import hashlib
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Callable, Iterator, Optional
+from typing import Callable, Collection, Iterator, Optional
 
-from natlab.errors import TopologyError
+from natlab.errors import ErrorList, TopologyError
+from natlab.model_errors import did_you_mean
 from natlab.topology import routing
 from natlab.topology.model import (
     Gateway, Host, Leg, Network, Router, Topology, TopologyFile,
@@ -36,11 +39,12 @@ RESERVED_NODE_NAMES = frozenset({"sw"})
 
 
 class _Errors:
-    """Raises TopologyError with file, line and dotted key for a key path."""
+    """Collects TopologyErrors with file, line and dotted key for a key path."""
 
     def __init__(self, file: Optional[str], locate: Locate) -> None:
         self.file = file
         self.locate = locate
+        self.found = ErrorList()
 
     def __call__(self, path: KeyPath, what: str, got: object = None,
                  hint: Optional[str] = None) -> TopologyError:
@@ -48,14 +52,24 @@ class _Errors:
                              line=self.locate(path),
                              key=".".join(str(p) for p in path))
 
+    def add(self, path: KeyPath, what: str, got: object = None,
+            hint: Optional[str] = None) -> None:
+        self.found.add(self(path, what, got, hint))
+
 
 def build(doc: TopologyFile, *, file: Optional[str] = None,
-          locate: Locate = lambda path: None) -> Topology:
-    """Check ``doc`` and decide every address, route and seed."""
+          locate: Locate = lambda path: None,
+          broken: Collection[str] = ()) -> Topology:
+    """Check ``doc`` and decide every address, route and seed.
+
+    ``broken`` names networks the file has but that failed validation (already
+    reported): references to them are not errors here.
+    """
     err = _Errors(file, locate)
-    inside_of = _check_references(doc, err)
+    inside_of = _check_references(doc, err, frozenset(broken))
     book = _AddressBook(doc, err)
     book.reserve_explicit()
+    err.found.raise_if_any()
     gw_addr = {name: g.address or next(doc.networks[g.inside].subnet.hosts())
                for name, g in doc.gateways.items()}
     router_addr = {
@@ -111,71 +125,92 @@ def _host_addresses(h) -> tuple[IPv4Address, ...]:
     return (h.address,) if h.address else ()
 
 
-def _check_references(doc: TopologyFile, err: _Errors) -> dict[str, str]:
+def _check_references(doc: TopologyFile, err: _Errors, broken: frozenset[str]) -> dict[str, str]:
     """Check names and references; returns {inside network: its gateway}."""
+    _check_node_names(doc, err)
     nets = doc.networks
     known = ", ".join(nets)
-    seen: dict[str, str] = {}
-    for kind in ("gateways", "routers", "hosts"):
-        for name in getattr(doc, kind):
-            if name in RESERVED_NODE_NAMES:
-                raise err((kind, name), "node name is reserved", got=name,
-                          hint="'sw' names the lab's switch namespace; pick another")
-            if name in seen:
-                raise err((kind, name), f"node name already used in {seen[name]}",
-                          got=name, hint="hosts, gateways and routers share one namespace")
-            seen[name] = kind
 
-    def need(path: KeyPath, net: str) -> None:
-        if net not in nets:
-            raise err(path, "no such network", got=net, hint=f"networks are: {known}")
+    def need(path: KeyPath, net: str) -> bool:
+        if net in nets:
+            return True
+        if net not in broken:
+            err.add(path, "no such network", got=net,
+                    hint=did_you_mean(net, list(nets)) + f"networks are: {known}")
+        return False
 
     inside_of: dict[str, str] = {}
     for name, g in doc.gateways.items():
-        need(("gateways", name, "inside"), g.inside)
-        need(("gateways", name, "outside"), g.outside)
+        inside_ok = need(("gateways", name, "inside"), g.inside)
+        outside_ok = need(("gateways", name, "outside"), g.outside)
+        if not (inside_ok and outside_ok):
+            continue
         if g.inside == g.outside:
-            raise err(("gateways", name, "outside"), "a gateway's inside and outside must differ",
-                      got=g.outside, hint="put the hosts behind it on their own network")
-        if nets[g.inside].subnet.overlaps(nets[g.outside].subnet):
-            raise err(("gateways", name, "outside"), "inside and outside subnets overlap",
-                      got=f"{nets[g.inside].subnet} / {nets[g.outside].subnet}")
-        if g.inside in inside_of:
-            raise err(("gateways", name, "inside"),
-                      f"network is already the inside of gateway '{inside_of[g.inside]}'",
-                      got=g.inside, hint="each inside network has one gateway")
-        inside_of[g.inside] = name
+            err.add(("gateways", name, "outside"), "a gateway's inside and outside must differ",
+                    got=g.outside, hint="put the hosts behind it on their own network")
+        elif nets[g.inside].subnet.overlaps(nets[g.outside].subnet):
+            err.add(("gateways", name, "outside"), "inside and outside subnets overlap",
+                    got=f"{nets[g.inside].subnet} / {nets[g.outside].subnet}")
+        elif g.inside in inside_of:
+            err.add(("gateways", name, "inside"),
+                    f"network is already the inside of gateway '{inside_of[g.inside]}'",
+                    got=g.inside, hint="each inside network has one gateway")
+        else:
+            inside_of[g.inside] = name
     for name, h in doc.hosts.items():
         need(("hosts", name, "network"), h.network)
     for name, r in doc.routers.items():
-        for i, net in enumerate(r.networks):
-            need(("routers", name, "networks", i), net)
-            if net in inside_of:
-                raise err(("routers", name, "networks", i),
-                          f"routers join WAN networks; this one is behind gateway "
-                          f"'{inside_of[net]}'", got=net)
-        if len(set(r.networks)) != len(r.networks):
-            raise err(("routers", name, "networks"), "network listed twice", got=r.networks)
-        for net in r.addresses:
-            if net not in r.networks:
-                raise err(("routers", name, "addresses", net),
-                          "address for a network the router is not on", got=net,
-                          hint=f"add it to routers.{name}.networks")
+        _check_router(name, r, need, inside_of, err)
     _check_chains(doc, inside_of, err)
     return inside_of
 
 
+def _check_node_names(doc: TopologyFile, err: _Errors) -> None:
+    seen: dict[str, str] = {}
+    for kind in ("gateways", "routers", "hosts"):
+        for name in getattr(doc, kind):
+            if name in RESERVED_NODE_NAMES:
+                err.add((kind, name), "node name is reserved", got=name,
+                        hint="'sw' names the lab's switch namespace; pick another")
+            elif name in seen:
+                err.add((kind, name), f"node name already used in {seen[name]}",
+                        got=name, hint="hosts, gateways and routers share one namespace")
+            else:
+                seen[name] = kind
+
+
+def _check_router(name: str, r, need: Callable[[KeyPath, str], bool],
+                  inside_of: dict[str, str], err: _Errors) -> None:
+    for i, net in enumerate(r.networks):
+        if need(("routers", name, "networks", i), net) and net in inside_of:
+            err.add(("routers", name, "networks", i),
+                    f"routers join WAN networks; this one is behind gateway "
+                    f"'{inside_of[net]}'", got=net)
+    if len(set(r.networks)) != len(r.networks):
+        err.add(("routers", name, "networks"), "network listed twice", got=r.networks)
+    for net in r.addresses:
+        if net not in r.networks:
+            err.add(("routers", name, "addresses", net),
+                    "address for a network the router is not on", got=net,
+                    hint=f"add it to routers.{name}.networks")
+
+
 def _check_chains(doc: TopologyFile, inside_of: dict[str, str], err: _Errors) -> None:
     """Following gateway outsides from any network must reach a WAN network."""
+    looped: set[str] = set()
     for start in inside_of:
         net, path = start, [start]
         while net in inside_of:
             net = doc.gateways[inside_of[net]].outside
             if net in path:
                 gw = inside_of[start]
-                raise err(("gateways", gw, "outside"), "gateways form a loop",
-                          got=" -> ".join([*path, net]),
-                          hint="a chain of gateways must end on a network no gateway is inside of")
+                if not looped & set(path):  # one report per loop
+                    err.add(("gateways", gw, "outside"), "gateways form a loop",
+                            got=" -> ".join([*path, net]),
+                            hint="a chain of gateways must end on a network no gateway "
+                                 "is inside of")
+                looped.update(path)
+                break
             path.append(net)
 
 
@@ -188,6 +223,12 @@ class _AddressBook:
         self.taken: dict[tuple[str, IPv4Address], KeyPath] = {}
 
     def _explicit(self) -> Iterator[tuple[KeyPath, str, IPv4Address]]:
+        """Explicit addresses on networks that exist (bad references are reported already)."""
+        for entry in self._explicit_all():
+            if entry[1] in self.doc.networks:
+                yield entry
+
+    def _explicit_all(self) -> Iterator[tuple[KeyPath, str, IPv4Address]]:
         for name, g in self.doc.gateways.items():
             if g.address is not None:
                 yield ("gateways", name, "address"), g.inside, g.address
@@ -206,25 +247,25 @@ class _AddressBook:
         # A gateway's default inside address is fixed (first usable), not "lowest
         # free": a host given that address explicitly is a clash, not a shuffle.
         for name, g in self.doc.gateways.items():
-            if g.address is None:
+            if g.address is None and g.inside in self.doc.networks:
                 first = next(self.doc.networks[g.inside].subnet.hosts())
                 self.taken[(g.inside, first)] = ("gateways", name, "address")
         for path, net, addr in self._explicit():
             subnet = self.doc.networks[net].subnet
             if addr not in subnet:
-                raise self.err(path, f"address is outside network '{net}'", got=str(addr),
-                               hint=f"pick one in {subnet}")
-            if subnet.prefixlen < 31 and addr in (subnet.network_address,
-                                                  subnet.broadcast_address):
-                raise self.err(path, "address is the network or broadcast address",
-                               got=str(addr), hint=f"pick a usable one in {subnet}")
-            key = (net, addr)
-            if key in self.taken:
-                other = ".".join(str(p) for p in self.taken[key])
-                raise self.err(path, f"address already used by {other}", got=str(addr),
-                               hint="every address on a network must be unique; a gateway's "
-                                    "inside address defaults to the first usable one")
-            self.taken[key] = path
+                self.err.add(path, f"address is outside network '{net}'", got=str(addr),
+                             hint=f"pick one in {subnet}")
+            elif subnet.prefixlen < 31 and addr in (subnet.network_address,
+                                                    subnet.broadcast_address):
+                self.err.add(path, "address is the network or broadcast address",
+                             got=str(addr), hint=f"pick a usable one in {subnet}")
+            elif (net, addr) in self.taken:
+                other = ".".join(str(p) for p in self.taken[(net, addr)])
+                self.err.add(path, f"address already used by {other}", got=str(addr),
+                             hint="every address on a network must be unique; a gateway's "
+                                  "inside address defaults to the first usable one")
+            else:
+                self.taken[(net, addr)] = path
 
     def pick_first(self, net: str, path: KeyPath,
                    explicit: Optional[IPv4Address]) -> IPv4Address:

@@ -9,15 +9,19 @@ preset or a bad override fails here, before anything is created.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from natlab.errors import ConfigError, TopologyError
+from natlab.engine.policy import Policy
+from natlab.errors import ConfigError, ErrorList, TopologyError, combined
+from natlab.model_errors import did_you_mean, without_explained_missing
 from natlab.topology.addressing import KeyPath, Locate, build
-from natlab.topology.model import Gateway, Topology, TopologyFile
+from natlab.topology.model import (GatewayEntry, HostEntry, NetworkEntry, RouterEntry, Topology,
+                                   TopologyFile)
 
 
 def load(path: str | Path) -> Topology:
@@ -25,94 +29,103 @@ def load(path: str | Path) -> Topology:
     from natlab import yamlsrc
 
     doc = yamlsrc.load(path)
-    return from_data(doc.data, file=doc.source, locate=_locator(doc.line_of), doc=doc)
+    return from_data(doc.data, file=doc.source, doc=doc)
 
 
 def from_data(data: Any, *, file: Optional[str] = None,
-              locate: Locate = lambda path: None, doc: Any = None,
+              locate: Optional[Locate] = None, doc: Any = None, prefix: KeyPath = (),
               check_behaviours: bool = True) -> Topology:
-    """Validate already-parsed YAML data (``file``/``locate``/``doc`` only improve errors).
+    """Validate already-parsed YAML data; every error found is raised at once.
 
-    ``doc`` is the :class:`natlab.yamlsrc.Doc` the data came from, if any.
+    ``doc`` is the :class:`natlab.yamlsrc.Doc` the data came from, if any, and
+    ``prefix`` where the topology sits in it (``("topology",)`` when inline in a
+    scenario); ``locate`` (default: from ``doc``) turns a key path into a line.
     """
+    if locate is None:
+        locate = _locator(lambda path: doc.line_of((*prefix, *path))) if doc is not None \
+            else (lambda path: None)
     if not isinstance(data, dict):
         raise TopologyError("a topology is a mapping with name, networks, gateways, hosts",
                             got=type(data).__name__, file=file, line=locate(()))
-    try:
-        model = TopologyFile.model_validate(data)
-    except ValidationError as exc:
-        raise _from_pydantic(exc, file, locate) from None
-    topo = _with_container_fields(build(model, file=file, locate=locate), model, file)
-    if check_behaviours:
-        base = Path(file).parent if file else Path.cwd()
-        gateways = tuple(_resolve_behaviour(g, base, file, locate, doc) for g in topo.gateways)
-        topo = dataclasses.replace(topo, gateways=gateways)
-    return topo
-
-
-def _with_container_fields(topo: Topology, model: TopologyFile,
-                           file: Optional[str]) -> Topology:
-    """The backend and the hosts' docker fields; relative volume sources made absolute.
-
-    As in Compose, a source starting with ``.`` or ``~`` is a path (relative to the
-    topology file), one starting with ``/`` an absolute path, anything else a named volume.
-    """
+    errors = ErrorList()
+    model, broken = _model(data, file, locate, errors)
+    if model is None:
+        errors.raise_if_any()
     base = Path(file).parent if file else Path.cwd()
-
-    def absolute(volume: str) -> str:
-        src, sep, rest = volume.partition(":")
-        if sep and src.startswith((".", "~")):
-            src = str((base / Path(src).expanduser()).resolve())
-        return f"{src}{sep}{rest}"
-
-    hosts = tuple(dataclasses.replace(
-        h, image=model.hosts[h.name].image, env=dict(model.hosts[h.name].env),
-        volumes=tuple(absolute(v) for v in model.hosts[h.name].volumes)) for h in topo.hosts)
-    return dataclasses.replace(topo, hosts=hosts, backend=model.backend)
-
-
-def looks_like_path(behaviour: str) -> bool:
-    return "/" in behaviour or behaviour.endswith((".yaml", ".yml"))
+    behaviours: dict[str, tuple[str, dict]] = {}
+    for name, entry in model.gateways.items():
+        with errors.catch():
+            behaviours[name] = _resolve_behaviour(name, entry, base, file, locate, doc, prefix,
+                                                  check_behaviours)
+    topo = None
+    with errors.catch():
+        topo = build(model, file=file, locate=locate, broken=broken)
+    errors.raise_if_any()
+    topo = _with_container_fields(topo, model, file)
+    gateways = tuple(dataclasses.replace(g, behaviour=behaviours[g.name][0],
+                                         overrides=behaviours[g.name][1]) for g in topo.gateways)
+    return dataclasses.replace(topo, gateways=gateways)
 
 
-def _resolve_behaviour(gw: Gateway, base: Path, file: Optional[str],
-                       locate: Locate, doc: Any) -> Gateway:
-    from natlab import presets
+# --- the strict model, salvaged so that later checks still run ---------------------------
 
-    behaviour = gw.behaviour
-    if looks_like_path(behaviour) and not Path(behaviour).is_absolute():
-        behaviour = str((base / behaviour).resolve())
+_SECTIONS = ("networks", "gateways", "hosts", "routers")
+_PLACEHOLDER_NAME = "invalid"
+_ENTRY: dict[str, type[BaseModel]] = {"networks": NetworkEntry, "gateways": GatewayEntry,
+                                      "hosts": HostEntry, "routers": RouterEntry}
+
+
+def _model(data: dict, file: Optional[str], locate: Locate,
+           errors: ErrorList) -> tuple[Optional[TopologyFile], frozenset[str]]:
+    """The file's model, with the parts pydantic refused cut out; their errors kept.
+
+    Cutting lets the reference and address checks run on the rest, so one run
+    reports everything. Returns (None, ...) when too much is missing to go on.
+    ``broken`` is the networks cut out: they exist, references to them are fine.
+    """
     try:
-        preset = presets.load_preset(behaviour)
-        presets.apply_overrides(preset.policy, gw.overrides, doc=doc,
-                                path=("gateways", gw.name, "overrides"))
-    except TopologyError:
-        raise
-    except ConfigError as exc:
-        raise _relocate(exc, gw, file, locate) from None
-    return dataclasses.replace(gw, behaviour=behaviour)
+        return TopologyFile.model_validate(data), frozenset()
+    except ValidationError as exc:
+        raw = exc.errors()
+    for e in without_explained_missing(raw):
+        errors.add(_from_pydantic(e, file, locate))
+    work, broken = copy.deepcopy(data), set()
+    if not all(_cut(work, tuple(e["loc"]), e["type"], broken) for e in raw):
+        return None, frozenset(broken)
+    try:
+        return TopologyFile.model_validate(work), frozenset(broken)
+    except ValidationError:
+        return None, frozenset(broken)  # nothing more can be learnt; the errors are kept
 
 
-def _relocate(exc: ConfigError, gw: Gateway, file: Optional[str],
-              locate: Locate) -> ConfigError:
-    """Point a preset error at the topology's line, unless a preset file is at fault."""
-    first = (exc.key or "").split(".")[0]
-    if exc.file == file and exc.line:
-        return TopologyError(exc.what, got=exc.got, hint=exc.hint, file=file,
-                             line=exc.line, key=exc.key)
-    if first and first in gw.overrides:
-        path: KeyPath = ("gateways", gw.name, "overrides", *exc.key.split("."))
-    elif exc.file and exc.file != file:
-        return exc  # the preset file itself is wrong: its own file:line is the news
+def _cut(data: dict, loc: tuple, kind: str, broken: set[str]) -> bool:
+    """Remove what ``loc`` points at from ``data``; False if the file cannot go on without it."""
+    head = loc[0] if loc else None
+    if head == "name":
+        data["name"] = _PLACEHOLDER_NAME
+        return True
+    if head == "networks" and len(loc) == 1:
+        return False
+    if head not in _SECTIONS or len(loc) == 1:
+        data.pop(head, None)  # an unknown top-level key, seed, backend, or a whole section
+        return True
+    section, name = data.get(head), loc[1]
+    if not isinstance(section, dict) or name not in section:
+        return True  # already cut
+    entry, cls = section[name], _ENTRY[head]
+    field = loc[2] if len(loc) > 2 else None
+    if isinstance(entry, dict) and field in entry and field != "[key]" and (
+            kind == "extra_forbidden" or not cls.model_fields[field].is_required()):
+        del entry[field]
     else:
-        path = ("gateways", gw.name, "behaviour")
-    return TopologyError(exc.what, got=exc.got, hint=exc.hint, file=file,
-                         line=locate(path), key=".".join(str(p) for p in path))
+        del section[name]
+        if head == "networks":
+            broken.add(name)
+    return True
 
 
-def _from_pydantic(exc: ValidationError, file: Optional[str], locate: Locate) -> TopologyError:
-    """The first pydantic error as one TopologyError with a line and a hint."""
-    e = exc.errors()[0]
+def _from_pydantic(e: dict, file: Optional[str], locate: Locate) -> TopologyError:
+    """One pydantic error as a TopologyError with a line and a hint."""
     path: KeyPath = tuple(p for p in e["loc"] if not _is_pydantic_tag(p))
     kind = e["type"]
     hint = None
@@ -138,30 +151,21 @@ def _from_pydantic(exc: ValidationError, file: Optional[str], locate: Locate) ->
                          key=".".join(str(p) for p in path) or None)
 
 
-_SECTIONS = ("networks", "gateways", "hosts", "routers")
-
-
 def _is_pydantic_tag(part: Any) -> bool:
     """pydantic puts ``[key]`` markers in locations of dict keys that failed."""
     return part == "[key]"
 
 
 def _known_keys_hint(path: KeyPath) -> str:
-    from natlab.topology import model
-
-    by_depth = {
-        0: model.TopologyFile,
-        2: {"networks": model.NetworkEntry, "gateways": model.GatewayEntry,
-            "hosts": model.HostEntry, "routers": model.RouterEntry},
-    }
-    cls = None
+    cls: Optional[type[BaseModel]] = None
     if len(path) == 1:
-        cls = by_depth[0]
+        cls = TopologyFile
     elif len(path) == 3:
-        cls = by_depth[2].get(str(path[0]))
+        cls = _ENTRY.get(str(path[0]))
     if cls is None:
         return "check the spelling"
-    return "known keys: " + ", ".join(cls.model_fields)
+    known = list(cls.model_fields)
+    return did_you_mean(path[-1], known) + "known keys: " + ", ".join(known)
 
 
 def _locator(line_of: Callable[[tuple], Optional[int]]) -> Locate:
@@ -180,6 +184,76 @@ def _locator(line_of: Callable[[tuple], Optional[int]]) -> Locate:
     return locate
 
 
+# --- behaviours -------------------------------------------------------------------------
+
+def looks_like_path(behaviour: str) -> bool:
+    return "/" in behaviour or behaviour.endswith((".yaml", ".yml"))
+
+
+def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optional[str],
+                       locate: Locate, doc: Any, prefix: KeyPath,
+                       check: bool) -> tuple[str, dict]:
+    """(behaviour with a relative path made absolute, overrides nested); checked if ``check``."""
+    from natlab import presets
+    from natlab.overrides import undot
+
+    behaviour = entry.behaviour
+    if looks_like_path(behaviour) and not Path(behaviour).is_absolute():
+        behaviour = str((base / behaviour).resolve())
+    path = (*prefix, "gateways", name, "overrides")
+    errors = ErrorList()
+    overrides: dict = {}
+    with errors.catch():
+        overrides = undot(entry.overrides, doc=doc, path=path)
+    if check and not errors:
+        policy = Policy()  # an unknown preset still lets the overrides be checked
+        with errors.catch():
+            policy = presets.load_preset(behaviour).policy
+        with errors.catch():
+            presets.apply_overrides(policy, entry.overrides, doc=doc, path=path)
+    if errors:
+        raise combined(_relocate(e, name, file, locate, prefix) for e in errors.errors)
+    return behaviour, overrides
+
+
+def _relocate(exc: ConfigError, name: str, file: Optional[str], locate: Locate,
+              prefix: KeyPath) -> ConfigError:
+    """Point a preset error at the topology's line, unless a preset file is at fault."""
+    if exc.file == file and exc.line:
+        return TopologyError(exc.what, got=exc.got, hint=exc.hint, file=file,
+                             line=exc.line, key=exc.key)
+    if exc.file and exc.file != file:
+        return exc  # the preset file itself is wrong: its own file:line is the news
+    own = ".".join(str(p) for p in (*prefix, "gateways", name, "overrides"))
+    key = exc.key or ""
+    path: KeyPath = ("gateways", name, "behaviour")
+    if key == own or key.startswith(own + "."):
+        path = ("gateways", name, "overrides", *filter(None, key[len(own) + 1:].split(".")))
+    return TopologyError(exc.what, got=exc.got, hint=exc.hint, file=file,
+                         line=locate(path), key=".".join(str(p) for p in (*prefix, *path)))
+
+
+def _with_container_fields(topo: Topology, model: TopologyFile,
+                           file: Optional[str]) -> Topology:
+    """The backend and the hosts' docker fields; relative volume sources made absolute.
+
+    As in Compose, a source starting with ``.`` or ``~`` is a path (relative to the
+    topology file), one starting with ``/`` an absolute path, anything else a named volume.
+    """
+    base = Path(file).parent if file else Path.cwd()
+
+    def absolute(volume: str) -> str:
+        src, sep, rest = volume.partition(":")
+        if sep and src.startswith((".", "~")):
+            src = str((base / Path(src).expanduser()).resolve())
+        return f"{src}{sep}{rest}"
+
+    hosts = tuple(dataclasses.replace(
+        h, image=model.hosts[h.name].image, env=dict(model.hosts[h.name].env),
+        volumes=tuple(absolute(v) for v in model.hosts[h.name].volumes)) for h in topo.hosts)
+    return dataclasses.replace(topo, hosts=hosts, backend=model.backend)
+
+
 # --- ``natlab validate`` ------------------------------------------------------------
 
 def _is_topology(data: dict) -> bool:
@@ -187,7 +261,7 @@ def _is_topology(data: dict) -> bool:
 
 
 def _validate_topology(doc: Any) -> str:
-    topo = from_data(doc.data, file=doc.source, locate=_locator(doc.line_of), doc=doc)
+    topo = from_data(doc.data, file=doc.source, doc=doc)
     return (f"{doc.source}: topology {topo.name!r} is valid ({len(topo.networks)} networks, "
             f"{len(topo.gateways)} gateways, {len(topo.hosts)} hosts, "
             f"{len(topo.routers)} routers)")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from natlab.engine.policy import (Dependency, Hairpinning, Policy, Pooling, PortAssignment,
                                   PortRange, Refresh, Timeouts)
-from natlab.errors import ConfigError
+from natlab.errors import ConfigError, ConfigErrors
 from natlab.presets import (apply_overrides, load_preset, policy_from_dict, policy_to_dict,
                             preset_names, resolve)
 from natlab.validate import validate_file
@@ -67,10 +67,13 @@ def test_bad_policy_is_one_error_naming_file_line_key_value_and_allowed(
         assert word in err.message
 
 
-def test_several_errors_report_the_first_in_the_file_and_count_the_rest(tmp_path):
-    _, err = error_for(tmp_path, "timeouts:\n  udp: -1\nport_range: {low: 0}\nrefresh: x\n")
-    assert err.key == "policy.timeouts.udp"
-    assert "2 more errors" in err.message
+def test_several_errors_are_all_reported_in_line_order(tmp_path):
+    file, err = error_for(tmp_path, "timeouts:\n  udp: -1\nport_range: {low: 0}\nrefresh: x\n")
+    assert isinstance(err, ConfigErrors)
+    assert err.key == "policy.timeouts.udp"  # the first error stays on the aggregate
+    assert [(e.line, e.key) for e in err.errors] == [
+        (5, "policy.timeouts.udp"), (6, "policy.port_range.low"), (7, "policy.refresh")]
+    assert err.message.splitlines() == [e.message for e in err.errors]
 
 
 @pytest.mark.parametrize("raw, line, words", [
