@@ -24,7 +24,7 @@ done
 if [ "$(id -u)" != 0 ]; then
   if command -v sudo >/dev/null; then
     echo "install.sh: needs root (apt, network namespaces, NFQUEUE); re-running with sudo" >&2
-    exec sudo -- bash "$0" "$@"
+    exec sudo -- bash "$PWD/$(basename "$0")" "$@"
   fi
   echo "install.sh: run as root (natlab creates network namespaces and NFQUEUE rules); no sudo here" >&2
   exit 1
