@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from natlab.cli.app import app
-from natlab.cli.output import console, nat_class, print_json
+from natlab.cli.output import console, nat_class, print_json, show_value
 from natlab.errors import ConfigError, ControlError
 from natlab.gateway.client import GatewayClient
 from natlab.words import plural
@@ -113,7 +113,7 @@ def set_(gw: Gw, assignments: Annotated[list[str], typer.Argument(help="knob=val
         key = item.split("=", 1)[0].strip()
         shown = {k: v for k, v in policy.items() if k == key or k.startswith(key + ".")}
         for k, v in (shown or {key: "(set)"}).items():
-            print(f"{gw}: {k} = {json.dumps(v)}")
+            print(f"{gw}: {k} = {show_value(v)}")
 
 
 def policy_summary(preset: str, policy: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def knobs_text(changed: Optional[dict[str, Any]]) -> str:
     """``timeouts.udp=30 hairpinning=none``, ``-`` for none, ``?`` for unknown."""
     if changed is None:
         return "?"
-    return " ".join(f"{k}={json.dumps(v)}" for k, v in changed.items()) or "-"
+    return " ".join(f"{k}={show_value(v)}" for k, v in changed.items()) or "-"
 
 
 @app.command(rich_help_panel="Gateways")
@@ -164,7 +164,7 @@ def configure(gw: Gw, behaviour: Annotated[str, typer.Argument(
     print(f"{gw}: {summary['preset']} ({summary['class']}), mappings flushed "
           f"({plural(answer['events'], 'event')})")
     for knob, value in (summary["changed"] or {}).items():
-        print(f"{gw}: {knob} = {json.dumps(value)}")
+        print(f"{gw}: {knob} = {show_value(value)}")
 
 
 @app.command(rich_help_panel="Gateways")

@@ -44,3 +44,16 @@ def nat_class(policy: dict[str, Any]) -> str:
     """A policy's mapping and filtering as ``EIM/APDF``."""
     return (f"{dependency_abbrev(policy['mapping'], 'M')}/"
             f"{dependency_abbrev(policy['filtering'], 'F')}")
+
+
+def show_value(value: Any) -> str:
+    """A knob's value as typed on the command line: ``30``, ``true``, ``null``, ``none``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
