@@ -27,14 +27,25 @@ if [ -n "${NATLAB_CA_BUNDLE:-}" ]; then
 elif compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt docker/certs/
 fi
-trap 'rm -f docker/certs/*.crt' EXIT
+stage_tag="natlab-build-stage:$$"
+cleanup() {
+  rm -f docker/certs/*.crt
+  docker image rm "$stage_tag" >/dev/null 2>&1 || true
+  docker image prune -f --filter label=natlab.build-stage >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
-args=(--tag "$tag" --network "${NATLAB_BUILD_NETWORK:-host}")
+args=(--network "${NATLAB_BUILD_NETWORK:-host}")
 [ -n "$base" ] && args+=(--build-arg "BASE_IMAGE=$base")
 for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
            PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
   [ -n "${!var:-}" ] && args+=(--build-arg "$var=${!var}")
 done
 echo "build-image: docker build ${base:+(base $base) }-> $tag"
-docker build -q "${args[@]}" . >/dev/null
+if grep -qiE '^FROM[[:space:]].*[[:space:]]AS[[:space:]]+build[[:space:]]*$' Dockerfile; then
+  # The stage under a tag of its own: removing that tag at exit removes the stage.
+  docker build -q --tag "$stage_tag" "${args[@]}" --target build \
+    --label natlab.build-stage=1 . >/dev/null
+fi
+docker build -q --tag "$tag" "${args[@]}" . >/dev/null
 echo "build-image: $tag built ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
