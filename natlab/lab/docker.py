@@ -65,7 +65,8 @@ LABEL_NODE = "natlab.node"
 LABEL_ROLE = "natlab.role"
 GATEWAY_TIMEOUT = 20.0
 LOG_TAIL = 5
-"""Lines of a stopped container's output shown when ``natlab exec`` cannot enter it."""
+"""Lines of a stopped container's output shown (joined by `` | ``) when ``natlab exec``
+cannot enter it."""
 BUILD_HINT = "bash docker/build-image.sh (docker/make-local-base.sh first without a registry)"
 
 
@@ -286,12 +287,14 @@ def require_running(state: LabState, node: str) -> None:
     """Raise :func:`exited_error` if the container ``natlab exec`` would enter has stopped."""
     container = exec_container(state, node)
     info = container_states([container]).get(container)
+    if info is None and (problem := engine_problem()):
+        raise BackendUnavailable(problem, hint="start dockerd")
     if info is None:
         raise LabError(f"the container of '{node}' is gone", got=container,
                        hint=f"natlab down {state.name} and up again")
     if info["state"] != "running":
         tail = _docker("logs", "--tail", str(LOG_TAIL), container, check=False)
-        text = "\n".join((tail.stdout + tail.stderr).strip().splitlines()[-LOG_TAIL:])
+        text = " | ".join((tail.stdout + tail.stderr).strip().splitlines()[-LOG_TAIL:])
         raise exited_error(state, node, container, info["exit_code"], text)
 
 

@@ -399,7 +399,7 @@ def test_exec_into_a_host_whose_app_exited_says_so_with_its_output(run_dir, monk
     assert isinstance(result.exception, LabError)
     assert result.exception.message == (
         "the app of 'alice' exited with code 2, so nothing runs in it: "
-        "got 'starting\\nlistening on 3478\\nfatal: cannot bind' "
+        "got 'starting | listening on 3478 | fatal: cannot bind' "
         "(hint: natlab down dock and up again, or docker start natlab-dock-alice.app)")
 
 
