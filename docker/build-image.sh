@@ -27,7 +27,8 @@ if [ -n "${NATLAB_CA_BUNDLE:-}" ]; then
 elif compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt docker/certs/
 fi
-trap 'rm -f docker/certs/*.crt' EXIT
+log="$(mktemp)"
+trap 'rm -f docker/certs/*.crt "$log"' EXIT
 
 args=(--tag "$tag" --network "${NATLAB_BUILD_NETWORK:-host}")
 [ -n "$base" ] && args+=(--build-arg "BASE_IMAGE=$base")
@@ -36,5 +37,17 @@ for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
   [ -n "${!var:-}" ] && args+=(--build-arg "$var=${!var}")
 done
 echo "build-image: docker build ${base:+(base $base) }-> $tag"
-docker build -q "${args[@]}" . >/dev/null
+if ! docker build "${args[@]}" . >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  exit 1
+fi
+# Legacy builder output: "Step N/M : FROM ..." per stage, " ---> ID" after each step.
+# The last ID before a later stage's FROM is the earlier stage's image.
+stages="$(awk '/^Step [0-9]+\/[0-9]+ : FROM /{ if (id != "") print id } /^ ---> [0-9a-f]+$/{ id = $2 }' "$log")"
+for id in $stages; do
+  if [ -z "$(docker image inspect -f '{{join .RepoTags ""}}' "$id" 2>/dev/null)" ]; then
+    docker image rm "$id" >/dev/null 2>&1 || true  # untagged: this build's stage only
+  fi
+done
+docker image prune -f --filter label=natlab.build-stage >/dev/null 2>&1 || true
 echo "build-image: $tag built ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"

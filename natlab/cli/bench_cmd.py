@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
+from natlab.cli.output import console
 
 bench_app = typer.Typer(help="Measure natlab's speed beside a baseline in the same run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -33,5 +33,5 @@ def bench_engine(
     table.add_row("engine, established, inbound", f"{f.engine_in_pps:,.0f} pkt/s", f"{f.engine_in_pps / f.bare_pps:.0%}")
     table.add_row("engine, new mappings", f"{f.new_mappings_per_s:,.0f} /s", "")
     table.add_row("memory per mapping", f"{f.bytes_per_mapping:,.0f} bytes", "")
-    Console().print(table)
+    console().print(table)
     print("aims: established >= 50% of bare rewrite; >= 20,000 new mappings/s")

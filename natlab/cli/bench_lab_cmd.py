@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.bench_cmd import bench_app
+from natlab.cli.output import console
 
 AIM_PPS_SHARE = 0.5
 AIM_TCP_MBPS = 1000.0
@@ -32,8 +32,8 @@ def bench_nat(
     """UDP packets/s and TCP Mbit/s through kernel NAT, a bare NFQUEUE pass-through and natlab."""
     from natlab.bench import lab_bench
 
-    console = Console()
-    with console.status("bringing the lab up") as status:
+    out = console()
+    with out.status("bringing the lab up") as status:
         report = lab_bench.run(seconds=seconds, behaviour=behaviour,
                                progress=lambda what: status.update(f"measuring: {what}"),
                                use_iperf3=False if python_tools else None)
@@ -54,7 +54,7 @@ def bench_nat(
         row = [f.path, _pps(f.udp_pps), _pps(f.udp_sent_pps), tcp,
                _share(f.udp_pps, bare.udp_pps), _share(f.tcp_mbps, bare.tcp_mbps)]
         table.add_row(*row, *([f.note] if notes else []))
-    console.print(table)
+    out.print(table)
     natlab = report.figures(lab_bench.NATLAB)
     share = _share(natlab.udp_pps, bare.udp_pps) or "n/a"
     tcp = "n/a" if natlab.tcp_mbps is None else f"{natlab.tcp_mbps:,.0f} Mbit/s"

@@ -1,8 +1,9 @@
-"""Commands that talk to a running gateway: mappings, events, set, advance, flush,
-counters, capture.
+"""Commands that talk to a running gateway: mappings, events, set, configure, advance,
+flush, counters, capture.
 
 Each finds the gateway's control socket through the lab's state
-(:func:`natlab.lab.state.resolve_lab`) and calls :class:`GatewayClient`.
+(:func:`natlab.lab.state.resolve_node`: without ``--lab``, the one lab up that has
+a gateway of that name) and calls :class:`GatewayClient`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from natlab.cli.app import app
-from natlab.errors import ControlError
+from natlab.cli.output import console, nat_class, print_json, show_value
+from natlab.errors import ConfigError, ControlError
 from natlab.gateway.client import GatewayClient
+from natlab.words import plural
 
 Gw = Annotated[str, typer.Argument(help="The gateway's name in the topology.", show_default=False)]
 LabOpt = Annotated[Optional[str], typer.Option("--lab", "-l", help="The lab (default: the only one up).")]
@@ -29,9 +31,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _gateway(gw: str, lab: Optional[str]) -> dict[str, Any]:
-    from natlab.lab.state import resolve_lab
+    from natlab.lab.state import resolve_node
 
-    state = resolve_lab(lab)
+    state = resolve_node(gw, lab, kinds=("gateways",))
     if gw not in state.gateways:
         names = ", ".join(state.gateways) or "none"
         raise ControlError(f"lab '{state.name}' has no gateway named '{gw}'", got=gw,
@@ -51,7 +53,7 @@ def _seconds(value: Optional[float]) -> str:
 
 
 def mappings_table(gw: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"{gw}: {len(rows)} mapping{'s' if len(rows) != 1 else ''}")
+    table = Table(title=f"{gw}: {plural(len(rows), 'mapping')}")
     for column, justify in (("proto", "left"), ("internal", "left"), ("external", "left"),
                             ("remote", "left"), ("sessions", "right"), ("expires in", "right"),
                             ("pkts out", "right"), ("pkts in", "right")):
@@ -69,13 +71,12 @@ def mappings(gw: Gw, lab: LabOpt = None, as_json: JsonOpt = False,
     """Show a gateway's mapping table."""
     client = client_for(gw, lab)
     if as_json:
-        print(json.dumps(client.mappings(), indent=2))
+        print_json(client.mappings())
         return
-    console = Console()
     if not watch:
-        console.print(mappings_table(gw, client.mappings()))
+        console().print(mappings_table(gw, client.mappings()))
         return
-    with Live(mappings_table(gw, client.mappings()), console=console, auto_refresh=False) as live:
+    with Live(mappings_table(gw, client.mappings()), console=console(), auto_refresh=False) as live:
         try:
             while True:
                 time.sleep(1)
@@ -112,7 +113,58 @@ def set_(gw: Gw, assignments: Annotated[list[str], typer.Argument(help="knob=val
         key = item.split("=", 1)[0].strip()
         shown = {k: v for k, v in policy.items() if k == key or k.startswith(key + ".")}
         for k, v in (shown or {key: "(set)"}).items():
-            print(f"{gw}: {k} = {json.dumps(v)}")
+            print(f"{gw}: {k} = {show_value(v)}")
+
+
+def policy_summary(preset: str, policy: dict[str, Any]) -> dict[str, Any]:
+    """A live policy at a glance: its preset, ``EIM/APDF`` class, and knobs unlike the preset's.
+
+    ``changed`` is None when the preset cannot be read here (a file that moved).
+    """
+    from natlab.overrides import flatten
+    from natlab.presets import policy_to_dict, resolve
+
+    try:
+        base: Optional[dict[str, Any]] = flatten(policy_to_dict(resolve(preset).policy))
+    except ConfigError:
+        base = None
+    live = flatten(policy)
+    changed = None if base is None else {k: v for k, v in live.items() if base.get(k) != v}
+    return {"preset": preset, "class": nat_class(policy), "mapping": policy["mapping"],
+            "filtering": policy["filtering"], "changed": changed}
+
+
+def knobs_text(changed: Optional[dict[str, Any]]) -> str:
+    """``timeouts.udp=30 hairpinning=none``, ``-`` for none, ``?`` for unknown."""
+    if changed is None:
+        return "?"
+    return " ".join(f"{k}={show_value(v)}" for k, v in changed.items()) or "-"
+
+
+@app.command(rich_help_panel="Gateways")
+def configure(gw: Gw, behaviour: Annotated[str, typer.Argument(
+                  help="Preset name or path to a behaviour .yaml file.", show_default=False)],
+              assignments: Annotated[Optional[list[str]], typer.Argument(
+                  help="knob=value overrides, as for natlab set.", show_default=False)] = None,
+              lab: LabOpt = None, as_json: JsonOpt = False) -> None:
+    """Switch a running gateway to another preset (plus overrides); its mappings are flushed."""
+    from natlab.overrides import parse_assignments
+    from natlab.presets import resolve
+    from natlab.topology.load import looks_like_path
+
+    overrides = parse_assignments(assignments or [])
+    if looks_like_path(behaviour):
+        behaviour = str(Path(behaviour).resolve())  # the gateway's cwd is not ours
+    resolve(behaviour, overrides or None)  # a clear error (did you mean) before asking
+    answer = client_for(gw, lab).configure(behaviour, overrides)
+    summary = policy_summary(answer["preset"], answer["policy"])
+    if as_json:
+        print_json({**summary, "events": answer["events"]})
+        return
+    print(f"{gw}: {summary['preset']} ({summary['class']}), mappings flushed "
+          f"({plural(answer['events'], 'event')})")
+    for knob, value in (summary["changed"] or {}).items():
+        print(f"{gw}: {knob} = {show_value(value)}")
 
 
 @app.command(rich_help_panel="Gateways")
@@ -120,14 +172,15 @@ def advance(gw: Gw, seconds: Annotated[float, typer.Argument(help="Seconds to mo
             lab: LabOpt = None) -> None:
     """Move a gateway's clock forward (timers expire at once)."""
     answer = client_for(gw, lab).advance(seconds)
-    print(f"{gw}: clock +{seconds:g} s (offset {answer['clock_offset']:g} s), {answer['events']} events")
+    print(f"{gw}: clock +{seconds:g} s (offset {answer['clock_offset']:g} s), "
+          f"{plural(answer['events'], 'event')}")
 
 
 @app.command(rich_help_panel="Gateways")
 def flush(gw: Gw, lab: LabOpt = None) -> None:
     """Forget every dynamic mapping, as a reboot would."""
     answer = client_for(gw, lab).flush()
-    print(f"{gw}: flushed ({answer['events']} events)")
+    print(f"{gw}: flushed ({plural(answer['events'], 'event')})")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -146,7 +199,7 @@ def counters(gw: Gw, lab: LabOpt = None, as_json: JsonOpt = False,
     """Show a gateway's counters: mappings, packets, drops by reason."""
     data = client_for(gw, lab).counters()
     if as_json:
-        print(json.dumps(data, indent=2))
+        print_json(data)
         return
     table = Table(title=f"{gw}: counters")
     table.add_column("counter")
@@ -154,7 +207,7 @@ def counters(gw: Gw, lab: LabOpt = None, as_json: JsonOpt = False,
     for key, value in _flat(data):
         if all_ or value:
             table.add_row(key, str(value))
-    Console().print(table)
+    console().print(table)
 
 
 @app.command(rich_help_panel="Gateways")
@@ -169,4 +222,4 @@ def capture(gw: Gw, lab: LabOpt = None,
     print(f"capturing {gw} ({netns}, all interfaces) to {output}"
           + ("" if duration is not None else "; Ctrl-C stops"), file=sys.stderr)
     packets = run_capture(netns, output, duration=duration)
-    print(f"{packets} packets written to {output}", file=sys.stderr)
+    print(f"{plural(packets, 'packet')} written to {output}", file=sys.stderr)

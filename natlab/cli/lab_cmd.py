@@ -1,4 +1,8 @@
-"""Commands: up, down, status, exec, shell, hosts."""
+"""Commands: up, down, status, exec, shell, hosts.
+
+A node's name is often enough: with several labs up, ``exec``/``shell`` find the
+one lab that has it (:func:`natlab.lab.state.resolve_node`); ``--lab`` picks one.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,32 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
-from natlab.errors import LabNotFound
+from natlab.cli.gateway_cmd import knobs_text, policy_summary
+from natlab.cli.output import console, print_json
+from natlab.errors import ConfigError, ControlError, LabNotFound
 from natlab.lab import lab as lablib
 from natlab.lab import runner
-from natlab.lab.state import LabState, list_labs, resolve_lab
+from natlab.lab.state import LabState, list_labs, resolve_lab, resolve_node
+from natlab.words import plural
 
-console = Console()
 LabOption = Annotated[Optional[str], typer.Option("--lab", "-l", help="lab name (default: the only one up)")]
+LabArg = Annotated[Optional[str], typer.Argument(help="lab name (or --lab)", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LIVE_TIMEOUT = 2.0
+"""Seconds ``status`` waits for each gateway's answer."""
+
+
+def _one_lab(positional: Optional[str], option: Optional[str]) -> Optional[str]:
+    if positional and option and positional != option:
+        raise ConfigError("two different labs named", got=f"{positional}, --lab {option}",
+                          hint="name the lab once")
+    return positional or option
 
 
 @app.command()
@@ -28,54 +44,72 @@ def up(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
     backend: Annotated[Optional[str], typer.Option(
         "--backend", "-b", help="netns or docker (default: the file's backend key, else netns)")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", "-n", help="lab name instead of the file's name: (the same file up twice)")] = None,
 ) -> None:
     """Bring a topology up: namespaces, bridges, gateways, hosts."""
     from natlab.topology import load
 
     topo = load(file)
+    if name is not None:
+        topo = runner.renamed(topo, name)
     if quiet:
-        state = runner.up(topo, backend=backend)
+        runner.up(topo, backend=backend)
         return
-    with console.status(f"bringing up {topo.name}") as status:
+    out = console()
+    with out.status(f"bringing up {topo.name}") as status:
         state = runner.up(topo, lambda step: status.update(f"{topo.name}: {step}"), backend=backend)
-    console.print(f"lab [bold]{state.name}[/] is up "
-                  f"(seed {topo.seed}; natlab down {state.name} removes it)")
-    _print_lab(state)
+    out.print(f"lab [bold]{state.name}[/] is up "
+              f"(seed {topo.seed}; natlab down {state.name} removes it)")
+    _print_lab(_lab_data(state))
 
 
 @app.command()
 def down(
-    lab: Annotated[Optional[str], typer.Argument(help="lab name (default: the only one up)")] = None,
+    lab: LabArg = None,
+    lab_opt: LabOption = None,
     all_labs: Annotated[bool, typer.Option("--all", help="every lab, including half-built")] = False,
 ) -> None:
     """Take a lab down: stop its processes, delete its namespaces and run directory."""
     if all_labs:
         removed = runner.down_all()
-        console.print(f"removed {len(removed)} lab(s): {', '.join(removed) or '-'}")
+        console().print(f"removed {plural(len(removed), 'lab')}: {', '.join(removed) or '-'}")
         return
-    name = lab if lab is not None else resolve_lab(None).name
-    runner.down(name)
-    console.print(f"lab [bold]{name}[/] is down")
+    name = _one_lab(lab, lab_opt)
+    name = name if name is not None else resolve_lab(None).name
+    runner.down(name, must_exist=True)
+    console().print(f"lab [bold]{name}[/] is down")
 
 
 @app.command()
-def status(lab: Annotated[Optional[str], typer.Argument(help="lab name (default: all)")] = None) -> None:
-    """Labs that are up, their hosts and gateways (a dead gateway shows as DEAD)."""
+def status(lab: LabArg = None, lab_opt: LabOption = None, as_json: JsonOpt = False) -> None:
+    """Labs that are up, their hosts and gateways with their live policy (a dead gateway: DEAD)."""
+    lab = _one_lab(lab, lab_opt)
     names = [lab] if lab else list_labs()
-    if not names:
-        console.print("no lab is up (natlab up FILE)")
-        return
+    labs: list[dict[str, Any]] = []
     for name in names:
         try:
             state = LabState.load(name)
         except LabNotFound:
             if lab:
                 raise
-            console.print(f"lab [bold]{name}[/]: no state file (natlab down {name} cleans up)")
+            labs.append({"name": name, "phase": "no state file"})
             continue
-        phase = "" if state.phase == "up" else f" [yellow]({state.phase})[/]"
-        console.print(f"lab [bold]{name}[/]{phase} from {state.file or '-'}")
-        _print_lab(state)
+        labs.append(_lab_data(state))
+    if as_json:
+        print_json(labs)
+        return
+    out = console()
+    if not labs:
+        out.print("no lab is up (natlab up FILE)")
+    for data in labs:
+        if data["phase"] == "no state file":
+            out.print(f"lab [bold]{data['name']}[/]: no state file (natlab down {data['name']} cleans up)")
+            continue
+        phase = "" if data["phase"] == "up" else f" [yellow]({data['phase']})[/]"
+        out.print(f"lab [bold]{data['name']}[/]{phase} from {data['file'] or '-'}"
+                  + (" (docker)" if data["backend"] == "docker" else ""))
+        _print_lab(data)
 
 
 @app.command("exec")
@@ -85,7 +119,7 @@ def exec_(
     lab: LabOption = None,
 ) -> None:
     """Run a command in a node's namespace (docker labs: in its container); its exit code is natlab's."""
-    state = resolve_lab(lab)
+    state = resolve_node(host, lab)
     if state.backend == "docker":
         argv = lablib.Lab(state).container_argv(host, cmd, tty=sys.stdin.isatty() and sys.stdout.isatty())
     else:
@@ -97,12 +131,10 @@ def exec_(
 def shell(host: Annotated[str, typer.Argument(help="host, gateway or router")],
           lab: LabOption = None) -> None:
     """An interactive shell in a node's namespace (docker labs: in its container)."""
-    state = resolve_lab(lab)
+    state = resolve_node(host, lab)
     if state.backend == "docker":
-        from natlab.lab import docker
-
         env = {"PS1": f"[{state.name}:{host}] # ", "NATLAB_LAB": state.name, "NATLAB_NODE": host}
-        argv = docker.exec_argv(state, host, ["sh", "-i"], tty=sys.stdin.isatty(), env=env)
+        argv = lablib.Lab(state).container_argv(host, ["sh", "-i"], tty=sys.stdin.isatty(), env=env)
         raise typer.Exit(subprocess.run(argv).returncode)
     sh = os.environ.get("SHELL") or "/bin/sh"
     argv = [sh, "--norc", "-i"] if Path(sh).name == "bash" else [sh, "-i"]
@@ -113,39 +145,104 @@ def shell(host: Annotated[str, typer.Argument(help="host, gateway or router")],
 
 
 @app.command()
-def hosts(lab: LabOption = None) -> None:
+def hosts(lab: LabOption = None, as_json: JsonOpt = False) -> None:
     """Hosts of a lab and their addresses, one per line (for scripts)."""
     state = resolve_lab(lab)
+    if as_json:
+        print_json({name: {"addresses": host["addresses"], "network": host["network"],
+                           "netns": host["netns"]} for name, host in state.hosts.items()})
+        return
     for name, host in state.hosts.items():
         typer.echo(f"{name} {' '.join(host['addresses'])}")
 
 
-def _print_lab(state: LabState) -> None:
-    hosts_table = Table(title="hosts", title_justify="left")
-    for col in ("name", "network", "addresses", "gateway"):
-        hosts_table.add_column(col)
-    for name, host in state.hosts.items():
-        gw = state.networks.get(host["network"], {}).get("gateway") or "-"
-        hosts_table.add_row(name, host["network"], " ".join(host["addresses"]), gw)
-    console.print(hosts_table)
-    if state.gateways:
-        gw_table = Table(title="gateways", title_justify="left")
-        for col in ("name", "behaviour", "inside", "outside", "pool", "pid"):
-            gw_table.add_column(col)
-        for name, gw in state.gateways.items():
-            gw_table.add_row(name, gw["behaviour"], f"{gw['inside']} ({gw['address']})",
-                             gw["outside"], " ".join(gw["pool"]), _pid_cell(gw))
-        console.print(gw_table)
-    if state.routers:
+# --- what status shows -------------------------------------------------------------
+
+def _lab_data(state: LabState) -> dict[str, Any]:
+    """A lab as plain data: what ``status --json`` prints and the tables show."""
+    hosts = {name: {"network": h["network"], "addresses": h["addresses"],
+                    "gateway": state.networks.get(h["network"], {}).get("gateway")}
+             for name, h in state.hosts.items()}
+    if state.backend == "docker":
+        from natlab.lab import docker
+
+        for name, app_state in docker.host_apps(state).items():
+            hosts[name].update(app_state)
+    gateways = {name: {"behaviour": gw["behaviour"], "inside": gw["inside"], "address": gw["address"],
+                       "outside": gw["outside"], "pool": gw["pool"], "pid": gw.get("pid"),
+                       "process": _process(gw), "live": _live(name, gw)}
+                for name, gw in state.gateways.items()}
+    return {"name": state.name, "phase": state.phase, "file": state.file, "backend": state.backend,
+            "hosts": hosts, "gateways": gateways,
+            "routers": {name: r["addresses"] for name, r in state.routers.items()}}
+
+
+def _process(gw: dict) -> str:
+    if gw.get("pid") is None:
+        return "stub" if runner.stub_gateways() or gw.get("spec_path") is None else "not started"
+    return "running" if runner.gateway_alive(gw) else "dead"
+
+
+def _live(name: str, gw: dict) -> Optional[dict[str, Any]]:
+    """The gateway's own word on its policy (None: it does not answer)."""
+    from natlab.gateway.client import GatewayClient
+
+    if not gw.get("control_socket"):
+        return None
+    try:
+        answer = GatewayClient(gw["control_socket"], name=name, timeout=LIVE_TIMEOUT).status()
+    except ControlError:
+        return None
+    return policy_summary(answer["preset"], answer["policy"])
+
+
+def _print_lab(data: dict[str, Any]) -> None:
+    out = console()
+    out.print(_hosts_table(data))
+    if data["gateways"]:
+        out.print(_gateways_table(data))
+    if data["routers"]:
         r_table = Table(title="routers", title_justify="left")
         r_table.add_column("name")
         r_table.add_column("addresses")
-        for name, r in state.routers.items():
-            r_table.add_row(name, " ".join(f"{n}={a}" for n, a in r["addresses"].items()))
-        console.print(r_table)
+        for name, addresses in data["routers"].items():
+            r_table.add_row(name, " ".join(f"{n}={a}" for n, a in addresses.items()))
+        out.print(r_table)
+
+
+def _hosts_table(data: dict[str, Any]) -> Table:
+    docker = data["backend"] == "docker"
+    table = Table(title="hosts", title_justify="left")
+    for col in ("name", "network", "addresses", "gateway", *(("image", "app") if docker else ())):
+        table.add_column(col)
+    for name, host in data["hosts"].items():
+        extra = (host.get("image", "-"), _app_cell(host.get("app", "-"))) if docker else ()
+        table.add_row(name, host["network"], " ".join(host["addresses"]), host["gateway"] or "-", *extra)
+    return table
+
+
+def _app_cell(app_state: str) -> str:
+    return app_state if app_state in ("running", "-") else f"[red]{app_state}[/]"
+
+
+def _gateways_table(data: dict[str, Any]) -> Table:
+    table = Table(title="gateways", title_justify="left")
+    for col in ("name", "behaviour", "class", "changed knobs", "inside", "outside", "pool", "pid"):
+        table.add_column(col)
+    for name, gw in data["gateways"].items():
+        live = gw["live"]
+        behaviour = live["preset"] if live else gw["behaviour"]
+        if live and live["preset"] != gw["behaviour"]:
+            behaviour += f" [dim](was {gw['behaviour']})[/]"
+        table.add_row(name, behaviour, live["class"] if live else "-",
+                      knobs_text(live["changed"]) if live else "-",
+                      f"{gw['inside']} ({gw['address']})", gw["outside"], " ".join(gw["pool"]),
+                      _pid_cell(gw))
+    return table
 
 
 def _pid_cell(gw: dict) -> str:
-    if gw.get("pid") is None:
-        return "- (stub)" if runner.stub_gateways() or gw.get("spec_path") is None else "-"
-    return str(gw["pid"]) if runner.gateway_alive(gw) else f"[red]DEAD[/] ({gw['pid']})"
+    process = gw["process"]
+    if process in ("stub", "not started"):
+        return "- (stub)" if process == "stub" else "-"
+    return str(gw["pid"]) if process == "running" else f"[red]DEAD[/] ({gw['pid']})"

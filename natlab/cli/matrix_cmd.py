@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
+from natlab.cli.output import console
 from natlab.errors import ConfigError
 
 BACKENDS = ("memory", "netns")
@@ -55,13 +56,13 @@ def matrix(
     else:
         from natlab.matrix_lab import run_lab_matrix
 
-        console = Console(stderr=True)
-        run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, progress=lambda p: console.print(
+        progress_out = Console(stderr=True)
+        run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, progress=lambda p: progress_out.print(
             f"  {p.alice_behaviour} / {p.bob_behaviour}: {'ok' if p.ok else 'fail'}", highlight=False))
         results, detail = run.results, {key: pair.to_dict() for key, pair in run.pairs.items()}
         how = f"netns lab (seed {seed}, {run.seconds:.1f} s{', user app' if user_app else ''})"
     expected = EXPECTED_CLASSIC
-    Console().print(_table(names, results, expected, how))
+    console().print(_table(names, results, expected, how))
     mismatches = _mismatches(results, expected)
     for a, b in mismatches:
         typer.echo(f"differs from RFC 4787 theory: alice {a} / bob {b}: "

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
+from natlab.cli.output import console, dependency_abbrev
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, report
 from natlab.overrides import flatten, parse_assignments
@@ -50,13 +51,6 @@ REQUIREMENTS: dict[str, str] = {
     "forwards": "static port forwards",
     "static": "static 1:1 NAT",
 }
-
-_ABBREV = {
-    "endpoint-independent": "EI",
-    "address-dependent": "AD",
-    "address-and-port-dependent": "APD",
-}
-
 
 class SchemaKind(str, Enum):
     behaviour = "behaviour"
@@ -109,10 +103,11 @@ def behaviours_cmd(
     table.add_column("summary", overflow="fold", min_width=20)
     for p in presets:
         pol = p.policy
-        table.add_row(p.name, _ABBREV[pol.mapping.value] + "M", _ABBREV[pol.filtering.value] + "F",
+        table.add_row(p.name, dependency_abbrev(pol.mapping.value, "M"),
+                      dependency_abbrev(pol.filtering.value, "F"),
                       pol.pooling.value, pol.port_assignment.value, pol.hairpinning.value,
                       p.summary)
-    _console().print(table)
+    console().print(table)
 
 
 @app.command("explain")

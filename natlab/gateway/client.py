@@ -9,7 +9,8 @@
         print(event)
 
 Every failure is a :class:`~natlab.errors.ControlError`: the gateway is not
-running, it closed the connection, or it refused the request.
+running, it closed the connection, or it refused the request; a socket only root
+may open is :class:`~natlab.errors.NotPrivileged`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from natlab.errors import ControlError
+from natlab.errors import ControlError, NotPrivileged
 
 
 class GatewayClient:
@@ -36,6 +37,10 @@ class GatewayClient:
         except (FileNotFoundError, ConnectionRefusedError) as err:
             sock.close()
             raise ControlError(f"gateway {self.name} is not running", hint="natlab status") from err
+        except PermissionError:
+            sock.close()
+            raise NotPrivileged(f"the control socket of gateway {self.name} is root's only",
+                                got=str(self.path), hint="run natlab as root (sudo natlab ...)") from None
         except OSError as err:
             sock.close()
             raise ControlError(f"cannot reach gateway {self.name} at {self.path}", got=str(err)) from err

@@ -64,6 +64,9 @@ LABEL_LAB = "natlab.lab"
 LABEL_NODE = "natlab.node"
 LABEL_ROLE = "natlab.role"
 GATEWAY_TIMEOUT = 20.0
+LOG_TAIL = 5
+"""Lines of a stopped container's output shown (joined by `` | ``) when ``natlab exec``
+cannot enter it."""
 BUILD_HINT = "bash docker/build-image.sh (docker/make-local-base.sh first without a registry)"
 
 
@@ -134,22 +137,36 @@ def app_argv(lab: str, host: Host, image: str) -> list[str]:
     return [*argv, "--entrypoint", "sh", image, "-c", host.command or "sleep infinity"]
 
 
-def exec_argv(state: LabState, node: str, argv: Sequence[str], tty: bool = False,
-              env: Optional[dict[str, str]] = None) -> list[str]:
-    """``argv`` run inside the container of ``node`` (its app, gateway or sandbox).
-
-    Standard input is always passed on (as ``ip netns exec`` does); ``tty`` adds a terminal.
-    """
+def exec_container(state: LabState, node: str) -> str:
+    """The container ``natlab exec`` enters for ``node``: its app, gateway or sandbox."""
     state.netns_of(node)  # raises LabNotFound naming the nodes
     roles = state.containers.get(node, {})
     container = roles.get("app") or roles.get("gateway") or roles.get("sandbox")
     if container is None:
         raise LabError(f"'{node}' has no container", got=state.name,
                        hint="this lab was not made by the docker backend")
+    return container
+
+
+def exec_argv(state: LabState, node: str, argv: Sequence[str], tty: bool = False,
+              env: Optional[dict[str, str]] = None) -> list[str]:
+    """``argv`` run inside the container of ``node`` (its app, gateway or sandbox).
+
+    Standard input is always passed on (as ``ip netns exec`` does); ``tty`` adds a terminal.
+    """
     flags = ["-i", "-t"] if tty else ["-i"]
     for key, value in (env or {}).items():
         flags += ["-e", f"{key}={value}"]
-    return ["docker", "exec", *flags, container, *argv]
+    return ["docker", "exec", *flags, exec_container(state, node), *argv]
+
+
+def exited_error(state: LabState, node: str, container: str, code: int, tail: str) -> LabError:
+    """A node's container has stopped: its exit code and last output, and what to do."""
+    role = container.rpartition(".")[2] if "." in container else "sandbox"
+    what = "app" if role == "app" else f"{role} container"
+    return LabError(f"the {what} of '{node}' exited with code {code}, so nothing runs in it",
+                    got=tail or "(no output)",
+                    hint=f"natlab down {state.name} and up again, or docker start {container}")
 
 
 # --- the shell: talking to dockerd --------------------------------------------------
@@ -264,6 +281,51 @@ def start_gateway(state: LabState, spec: GatewaySpec) -> None:
 def start_app(state: LabState, host: Host) -> None:
     """A host's own container (its image, or its command in the natlab image)."""
     _docker(*app_argv(state.name, host, state.image or natlab_image())[1:])
+
+
+def require_running(state: LabState, node: str) -> None:
+    """Raise :func:`exited_error` if the container ``natlab exec`` would enter has stopped."""
+    container = exec_container(state, node)
+    info = container_states([container]).get(container)
+    if info is None and (problem := engine_problem()):
+        raise BackendUnavailable(problem, hint="start dockerd")
+    if info is None:
+        raise LabError(f"the container of '{node}' is gone", got=container,
+                       hint=f"natlab down {state.name} and up again")
+    if info["state"] != "running":
+        tail = _docker("logs", "--tail", str(LOG_TAIL), container, check=False)
+        text = " | ".join((tail.stdout + tail.stderr).strip().splitlines()[-LOG_TAIL:])
+        raise exited_error(state, node, container, info["exit_code"], text)
+
+
+def container_states(names: Sequence[str]) -> dict[str, dict]:
+    """name -> {state, exit_code, image} for the containers that exist (one ``docker inspect``)."""
+    if not names:
+        return {}
+    fmt = "{{.Name}}\t{{.State.Status}}\t{{.State.ExitCode}}\t{{.Config.Image}}"
+    done = _docker("inspect", "-f", fmt, *names, check=False)
+    out = {}
+    for line in done.stdout.splitlines():
+        name, status, code, image = (line.split("\t") + ["", "", "", ""])[:4]
+        out[name.lstrip("/")] = {"state": status, "exit_code": int(code or 0), "image": image}
+    return out
+
+
+def host_apps(state: LabState) -> dict[str, dict]:
+    """Docker labs: host -> {image, app}, app being ``running``, ``exited (CODE)`` or ``-``."""
+    apps = {h: state.containers.get(h, {}).get("app") for h in state.hosts}
+    states = container_states([c for c in apps.values() if c]) if shutil.which("docker") else {}
+    out = {}
+    for host, container in apps.items():
+        info = states.get(container or "")
+        if container is None:
+            out[host] = {"image": state.image or "-", "app": "-"}
+        elif info is None:
+            out[host] = {"image": "?", "app": "gone"}
+        else:
+            app = "running" if info["state"] == "running" else f"{info['state']} ({info['exit_code']})"
+            out[host] = {"image": info["image"], "app": app}
+    return out
 
 
 # --- cleanup by label -------------------------------------------------------------

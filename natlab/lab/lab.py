@@ -49,11 +49,17 @@ class Lab:
                            hint=f"natlab down {self.name}, then up again")
         return ["ip", "netns", "exec", ns, *argv]
 
-    def container_argv(self, node: str, argv: Sequence[str], tty: bool = False) -> list[str]:
-        """Docker labs: ``argv`` wrapped to run inside ``node``'s container (its image)."""
+    def container_argv(self, node: str, argv: Sequence[str], tty: bool = False,
+                       env: Optional[dict[str, str]] = None) -> list[str]:
+        """Docker labs: ``argv`` wrapped to run inside ``node``'s container (its image).
+
+        A container that has stopped (its app exited) is a :class:`LabError` giving
+        the exit code and its last output, not the daemon's "is not running".
+        """
         from natlab.lab import docker
 
-        return docker.exec_argv(self.state, node, argv, tty=tty)
+        docker.require_running(self.state, node)
+        return docker.exec_argv(self.state, node, argv, tty=tty, env=env)
 
     def exec(self, node: str, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess:
         """Run ``argv`` in ``node`` and wait (keywords as for :func:`subprocess.run`)."""
@@ -77,12 +83,15 @@ class Lab:
 
 
 def up(spec_or_path: Union[Topology, str, Path], progress: runner.Progress = runner._quiet,
-       backend: Optional[str] = None) -> Lab:
+       backend: Optional[str] = None, name: Optional[str] = None) -> Lab:
     """Bring a topology (a spec or a file) up; the result undoes it on ``down()``/exit.
 
-    ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key.
+    ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key;
+    ``name`` the file's ``name:`` (the same file up twice, as two labs).
     """
     topo = spec_or_path if isinstance(spec_or_path, Topology) else load(spec_or_path)
+    if name is not None:
+        topo = runner.renamed(topo, name)
     state = runner.up(topo, progress, backend=backend)
     return Lab(state, topo)
 

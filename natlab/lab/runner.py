@@ -17,24 +17,29 @@ the run directory. Running it twice, or on a half-built lab, is fine.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib.util
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from natlab.errors import BackendUnavailable, LabError, LabNotFound, NotPrivileged
+from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
 from natlab.gateway.spec import GatewaySpec
 from natlab.lab import docker, netns, procs
 from natlab.lab.state import STATE_FILE, LabState, list_labs, run_dir_of
-from natlab.topology.model import Gateway, Node, Topology
+from natlab.topology.model import NAME_PATTERN, Gateway, Node, Topology
 
 SOCKET_TIMEOUT = 5.0
 STUB_ENV = "NATLAB_GATEWAY_STUB"
 """Set to 1 to skip starting gateway processes (gateways then just route)."""
 
 Progress = Callable[[str], None]
+SOCKET_PATH_MAX = 107
+"""Longest unix socket path Linux accepts (``sun_path`` is 108 bytes with its NUL)."""
 
 
 def _quiet(_: str) -> None:
@@ -62,12 +67,36 @@ def preflight(topo: Topology) -> None:
                        hint=f"natlab down {topo.name}")
 
 
+def renamed(topo: Topology, name: str) -> Topology:
+    """``topo`` as a lab called ``name`` (``natlab up --name``): one file, several labs.
+
+    The name must be what a topology's ``name:`` may be (it is in every namespace and
+    container name) and short enough for the gateways' control socket paths.
+    """
+    if not re.match(NAME_PATTERN, name):
+        raise ConfigError("bad lab name", got=name,
+                          hint="lowercase letters, digits and '-', starting with a letter, "
+                               "at most 31 characters")
+    return dataclasses.replace(topo, name=name)
+
+
+def check_paths(topo: Topology) -> None:
+    """Every gateway's control socket path fits a unix socket address."""
+    for gw in topo.gateways:
+        sock = run_dir_of(topo.name) / f"gw-{gw.name}.sock"
+        if len(os.fsencode(str(sock))) > SOCKET_PATH_MAX:
+            raise ConfigError("lab and gateway names make a control socket path too long",
+                              got=str(sock), hint=f"at most {SOCKET_PATH_MAX} bytes; "
+                              "use a shorter lab name (natlab up --name) or run directory")
+
+
 def up(topo: Topology, progress: Progress = _quiet, backend: Optional[str] = None) -> LabState:
     """Realise ``topo``; on any failure, remove what was made and re-raise.
 
     ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key.
     """
     backend = docker.backend_of(topo, backend)
+    check_paths(topo)
     preflight(topo)
     if backend == "docker":
         docker.preflight(topo)
@@ -197,11 +226,17 @@ def _start_command(state: LabState, host: str, command: str) -> None:
 
 # --- down -------------------------------------------------------------------------
 
-def down(name: str) -> list[str]:
-    """Remove lab ``name`` (idempotent); returns the namespaces removed."""
+def down(name: str, must_exist: bool = False) -> list[str]:
+    """Remove lab ``name`` (idempotent); returns the namespaces removed.
+
+    ``must_exist``: a name with no run directory, namespace or container is
+    :class:`LabNotFound` with a "did you mean" (a typo must not look like success).
+    """
     if os.geteuid() != 0:
         raise NotPrivileged("removing a lab needs root (CAP_NET_ADMIN)",
                             hint=f"sudo natlab down {name}")
+    if must_exist and not lab_exists(name):
+        raise unknown_lab(name)
     try:
         state: Optional[LabState] = LabState.load(name)
     except LabNotFound:
@@ -236,6 +271,27 @@ def _stop_recorded(state: Optional[LabState]) -> None:
             if procs.is_ours(pid, host.get("pid_starts", {}).get(str(pid))):
                 pids.append(pid)
     procs.stop(pids)
+
+
+def lab_exists(name: str) -> bool:
+    """Anything of lab ``name`` is left: its run directory, a namespace or a container."""
+    if run_dir_of(name).exists():
+        return True
+    return bool(netns.lab_namespaces(name, list_labs()) or docker.lab_containers(name))
+
+
+def known_labs() -> list[str]:
+    """Labs something is left of: run directories, switch namespaces, labelled containers."""
+    return sorted(set(list_labs()) | set(netns.untagged_switches()) | docker.labelled_labs())
+
+
+def unknown_lab(name: str) -> LabNotFound:
+    """No such lab: the closest names, and the labs there are."""
+    labs = known_labs()
+    close = difflib.get_close_matches(name, labs, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    hint += f"labs up: {', '.join(labs)}" if labs else "no lab is up"
+    return LabNotFound(f"no lab named '{name}'", hint=hint)
 
 
 def down_all() -> list[str]:

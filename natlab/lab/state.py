@@ -11,7 +11,9 @@ anyway (edited by hand, disk full) is reported as :class:`LabError`, and
 ``natlab down`` falls back to sweeping namespaces by tag.
 
 Other commands (``mappings``, ``events``, ``set`` ...) find a gateway's control
-socket here through :func:`resolve_lab`.
+socket here through :func:`resolve_lab`, or :func:`resolve_node` when a node's name
+alone may tell which lab is meant. Run directories are root's (mode 0700): reading
+one as another user is :class:`NotPrivileged`, one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from natlab.errors import LabError, LabNotFound
+from natlab.errors import LabError, LabNotFound, NotPrivileged
 
 STATE_FILE = "state.json"
 
@@ -79,6 +81,8 @@ class LabState:
         except FileNotFoundError:
             raise LabNotFound(f"no lab named '{name}' is up", got=name,
                               hint="natlab status lists the labs that are up") from None
+        except PermissionError:
+            raise not_privileged(path) from None
         try:
             data = json.loads(text)
             return cls(**data)
@@ -95,6 +99,11 @@ class LabState:
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         os.replace(tmp, self.path)
 
+    def nodes(self, kinds: tuple[str, ...] = ()) -> list[str]:
+        """Node names of the given kinds (``hosts``, ``gateways``, ``routers``; all if empty)."""
+        tables = {"hosts": self.hosts, "gateways": self.gateways, "routers": self.routers}
+        return [n for kind in (kinds or tuple(tables)) for n in tables[kind]]
+
     def netns_of(self, node: str) -> str:
         """The namespace of a host, gateway or router, by name."""
         for table in (self.hosts, self.gateways, self.routers):
@@ -105,22 +114,73 @@ class LabState:
                           hint=f"nodes are: {names}")
 
 
+def not_privileged(path: Path) -> NotPrivileged:
+    """The error for a run directory or socket only root may read."""
+    return NotPrivileged("lab state is readable by root only", got=str(path),
+                         hint="run natlab as root (sudo natlab ...)")
+
+
 def list_labs() -> list[str]:
     """Names of labs with a run directory (up, half-built or half-removed)."""
     root = run_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except PermissionError:
+        raise not_privileged(root) from None
+
+
+def labs_up() -> list[str]:
+    """Names of labs with a state file (up or being built)."""
+    try:
+        return [lab for lab in list_labs() if (run_dir_of(lab) / STATE_FILE).exists()]
+    except PermissionError:
+        raise not_privileged(run_root()) from None
 
 
 def resolve_lab(name: Optional[str]) -> LabState:
     """The named lab, or the only lab that is up when ``name`` is None."""
     if name is not None:
         return LabState.load(name)
-    labs = [lab for lab in list_labs() if (run_dir_of(lab) / STATE_FILE).exists()]
+    labs = labs_up()
     if not labs:
         raise LabNotFound("no lab is up", hint="natlab up FILE")
     if len(labs) > 1:
         raise LabNotFound("several labs are up; name one", got=", ".join(labs),
                           hint="pass --lab NAME")
     return LabState.load(labs[0])
+
+
+def resolve_node(node: str, name: Optional[str] = None, kinds: tuple[str, ...] = ()) -> LabState:
+    """The lab holding ``node``: the named one, else the only lab up that has it.
+
+    ``kinds`` narrows what counts (``("gateways",)`` for gateway commands). With one
+    lab up, that lab is returned even without the node, so its own error lists its
+    nodes; with several, the candidates are named as ``--lab`` choices.
+    """
+    if name is not None:
+        return LabState.load(name)
+    states = [_load_or_none(lab) for lab in labs_up()]
+    states = [s for s in states if s is not None]
+    if len(states) == 1:
+        return states[0]
+    holders = [s for s in states if node in s.nodes(kinds)]
+    if len(holders) == 1:
+        return holders[0]
+    if not holders:
+        what = "a gateway" if kinds == ("gateways",) else "a node"
+        raise LabNotFound(f"no lab that is up has {what} named '{node}'", got=node,
+                          hint=f"labs up: {', '.join(s.name for s in states) or 'none'}")
+    choices = " or ".join(f"--lab {s.name}" for s in holders)
+    raise LabNotFound(f"'{node}' is in several labs; name one", got=", ".join(s.name for s in holders),
+                      hint=f"pass {choices}")
+
+
+def _load_or_none(name: str) -> Optional[LabState]:
+    try:
+        return LabState.load(name)
+    except LabNotFound:
+        return None  # removed meanwhile
+    except LabError:
+        return None  # unreadable: it has no nodes to offer
