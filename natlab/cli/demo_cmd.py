@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from natlab.cli import output
 from natlab.cli.app import app
 from natlab.lab.procs import python_module
 from natlab.shipped import shipped_file
@@ -33,7 +34,7 @@ def demo(
     from natlab.gateway.client import GatewayClient
     from natlab.lab import up
 
-    console = Console()
+    console = output.console()
     path = topology or shipped_file("topologies", "two-homes.yaml")
     console.print(f"[bold]natlab demo[/]: bringing up {path}")
     lab = up(path, progress=lambda msg: console.print(f"  {msg}", style="dim"))

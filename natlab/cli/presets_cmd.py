@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from natlab.cli.app import app
@@ -55,12 +54,6 @@ REQUIREMENTS: dict[str, str] = {
 class SchemaKind(str, Enum):
     behaviour = "behaviour"
     policy = "policy"
-
-
-def _console() -> Console:
-    console = Console()
-    # Piped output (and CliRunner) gets a width that fits the tables unwrapped.
-    return console if console.is_terminal else Console(width=140)
 
 
 def requirement_of(knob: str) -> str:
@@ -124,18 +117,18 @@ def explain_cmd(
         data["requirements"] = {k: requirement_of(k) for k in flatten(data["policy"])}
         typer.echo(json.dumps(data, indent=2))
         return
-    console = _console()
-    console.print(f"[bold]{preset.name}[/bold]: {preset.summary}")
+    out = console()
+    out.print(f"[bold]{preset.name}[/bold]: {preset.summary}")
     where = f"from {preset.source}" if preset.source else ""
     if preset.extends:
         where += f", extends {preset.extends}"
     if assignments:
         where += ", with " + " ".join(assignments)
     if where:
-        console.print(where.lstrip(", "), style="dim")
-    console.print(_knob_table(preset.policy))
+        out.print(where.lstrip(", "), style="dim")
+    out.print(_knob_table(preset.policy))
     for key, text in preset.notes.items():
-        console.print(f"\n[bold]{key.replace('_', ' ')}[/bold]\n{text}")
+        out.print(f"\n[bold]{key.replace('_', ' ')}[/bold]\n{text}")
 
 
 def _knob_table(policy: Policy) -> Table:
