@@ -10,6 +10,7 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+LABEL natlab.build-stage="1"
 # Proxy settings pass through as the predefined http_proxy/https_proxy/no_proxy args.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
