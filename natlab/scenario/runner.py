@@ -40,11 +40,28 @@ def skip_reason(scn: Scenario, backend: str) -> Optional[str]:
     return found[0] if found else None
 
 
+def static_skip_reason(scn: Scenario, backend: str) -> Optional[str]:
+    """Why ``scn`` can never run on ``backend``, whatever the machine (no checks made), or None."""
+    found = _static_skip(scn, backend)
+    return found[0] if found else None
+
+
 def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     """(reason, cause): the reason names the scenario's step; the cause is shared by every
     scenario skipped for the same thing, so a summary can group them."""
     from natlab.scenario.backends import unavailable
 
+    found = _static_skip(scn, backend)
+    if found:
+        return found
+    reason = unavailable(backend)
+    if reason:
+        cause = f"{backend} backend unavailable: {reason}"
+        return cause, cause
+    return None
+
+
+def _static_skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     if backend not in scn.backends:
         cause = f"the scenario runs only on {', '.join(scn.backends)}"
         return cause, cause
@@ -53,10 +70,6 @@ def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
         if step is not None:
             cause = "the memory backend cannot run programs (run it with --backend netns)"
             return f"{step.label} runs a program; {cause}", cause
-    reason = unavailable(backend)
-    if reason:
-        cause = f"{backend} backend unavailable: {reason}"
-        return cause, cause
     return None
 
 
