@@ -1,7 +1,9 @@
 """natlab's pytest plugin (registered through the ``pytest11`` entry point).
 
 Tests marked ``@pytest.mark.netns`` need root, network namespaces and NFQUEUE;
-where those are missing they are skipped with the reason, never silently.
+where those are missing they are skipped with the reason, never silently: the
+reason is on each skip, once in the session header and, with the number of
+tests it skipped, in the terminal summary (no ``-rs`` needed).
 
 Lab fixtures, in the style of pytest-httpserver and pytest-docker:
 
@@ -48,6 +50,7 @@ BACKENDS = ("netns", "memory", "docker")
 DEFAULT_BACKEND = "netns"
 """What the lab fixtures use when ``--natlab-backend`` is not given."""
 _UP_LABS = pytest.StashKey[list]()
+_UNAVAILABLE = pytest.StashKey[dict]()
 
 
 def netns_unavailable_reason() -> str | None:
@@ -72,14 +75,56 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_UP_LABS] = []
 
 
+MEMORY_HINT = "try --natlab-backend memory"
+
+
+def tier_skip_reason(tier: str, reason: str) -> str:
+    """The skip reason of a test its tier cannot run here; the terminal summary counts skips by it."""
+    return f"{tier} tier skipped: {reason}; {MEMORY_HINT}"
+
+
+def _unavailable_tiers(config: pytest.Config) -> dict[str, str]:
+    """Tier -> why it cannot run here: netns always, docker when it is the chosen backend."""
+    found = {}
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        found["netns"] = reason
+    elif config.getoption("--natlab-backend") == "docker":
+        from natlab.scenario.backends import unavailable
+
+        if (docker := unavailable("docker")) is not None:
+            found["docker"] = docker
+    return found
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    tiers = config.stash[_UNAVAILABLE] = _unavailable_tiers(config)
+    return [f"natlab: {tier} backend unavailable: {reason}; its tests will be skipped; {MEMORY_HINT}"
+            for tier, reason in tiers.items()]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = netns_unavailable_reason()
     if reason is None:
         return
-    skip = pytest.mark.skip(reason=f"netns tier skipped: {reason}")
+    skip = pytest.mark.skip(reason=tier_skip_reason("netns", reason))
     for item in items:
         if "netns" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tiers = config.stash.get(_UNAVAILABLE, None)
+    if tiers is None:  # -q and --no-header ask for no header; look now
+        tiers = _unavailable_tiers(config)
+    reasons = [str(r.longrepr[2]) for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and len(r.longrepr) == 3]
+    for tier, reason in tiers.items():
+        count = sum(tier_skip_reason(tier, reason) in text for text in reasons)
+        if count:
+            terminalreporter.write_line(
+                f"natlab: {count} test{'s' if count != 1 else ''} skipped, {tier} backend unavailable: "
+                f"{reason}; {MEMORY_HINT}", yellow=True, bold=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -126,13 +171,13 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
     spec = from_data(natlab_topology) if isinstance(natlab_topology, dict) else natlab_topology
     reason = netns_unavailable_reason()
     if reason is not None:
-        pytest.skip(f"netns tier skipped: {reason}")
+        pytest.skip(tier_skip_reason("netns", reason))
     if natlab_backend == "docker":
         from natlab.scenario.backends import unavailable
 
         reason = unavailable("docker")
         if reason is not None:
-            pytest.skip(f"natlab backend 'docker' skipped: {reason}")
+            pytest.skip(tier_skip_reason("docker", reason))
         lab = natlab.lab.up(spec, backend="docker")
     else:
         lab = natlab.lab.up(spec)

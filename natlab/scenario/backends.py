@@ -2,13 +2,15 @@
 
 ``netns`` is the real thing (root, namespaces, NFQUEUE); ``memory`` its
 in-process twin (no root, a manual clock); ``docker`` realises the same
-topology with containers. :func:`unavailable` says why one cannot run here,
-so callers skip with that reason instead of failing or skipping silently.
+topology with containers. :func:`check` says why one cannot run here (a
+:class:`Unavailable`; :func:`unavailable` just its text), so callers skip with
+that reason instead of failing or skipping silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import importlib.util
 import os
 import shutil
@@ -17,23 +19,45 @@ from typing import Any, Optional
 from natlab.scenario.driver import Driver
 from natlab.topology.model import Topology
 
-__all__ = ["open_driver", "unavailable"]
+__all__ = ["Unavailable", "check", "open_driver", "unavailable"]
 
 
-def unavailable(backend: str) -> Optional[str]:
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a backend cannot run on this machine."""
+
+    backend: str
+    reason: str
+    """What is missing, with how to get it: "needs root (...)", "NetfilterQueue is not installed (pip ...)"."""
+    needs_root: bool = False
+    """The only problem found so far is privileges: root would do, or the memory backend."""
+
+
+NEEDS_ROOT = "needs root (natlab creates network namespaces, veths and NFQUEUE rules)"
+NO_NFQUEUE = "NetfilterQueue is not installed (pip install 'natlab[nfqueue]')"
+
+
+def check(backend: str) -> Optional[Unavailable]:
     """Why ``backend`` cannot run on this machine, or None if it can."""
     if backend == "memory":
         return None
     if os.geteuid() != 0:
-        return "needs root (network namespaces, veths and NFQUEUE rules)"
+        return Unavailable(backend, NEEDS_ROOT, needs_root=True)
     for tool in ("ip", "iptables"):
         if shutil.which(tool) is None:
-            return f"needs the '{tool}' command (apt-get install iproute2 iptables)"
+            return Unavailable(backend, f"needs the '{tool}' command (apt-get install iproute2 iptables)")
     if importlib.util.find_spec("netfilterqueue") is None:
-        return "needs the NetfilterQueue Python package (pip install NetfilterQueue)"
+        return Unavailable(backend, NO_NFQUEUE)
     if backend == "docker":
-        return _docker_unavailable()
+        reason = _docker_unavailable()
+        return Unavailable(backend, reason) if reason else None
     return None
+
+
+def unavailable(backend: str) -> Optional[str]:
+    """Why ``backend`` cannot run on this machine (the text of :func:`check`), or None if it can."""
+    found = check(backend)
+    return found.reason if found else None
 
 
 def _docker_unavailable() -> Optional[str]:

@@ -16,7 +16,12 @@ from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
 
 __all__ = ["StepFailed", "check_mappings", "check_probe", "check_run", "describe_probe",
-           "endpoint", "matching_rows", "receiver_of", "substitute"]
+           "endpoint", "matching_rows", "receiver_of", "substitute", "tail"]
+
+TAIL_LINES = 20
+"""How many of a ``run`` step's last output lines (per stream) the report keeps."""
+TAIL_WIDTH = 240
+"""Longer lines are cut to this many characters (plus "...")."""
 
 
 class StepFailed(Exception):
@@ -201,5 +206,9 @@ def check_run(e: Any, done: RunResult, out: StepReport) -> None:
         text = done.stdout + done.stderr
         _compare(out, "no_output", f"not /{e.no_output}/", text[-800:],
                  re.search(e.no_output, text, re.M) is None, f"output matches /{e.no_output}/")
-    if out.status != FAILED and (done.stdout or done.stderr):
-        out.seen.setdefault("output", (done.stdout + done.stderr)[-800:])
+
+
+def tail(text: str, lines: int = TAIL_LINES, width: int = TAIL_WIDTH) -> str:
+    """The last ``lines`` lines of ``text`` (trailing blank ones dropped), each cut to ``width`` characters."""
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join(line if len(line) <= width else line[:width] + "..." for line in kept)

@@ -50,6 +50,7 @@ class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         from natlab.errors import ConfigError
         from natlab.scenario import load
+        from natlab.scenario.runner import static_skip_reason
 
         try:
             scn = load(self.path)
@@ -61,6 +62,8 @@ class ScenarioFile(pytest.File):
                 item.scenario, item.backend = scn, backend
                 if backend != "memory":
                     item.add_marker(pytest.mark.netns)
+                if (reason := static_skip_reason(scn, backend)) is not None:
+                    item.add_marker(pytest.mark.skip(reason=reason))  # reported at the scenario file
                 yield item
 
 
@@ -75,8 +78,12 @@ class ScenarioItem(pytest.Item):
     backend: str
 
     def runtest(self) -> None:
+        from natlab.pytest_plugin import tier_skip_reason
         from natlab.scenario import run_scenario, skip_reason
+        from natlab.scenario.backends import unavailable
 
+        if self.backend in self.scenario.backends and (missing := unavailable(self.backend)):
+            pytest.skip(tier_skip_reason(self.backend, missing))
         reason = skip_reason(self.scenario, self.backend)
         if reason:
             pytest.skip(reason)
@@ -94,5 +101,7 @@ class ScenarioItem(pytest.Item):
             return render_text(excinfo.value.report, verbose=True)
         return super().repr_failure(excinfo)
 
-    def reportinfo(self) -> tuple[Path, Optional[int], str]:
-        return self.path, None, f"scenario {self.scenario.name} [{self.backend}]"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        # A line number, never None: a skip marker reports at the item's location,
+        # and pytest asserts it has a line (else INTERNALERROR as non-root).
+        return self.path, 0, f"scenario {self.scenario.name} [{self.backend}]"

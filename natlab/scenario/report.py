@@ -32,6 +32,8 @@ class StepReport:
     expected: dict[str, Any] = field(default_factory=dict)
     seen: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    output: dict[str, str] = field(default_factory=dict)
+    """A ``run`` step's output: the last lines of ``stdout`` and ``stderr`` (see ``checks.tail``)."""
 
 
 @dataclass
@@ -43,6 +45,8 @@ class ScenarioReport:
     status: str = PASSED
     reason: str = ""
     """Why it was skipped or errored; for a failure, the failing step's message."""
+    skip_cause: str = ""
+    """A skip's cause without this scenario's details, the same for every scenario skipped for it."""
     seconds: float = 0.0
     steps: list[StepReport] = field(default_factory=list)
     mappings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -88,6 +92,7 @@ def render_text(report: ScenarioReport, *, verbose: bool = False) -> str:
     lines.append(f"  at {_where(report, bad)}: {bad.message}")
     for key in sorted(set(bad.expected) | set(bad.seen)):
         lines.append(f"    {key}: expected {_show(bad.expected.get(key, '-'))}, seen {_show(bad.seen.get(key, '-'))}")
+    lines.extend(_output_lines(bad))
     for gw, rows in report.mappings.items():
         lines.append(f"  mappings on {gw} ({len(rows)}):")
         lines.extend(f"    {_mapping_line(r)}" for r in rows[:20])
@@ -102,6 +107,19 @@ def render_text(report: ScenarioReport, *, verbose: bool = False) -> str:
         lines.append(f"  spawned {name} (exit {out.get('returncode')}):")
         lines.extend(f"    | {t}" for t in text)
     return "\n".join(lines)
+
+
+def _output_lines(step: StepReport) -> list[str]:
+    """A run step's stdout and stderr tails, each under its own heading; empty ones say so."""
+    lines = []
+    for stream in ("stdout", "stderr"):
+        if stream not in step.output:
+            continue
+        text = step.output[stream].splitlines()
+        lines.append(f"  {stream} (last {len(text)} line{'s' if len(text) != 1 else ''}):" if text
+                     else f"  {stream}: (empty)")
+        lines.extend(f"    | {t}" for t in text)
+    return lines
 
 
 def _show(value: Any) -> str:

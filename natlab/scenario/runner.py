@@ -36,17 +36,41 @@ MEMORY_POLL = 0.5
 
 def skip_reason(scn: Scenario, backend: str) -> Optional[str]:
     """Why ``scn`` cannot run on ``backend`` here, or None."""
+    found = _skip(scn, backend)
+    return found[0] if found else None
+
+
+def static_skip_reason(scn: Scenario, backend: str) -> Optional[str]:
+    """Why ``scn`` can never run on ``backend``, whatever the machine (no checks made), or None."""
+    found = _static_skip(scn, backend)
+    return found[0] if found else None
+
+
+def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
+    """(reason, cause): the reason names the scenario's step; the cause is shared by every
+    scenario skipped for the same thing, so a summary can group them."""
     from natlab.scenario.backends import unavailable
 
+    found = _static_skip(scn, backend)
+    if found:
+        return found
+    reason = unavailable(backend)
+    if reason:
+        cause = f"{backend} backend unavailable: {reason}"
+        return cause, cause
+    return None
+
+
+def _static_skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     if backend not in scn.backends:
-        return f"the scenario runs only on {', '.join(scn.backends)}"
+        cause = f"the scenario runs only on {', '.join(scn.backends)}"
+        return cause, cause
     if backend == "memory":
         step = scn.needs_processes()
         if step is not None:
-            return (f"{step.label} runs a program; the memory backend cannot run programs "
-                    f"(run it with --backend netns)")
-    reason = unavailable(backend)
-    return f"{backend} backend unavailable: {reason}" if reason else None
+            cause = "the memory backend cannot run programs (run it with --backend netns)"
+            return f"{step.label} runs a program; {cause}", cause
+    return None
 
 
 @dataclass
@@ -71,9 +95,9 @@ def run(scn: Scenario, backend: str, progress: Progress = lambda _: None) -> Sce
 
     report = ScenarioReport(scn.name, scn.file, backend, scn.seed)
     started = time.monotonic()
-    reason = skip_reason(scn, backend)
-    if reason:
-        report.status, report.reason = SKIPPED, reason
+    skipped = _skip(scn, backend)
+    if skipped:
+        report.status, (report.reason, report.skip_cause) = SKIPPED, skipped
         return report
     try:
         driver = open_driver(scn.topology, scn.seed, backend)
@@ -100,6 +124,7 @@ def _run_steps(ctx: _Context, report: ScenarioReport, progress: Progress) -> Non
             result = _ACTIONS[step.action](ctx, step)
         except Unsupported as err:
             report.status, report.reason = SKIPPED, f"{step.label}: {err.message}"
+            report.skip_cause = err.message
             return
         except (NatlabError, OSError, checks.StepFailed) as err:
             message = getattr(err, "message", None) or str(err)
@@ -177,6 +202,7 @@ def _run(ctx: _Context, step: Step) -> StepReport:
     done = ctx.driver.run(step.spec.host, argv, step.spec.timeout)
     shown = argv[2] if argv[:2] == ["sh", "-c"] else shlex.join(argv)
     out = _new(step, ctx, f"on {step.spec.host}: {shown} -> exit {done.returncode}")
+    out.output = {"stdout": checks.tail(done.stdout), "stderr": checks.tail(done.stderr)}
     checks.check_run(step.expect, done, out)
     return out
 

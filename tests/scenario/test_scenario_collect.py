@@ -63,3 +63,24 @@ def test_typo_is_a_collection_error_with_file_and_line(pytester: pytest.Pytester
     result = pytester.runpytest("--natlab-backend", "memory")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*natlab scenario invalid: *typo.yaml:4*unknown step key*expct*did you mean 'expect'*"])
+
+
+NOT_ROOT = "import os\nos.geteuid = lambda: 65534\n"
+
+
+def test_as_non_root_netns_items_skip_with_the_reason_instead_of_an_internal_error(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(NOT_ROOT)
+    pytester.makefile(".yaml", good=GOOD)
+    result = pytester.runpytest_subprocess("-rs")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == 0
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] good.yaml: netns tier skipped: needs root (natlab creates "
+                                 "network namespaces, veths and NFQUEUE rules); try --natlab-backend memory"])
+
+
+def test_a_program_step_skips_in_memory_at_the_scenario_file(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", prog=RUNS_A_PROGRAM)
+    result = pytester.runpytest("--natlab-backend", "memory", "-rs")
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] prog.yaml: step 1 run (line 3) runs a program*"])

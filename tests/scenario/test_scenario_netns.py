@@ -44,4 +44,22 @@ steps:
     step = report.failed_step
     assert step.index == 1 and step.expected["exit"] == 0 and step.seen["exit"] == 3
     assert "serving on 203.0.113.100" in report.spawned["echo"]["stdout"]
+    assert step.output == {"stdout": "from alice", "stderr": ""}
     assert namespaces() == before
+
+
+def test_a_failing_run_step_shows_the_tail_of_its_stdout_and_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "tail.yaml"
+    path.write_text(f"""\
+topology: {TWO_HOMES}
+steps:
+  - run: {{host: alice, command: "seq 1 30; echo cannot reach server >&2; exit 1"}}
+""")
+    report = run_scenario(load(path), "netns")
+    assert report.status == "failed", render_text(report)
+    step = report.failed_step
+    assert step.seen["exit"] == 1
+    assert step.output == {"stdout": "\n".join(str(n) for n in range(11, 31)), "stderr": "cannot reach server"}
+    text = render_text(report).splitlines()
+    assert "  stdout (last 20 lines):" in text and "    | 30" in text and "    | 10" not in text
+    assert "  stderr (last 1 line):" in text and "    | cannot reach server" in text

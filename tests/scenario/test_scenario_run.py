@@ -148,3 +148,45 @@ def test_shipped_scenarios_pass_or_skip_clearly_in_memory(path: Path) -> None:
     assert report.status in ("passed", "skipped"), render_text(report)
     if report.status == "skipped":
         assert "netns" in report.reason
+
+
+RUNS_A_PROGRAM = "  - run: {host: alice, command: 'true'}\n"
+
+
+def test_cli_run_where_every_scenario_skipped_exits_4_and_says_so_on_stderr(tmp_path: Path) -> None:
+    prog = scenario(tmp_path, RUNS_A_PROGRAM, name="prog")
+    res = CliRunner().invoke(app, ["run", "--backend", "memory", str(prog)])
+    assert res.exit_code == 4
+    assert "NOTHING RAN: all 1 scenario run(s) were skipped: the memory backend cannot run programs" in res.stderr
+    assert "1 skipped because the memory backend cannot run programs" in res.stdout
+
+
+def test_cli_run_as_non_root_exits_4_and_suggests_the_memory_backend(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 65534)
+    good = scenario(tmp_path, "  - reboot: nat-a\n", name="good")
+    res = CliRunner().invoke(app, ["run", str(good)])
+    assert res.exit_code == 4
+    assert "NOTHING RAN" in res.stderr and "netns backend unavailable: needs root" in res.stderr
+    assert "--backend memory" in res.stderr
+    assert "PASSED" not in res.stdout
+
+
+def test_cli_summary_counts_skips_grouped_by_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 65534)
+    two = "backends: [netns, memory]\n"
+    files = [scenario(tmp_path, RUNS_A_PROGRAM, head=two, name=f"prog{i}") for i in range(2)]
+    files.append(scenario(tmp_path, "  - reboot: nat-a\n", head=two, name="good"))
+    res = CliRunner().invoke(app, ["run", "--backend", "all", *map(str, files)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[-1] == (
+        "1 passed, 5 skipped: 3 because netns backend unavailable: needs root (natlab creates network "
+        "namespaces, veths and NFQUEUE rules); 2 because the memory backend cannot run programs "
+        "(run it with --backend netns)")
+    assert "NOTHING RAN" not in res.stderr
+
+
+def test_cli_run_help_documents_the_exit_statuses() -> None:
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "0  all that ran passed" in res.output and "1  a step failed" in res.output
+    assert "4  nothing ran" in res.output
