@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,6 @@ def test_knobs_become_control_socket_assignments() -> None:
 
 def test_natlab_validate_reports_a_scenario_typo_with_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "  - rebot: nat-a\n")
-    done = subprocess.run(["natlab", "validate", str(path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "natlab", "validate", str(path)], capture_output=True, text=True)
     assert done.returncode == 1
     assert f"{path}:3" in done.stderr and "did you mean 'reboot'" in done.stderr
