@@ -45,8 +45,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Debian's own python3 (just installed), not whichever python3 comes first on PATH: a
+# pyenv or conda interpreter under /root would leave a .venv that other users cannot run.
+py=/usr/bin/python3
+if [ -x .venv/bin/python ] && ! grep -qx "home = $(dirname "$py")" .venv/pyvenv.cfg 2>/dev/null; then
+  echo "install.sh: .venv was made by $(sed -n 's/^home = //p' .venv/pyvenv.cfg)/python3; making it anew with $py"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  "$py" -m venv .venv
 fi
 # pip's and setuptools' chatter goes to a log, shown only when the install fails
 log=.venv/install.log
