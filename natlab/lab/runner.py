@@ -232,11 +232,11 @@ def down(name: str, must_exist: bool = False) -> list[str]:
     ``must_exist``: a name with no run directory, namespace or container is
     :class:`LabNotFound` with a "did you mean" (a typo must not look like success).
     """
+    if must_exist and not lab_exists(name):  # a typo says so, root or not
+        raise unknown_lab(name)
     if os.geteuid() != 0:
         raise NotPrivileged("removing a lab needs root (CAP_NET_ADMIN)",
                             hint=f"sudo natlab down {name}")
-    if must_exist and not lab_exists(name):
-        raise unknown_lab(name)
     try:
         state: Optional[LabState] = LabState.load(name)
     except LabNotFound:
