@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, ErrorList, combined
-from natlab.model_errors import did_you_mean, without_explained_missing
+from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.overrides import undot
 from natlab.scenario.model import (
     ACTIONS, BACKENDS, COMMON_KEYS, EXPECTS, PROBE_ACTIONS, ProbeExpect, ProbeSpec,
@@ -356,6 +356,8 @@ def _one(e: dict, model: type[BaseModel], doc: Doc, path: tuple) -> ConfigError:
         hint = did_you_mean(got, known) + "known keys: " + ", ".join(known)
     elif e["type"] == "missing":
         what, got, hint = "missing key", None, f"add '{loc[-1]}'" if loc else None
+    elif address_error(e["type"], got):
+        what, hint = address_error(e["type"], got)
     else:
         what = e["msg"].removeprefix("Value error, ")
     if isinstance(got, (dict, list)):

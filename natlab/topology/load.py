@@ -18,9 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, ErrorList, TopologyError, combined
-from natlab.model_errors import did_you_mean, without_explained_missing
+from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.yamlsrc import dotted
-from natlab.topology.addressing import KeyPath, Locate, build
+from natlab.topology.addressing import KeyPath, Locate, build, check
 from natlab.topology.conflicts import Problem, Surroundings, parse_address, policy_problems
 from natlab.topology.model import (GatewayEntry, HostEntry, NetworkEntry, RouterEntry, Topology,
                                    TopologyFile)
@@ -61,8 +61,12 @@ def from_data(data: Any, *, file: Optional[str] = None,
                                                   check_behaviours, _surroundings(model, entry))
     topo = None
     with errors.catch():
-        topo = build(model, file=file, locate=locate, broken=broken)
+        if broken:  # errors are known already; addresses cannot be picked on missing networks
+            check(model, file=file, locate=locate, broken=broken)
+        else:
+            topo = build(model, file=file, locate=locate, broken=broken)
     errors.raise_if_any()
+    assert topo is not None
     for err in _outside_clashes(topo, model, behaviours, file, locate, prefix):
         errors.add(err)
     errors.raise_if_any()
@@ -147,6 +151,8 @@ def _from_pydantic(e: dict, file: Optional[str], locate: Locate) -> TopologyErro
     elif kind == "string_pattern_mismatch":
         what = "bad name"
         hint = "names are lowercase letters, digits and '-', start with a letter, at most 31"
+    elif address_error(kind, got):
+        what, hint = address_error(kind, got)
     else:
         what = e["msg"].removeprefix("Value error, ")
     if isinstance(got, (dict, list)):
