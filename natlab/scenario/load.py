@@ -27,6 +27,7 @@ from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, ErrorList, combined
 from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.overrides import undot
+from natlab.scenario.endpoints import endpoint_errors, looks_like_address
 from natlab.scenario.model import (
     ACTIONS, BACKENDS, COMMON_KEYS, EXPECTS, PROBE_ACTIONS, ProbeExpect, ProbeSpec,
     Scenario, ScenarioFile, Step,
@@ -199,6 +200,8 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
     if spec is None:
         return None
     _check_names(doc, path, action, spec, names, errors)
+    for err in endpoint_errors(doc, path, action, spec, expect):
+        errors.add(err)
     with errors.catch():
         if action == "set":
             _check_knobs(doc, (*path, "set", "knobs"), topo, spec.gateway, spec.knobs)
@@ -278,11 +281,13 @@ def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Nam
             if text is None or text == "nobody" or VAR.search(text):
                 continue
             node = text.rsplit(":", 1)[0] if ":" in text else text
-            if not _is_ipv4(node) and node not in everyone:
+            if looks_like_address(node):
+                continue  # an address, checked by endpoint_errors
+            if node not in everyone:
                 errors.add(doc.error(f"'{key}' names no host or gateway", (*path, action, key),
                                      got=text, hint=did_you_mean(node, everyone)
                                      + "write NAME:PORT or ADDRESS:PORT; names: " + ", ".join(everyone)))
-            elif key == "at" and not _is_ipv4(node) and node not in names["host"]:
+            elif key == "at" and node not in names["host"]:
                 errors.add(doc.error("'at' is the receiving host", (*path, action, key), got=text,
                                      hint="hosts: " + ", ".join(names["host"])))
 
@@ -321,11 +326,6 @@ def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: Pr
         errors.add(doc.error("nobody listens, so nothing can be delivered",
                              (*path, "expect", "delivered"),
                              hint="drop 'at: nobody' or expect delivered: false"))
-
-
-def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 # --- pydantic errors as located ConfigErrors ----------------------------------------------
