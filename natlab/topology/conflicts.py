@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypedD
 from natlab.errors import ConfigError
 
 __all__ = ["Problem", "Surroundings", "gateway_problems", "parse_address", "policy_problems",
-           "pool_problems"]
+           "pool_problems", "raw_surroundings", "surroundings"]
 
 Path = tuple[object, ...]
 _BROADCAST = IPv4Address("255.255.255.255")
@@ -53,6 +53,12 @@ class Problem:
 
         return dotted(self.path)
 
+    def from_preset(self, behaviour: str) -> "Problem":
+        """The same problem, its hint saying the preset ``behaviour`` set the knob."""
+        hint = (f"{self.hint}; " if self.hint else "") + (
+            f"preset {behaviour!r} sets {self.key}: override '{self.path[0]}' to change it")
+        return Problem(self.path, self.what, self.got, hint)
+
     def error(self, *, file: Optional[str] = None, line: Optional[int] = None,
               key: Optional[str] = None, cls: type[ConfigError] = ConfigError) -> ConfigError:
         """As a ConfigError; ``key`` defaults to the problem's own dotted path."""
@@ -66,6 +72,35 @@ class Surroundings(TypedDict):
     pool: tuple[Any, ...]
     inside: Optional[IPv4Network]
     outside: Optional[IPv4Network]
+
+
+def surroundings(topology: Any, gateway: str) -> Surroundings:
+    """A decided :class:`~natlab.topology.model.Topology`'s gateway: its pool and subnets."""
+    gw = next(g for g in topology.gateways if g.name == gateway)
+    return Surroundings(pool=tuple(gw.pool), inside=topology.network(gw.inside).subnet,
+                        outside=topology.network(gw.outside).subnet)
+
+
+def raw_surroundings(data: Any, gateway: str) -> Surroundings:
+    """The same from a topology's raw data; whatever is missing or malformed is unknown."""
+    def section(where: Any, key: str) -> dict:
+        value = where.get(key) if isinstance(where, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    entry = section(section(data, "gateways"), gateway)
+    networks = section(data, "networks")
+
+    def subnet(side: str) -> Optional[IPv4Network]:
+        net = entry.get(side)
+        text = section(networks, net).get("subnet") if isinstance(net, str) else None
+        try:
+            return IPv4Network(text) if isinstance(text, str) else None
+        except ValueError:
+            return None
+
+    pool = entry.get("pool")
+    return Surroundings(pool=tuple(pool) if isinstance(pool, list) else (),
+                        inside=subnet("inside"), outside=subnet("outside"))
 
 
 def parse_address(text: Any) -> IPv4Address:

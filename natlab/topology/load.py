@@ -270,10 +270,8 @@ def _policy_error(problem: Problem, name: str, given: Any, behaviour: str, file:
 def _preset_problem(problem: Problem, behaviour: str, name: str, file: Optional[str],
                     locate: Locate, prefix: KeyPath) -> TopologyError:
     path: KeyPath = ("gateways", name, "behaviour")
-    hint = (f"{problem.hint}; " if problem.hint else "") + (
-        f"preset {behaviour!r} sets {problem.key}: override '{problem.path[0]}' to change it")
-    return TopologyError(problem.what, got=problem.got, hint=hint, file=file,
-                         line=locate(path), key=dotted((*prefix, *path)))
+    return problem.from_preset(behaviour).error(file=file, line=locate(path),
+                                                key=dotted((*prefix, *path)), cls=TopologyError)
 
 
 def _outside_clashes(topo: Topology, model: TopologyFile, behaviours: dict[str, "_Behaviour"],
