@@ -5,7 +5,10 @@ validate`` and ``natlab run`` refuse a bad file before anything is created:
 the YAML (safe, located), each step's one action and its keys, expectations,
 host and gateway names, ``${var}`` used before a step saved it, knobs given to
 ``set``/``configure``/``gateways`` (through the preset validator, nested or
-dotted), and the topology itself (a path relative to the scenario, or inline).
+dotted; their ``static``/``forwards`` addresses against the gateway's pool and
+subnets, as are ``set_pool`` addresses), endpoint addresses and ports in steps
+(:mod:`natlab.scenario.endpoints`), and the topology itself (a path relative to
+the scenario, or inline).
 
 Checks are independent where they can be: every error found is raised at once
 (:class:`~natlab.errors.ConfigErrors`, sorted by file and line). A broken step

@@ -4,7 +4,11 @@ YAML is read by :mod:`natlab.yamlsrc` (safe loading, a line for every key),
 validated by the strict models in :mod:`natlab.topology.model`, checked and
 completed by :func:`natlab.topology.addressing.build`; finally each gateway's
 behaviour is resolved once through :mod:`natlab.presets` so that an unknown
-preset or a bad override fails here, before anything is created.
+preset or a bad override fails here, before anything is created. The address
+knobs of each policy (``static``, ``forwards``) are checked against the
+gateway's pool and subnets (:mod:`natlab.topology.conflicts`), and once the
+addresses are decided, static externals against every address on the outside
+network.
 """
 
 from __future__ import annotations
