@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Sequence
+from ipaddress import IPv4Network
+from typing import Any, Optional, Sequence
 
-__all__ = ["close_names", "did_you_mean", "without_explained_missing"]
+__all__ = ["address_error", "close_names", "did_you_mean", "without_explained_missing"]
 
 
 def close_names(name: Any, known: Sequence[str]) -> list[str]:
@@ -37,3 +38,30 @@ def without_explained_missing(errors: list[dict]) -> list[dict]:
             continue
         kept.append(e)
     return kept
+
+
+_IP_TYPES = {"ip_v4_address": "IPv4 address", "ip_v4_network": "IPv4 subnet",
+             "ip_v4_interface": "IPv4 address"}
+
+
+def address_error(kind: str, value: Any) -> Optional[tuple[str, str]]:
+    """(what, hint) for pydantic's "not a valid IPv4 ..." errors; None for other kinds.
+
+    The hint says what exactly is wrong (``Octet 999 (> 255) not permitted``,
+    ``has host bits set``), as :mod:`ipaddress` words it.
+    """
+    noun = _IP_TYPES.get(kind)
+    if noun is None:
+        return None
+    reason = ""
+    if isinstance(value, str):
+        try:
+            IPv4Network(value)
+        except ValueError as err:
+            reason = f"{err}; "
+    if kind != "ip_v4_network":
+        return f"invalid {noun}", f"{reason}write four numbers 0-255, e.g. 192.168.1.10"
+    if "host bits set" in reason:
+        network = IPv4Network(value, strict=False)
+        return f"invalid {noun}", f"{reason}did you mean '{network}'?"
+    return f"invalid {noun}", f"{reason}write ADDRESS/PREFIX with a prefix 0-32, e.g. 192.168.1.0/24"

@@ -26,6 +26,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Hashable, Mapping, Optional, Sequence
 
@@ -40,7 +41,7 @@ from natlab.shipped import shipped_dir
 from natlab.yamlsrc import Doc, dotted, load
 
 __all__ = [
-    "Notes", "Preset", "PresetFile", "apply_overrides", "behaviour_schema",
+    "Notes", "Preset", "PresetFile", "address_conflicts", "apply_overrides", "behaviour_schema",
     "list_presets", "load_preset", "policy_from_dict", "policy_schema",
     "policy_to_dict", "preset_from_doc", "preset_names", "resolve", "search_path",
 ]
@@ -101,8 +102,15 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
 
 
 def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *,
-                    doc: Optional[Doc] = None, path: Sequence[Hashable] = ()) -> Policy:
-    """Deep-merge a partial dict (nested or dotted knobs) onto ``policy``, re-validated."""
+                    doc: Optional[Doc] = None, path: Sequence[Hashable] = (),
+                    pool: Sequence[Any] = (), inside: Optional[IPv4Network] = None,
+                    outside: Optional[IPv4Network] = None) -> Policy:
+    """Deep-merge a partial dict (nested or dotted knobs) onto ``policy``, re-validated.
+
+    The ``static`` and ``forwards`` the overrides give are checked for address
+    conflicts too (:mod:`natlab.topology.conflicts`): on their own, and against
+    the gateway's ``pool`` and ``inside``/``outside`` subnets where known.
+    """
     if not overrides:
         return policy
     if not isinstance(overrides, Mapping):
@@ -110,7 +118,32 @@ def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *,
                      got=overrides)
     nested = undot(overrides, doc=doc, path=path)
     merged = deep_merge(policy_to_dict(policy), nested)
-    return policy_from_dict(merged, doc=knob_lines(overrides, doc, path), path=path)
+    located = knob_lines(overrides, doc, path)
+    errors = ErrorList()
+    for err in address_conflicts(merged, nested, doc=located, path=path, pool=pool,
+                                 inside=inside, outside=outside):
+        errors.add(err)
+    result = None
+    with errors.catch():
+        result = policy_from_dict(merged, doc=located, path=path)
+    errors.raise_if_any()
+    return result
+
+
+def address_conflicts(policy: Any, given: Mapping[str, Any], *, doc: Optional[Doc] = None,
+                      path: Sequence[Hashable] = (), pool: Sequence[Any] = (),
+                      inside: Optional[IPv4Network] = None,
+                      outside: Optional[IPv4Network] = None) -> list[ConfigError]:
+    """Address conflicts in the knobs ``given`` sets (a nested dict), located under ``path``.
+
+    ``policy`` is the merged policy (a Policy or its dict form, even one that
+    fails the schema); knobs not in ``given`` came from elsewhere and are left
+    to whoever set them.
+    """
+    from natlab.topology.conflicts import policy_problems
+
+    return [_error(p.what, doc, (*tuple(path), *p.path), got=p.got, hint=p.hint)
+            for p in policy_problems(policy, pool, inside, outside) if p.path[0] in given]
 
 
 def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,8 +398,10 @@ def _from_doc(doc: Doc, chain: tuple[str, ...]) -> Preset:
     policy = None
     with errors.catch():
         changes = undot(raw_policy, doc=doc, path=("policy",))
-        policy = policy_from_dict(deep_merge(base, changes), path=("policy",),
-                                  doc=knob_lines(raw_policy, doc, ("policy",)))
+        merged, located = deep_merge(base, changes), knob_lines(raw_policy, doc, ("policy",))
+        for err in address_conflicts(merged, changes, doc=located, path=("policy",)):
+            errors.add(err)
+        policy = policy_from_dict(merged, path=("policy",), doc=located)
     errors.raise_if_any()
     assert header is not None and policy is not None
     source = Path(doc.source) if doc.source.endswith(_SUFFIXES) else None

@@ -5,7 +5,10 @@ validate`` and ``natlab run`` refuse a bad file before anything is created:
 the YAML (safe, located), each step's one action and its keys, expectations,
 host and gateway names, ``${var}`` used before a step saved it, knobs given to
 ``set``/``configure``/``gateways`` (through the preset validator, nested or
-dotted), and the topology itself (a path relative to the scenario, or inline).
+dotted; their ``static``/``forwards`` addresses against the gateway's pool and
+subnets, as are ``set_pool`` addresses), endpoint addresses and ports in steps
+(:mod:`natlab.scenario.endpoints`), and the topology itself (a path relative to
+the scenario, or inline).
 
 Checks are independent where they can be: every error found is raised at once
 (:class:`~natlab.errors.ConfigErrors`, sorted by file and line). A broken step
@@ -24,9 +27,13 @@ from typing import Any, Hashable, Optional, Sequence
 from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
-from natlab.errors import ConfigError, ErrorList, combined
-from natlab.model_errors import did_you_mean, without_explained_missing
+from natlab.errors import ConfigError, ErrorList, combined, errors_of
+from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.overrides import undot
+from natlab.topology.conflicts import (
+    Surroundings, policy_problems, pool_problems, raw_surroundings, surroundings,
+)
+from natlab.scenario.endpoints import endpoint_errors, looks_like_address
 from natlab.scenario.model import (
     ACTIONS, BACKENDS, COMMON_KEYS, EXPECTS, PROBE_ACTIONS, ProbeExpect, ProbeSpec,
     Scenario, ScenarioFile, Step,
@@ -100,9 +107,30 @@ def _topology(top: ScenarioFile, doc: Doc, errors: ErrorList) -> tuple[Any, Name
     for gw, change in top.gateways.items():
         with errors.catch():
             _change_gateway(doc, data, gw, change, names["gateway"])
-    with errors.catch():
+    try:
         return from_data(data, file=tdoc.source, doc=tdoc, prefix=prefix), names
+    except ConfigError as err:
+        for one in errors_of(err):
+            errors.add(_from_change(one, top, doc, tdoc, prefix))
     return None, names
+
+
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def _from_change(err: ConfigError, top: ScenarioFile, doc: Doc, tdoc: Doc,
+                 prefix: tuple) -> ConfigError:
+    """A topology error about a knob the scenario's ``gateways:`` set, moved to that line."""
+    head = dotted((*prefix, "gateways"))
+    for gw, change in top.gateways.items():
+        own = f"{head}.{gw}.overrides."
+        if err.file != tdoc.source or not (err.key or "").startswith(own):
+            continue
+        rest = tuple(int(i) if i else name for i, name in _KEY_PART.findall(err.key[len(own):]))
+        if rest and rest[0] in _knobs(change.overrides):
+            return doc.error(err.what, ("gateways", gw, "overrides", *rest), got=err.got,
+                             hint=err.hint)
+    return err
 
 
 def _topology_source(top: ScenarioFile, doc: Doc) -> tuple[dict, Doc, tuple]:
@@ -131,7 +159,8 @@ def _change_gateway(doc: Doc, data: dict, gw: str, change: Any, known: list[str]
         raise doc.error("no such gateway in the topology", ("gateways", gw), got=gw,
                         hint=did_you_mean(gw, known) + "gateways: " + (", ".join(known) or "none"))
     _check_behaviour(doc, ("gateways", gw), change.behaviour or entry.get("behaviour", ""),
-                     change.overrides)
+                     change.overrides, raw_surroundings(data, gw),
+                     preset_is_new=bool(change.behaviour))
     if change.behaviour:
         entry["behaviour"] = change.behaviour
     if change.overrides:
@@ -142,10 +171,18 @@ def _change_gateway(doc: Doc, data: dict, gw: str, change: Any, known: list[str]
         entry["overrides"] = _merge(mine, undot(change.overrides))
 
 
-def _check_behaviour(doc: Doc, path: tuple, behaviour: str, overrides: dict) -> None:
-    """The preset exists and the overrides fit it (checked against defaults if it does not)."""
+def _check_behaviour(doc: Doc, path: tuple, behaviour: str, overrides: dict,
+                     around: Optional[Surroundings] = None,
+                     preset_is_new: bool = True) -> None:
+    """The preset exists and the overrides fit it (checked against defaults if it does not).
+
+    With ``around`` (the gateway's pool and subnets) the address knobs are checked
+    against them too; those the preset sets are reported at ``behaviour`` if the
+    step names it (``preset_is_new``; else the topology's own check reports them).
+    """
     from natlab import presets
 
+    around = around or Surroundings(pool=(), inside=None, outside=None)
     errors = ErrorList()
     policy = Policy()
     try:
@@ -153,8 +190,18 @@ def _check_behaviour(doc: Doc, path: tuple, behaviour: str, overrides: dict) -> 
     except ConfigError as err:
         errors.add(doc.error(err.what, (*path, "behaviour"), got=err.got, hint=err.hint))
     with errors.catch():
-        presets.apply_overrides(policy, overrides, doc=doc, path=(*path, "overrides"))
+        presets.apply_overrides(policy, overrides, doc=doc, path=(*path, "overrides"), **around)
+    given = _knobs(overrides)
+    for problem in policy_problems(policy, **around) if preset_is_new else ():
+        if problem.path[0] not in given:
+            errors.add(doc.error(problem.what, (*path, "behaviour"), got=problem.got,
+                                 hint=problem.from_preset(behaviour).hint))
     errors.raise_if_any()
+
+
+def _knobs(overrides: Any) -> set[str]:
+    """The top-level knobs a (nested or dotted) overrides mapping sets."""
+    return {str(k).split(".")[0] for k in overrides} if isinstance(overrides, dict) else set()
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -199,11 +246,16 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
     if spec is None:
         return None
     _check_names(doc, path, action, spec, names, errors)
+    for err in endpoint_errors(doc, path, action, spec, expect):
+        errors.add(err)
     with errors.catch():
         if action == "set":
             _check_knobs(doc, (*path, "set", "knobs"), topo, spec.gateway, spec.knobs)
         if action == "configure":
-            _check_behaviour(doc, (*path, "configure"), spec.behaviour, spec.overrides)
+            _check_behaviour(doc, (*path, "configure"), spec.behaviour, spec.overrides,
+                             _around(topo, spec.gateway))
+        if action == "set_pool":
+            _check_pool(doc, (*path, "set_pool", "addresses"), topo, spec.gateway, spec.addresses)
     if action in PROBE_ACTIONS and expect is not None:
         _check_probe(doc, path, action, spec, expect, errors)
     name = raw.get("name")
@@ -278,11 +330,13 @@ def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Nam
             if text is None or text == "nobody" or VAR.search(text):
                 continue
             node = text.rsplit(":", 1)[0] if ":" in text else text
-            if not _is_ipv4(node) and node not in everyone:
+            if looks_like_address(node):
+                continue  # an address, checked by endpoint_errors
+            if node not in everyone:
                 errors.add(doc.error(f"'{key}' names no host or gateway", (*path, action, key),
                                      got=text, hint=did_you_mean(node, everyone)
                                      + "write NAME:PORT or ADDRESS:PORT; names: " + ", ".join(everyone)))
-            elif key == "at" and not _is_ipv4(node) and node not in names["host"]:
+            elif key == "at" and node not in names["host"]:
                 errors.add(doc.error("'at' is the receiving host", (*path, action, key), got=text,
                                      hint="hosts: " + ", ".join(names["host"])))
 
@@ -295,13 +349,47 @@ def _check_vars(doc: Doc, path: tuple, raw: dict, saved: set[str], errors: Error
                                  + "add 'save: %s' to an earlier probe or mappings step" % var))
 
 
-def _check_knobs(doc: Doc, path: tuple, topo: Any, gateway: str, knobs: dict) -> None:
+def _around(topo: Any, gateway: str) -> Optional[Surroundings]:
+    """The gateway's pool and subnets; None if the topology is broken or has no such gateway."""
+    if topo is None or not any(g.name == gateway for g in topo.gateways):
+        return None
+    return surroundings(topo, gateway)
+
+
+def _policy_of(topo: Any, gateway: str) -> Policy:
     from natlab import presets
 
     gw = next((g for g in topo.gateways if g.name == gateway), None) if topo else None
     # An unknown gateway or a broken topology is reported elsewhere; knob names still get checked.
-    policy = presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy if gw else Policy()
-    presets.apply_overrides(policy, knobs, doc=doc, path=path)
+    return presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy if gw else Policy()
+
+
+def _check_knobs(doc: Doc, path: tuple, topo: Any, gateway: str, knobs: dict) -> None:
+    from natlab import presets
+
+    around = _around(topo, gateway) or {}
+    presets.apply_overrides(_policy_of(topo, gateway), knobs, doc=doc, path=path, **around)
+
+
+def _check_pool(doc: Doc, path: tuple, topo: Any, gateway: str, pool: list) -> None:
+    """A new pool lies on the outside network, and takes no address the gateway's policy claims.
+
+    (Against the policy the topology starts with; a ``set`` step before may have changed it.)
+    """
+    around = _around(topo, gateway)
+    if around is None:
+        return
+    policy = _policy_of(topo, gateway)
+    before = policy_problems(policy, **around)
+    errors = ErrorList()
+    for problem in pool_problems(pool, around["outside"]):
+        errors.add(doc.error(problem.what, (*path, problem.path[1]), got=problem.got,
+                             hint=problem.hint))
+    for problem in policy_problems(policy, pool, around["inside"], around["outside"]):
+        if problem not in before:
+            errors.add(doc.error(f"new pool clashes with {problem.key}: {problem.what}",
+                                 path, got=problem.got, hint=problem.hint))
+    errors.raise_if_any()
 
 
 def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: ProbeExpect,
@@ -321,11 +409,6 @@ def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: Pr
         errors.add(doc.error("nobody listens, so nothing can be delivered",
                              (*path, "expect", "delivered"),
                              hint="drop 'at: nobody' or expect delivered: false"))
-
-
-def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 # --- pydantic errors as located ConfigErrors ----------------------------------------------
@@ -356,6 +439,8 @@ def _one(e: dict, model: type[BaseModel], doc: Doc, path: tuple) -> ConfigError:
         hint = did_you_mean(got, known) + "known keys: " + ", ".join(known)
     elif e["type"] == "missing":
         what, got, hint = "missing key", None, f"add '{loc[-1]}'" if loc else None
+    elif address_error(e["type"], got):
+        what, hint = address_error(e["type"], got)
     else:
         what = e["msg"].removeprefix("Value error, ")
     if isinstance(got, (dict, list)):

@@ -65,11 +65,7 @@ def build(doc: TopologyFile, *, file: Optional[str] = None,
     ``broken`` names networks the file has but that failed validation (already
     reported): references to them are not errors here.
     """
-    err = _Errors(file, locate)
-    inside_of = _check_references(doc, err, frozenset(broken))
-    book = _AddressBook(doc, err)
-    book.reserve_explicit()
-    err.found.raise_if_any()
+    inside_of, book = _checked(doc, file, locate, broken)
     gw_addr = {name: g.address or next(doc.networks[g.inside].subnet.hosts())
                for name, g in doc.gateways.items()}
     router_addr = {
@@ -111,6 +107,23 @@ def build(doc: TopologyFile, *, file: Optional[str] = None,
              routes=plan.routes_from(h.network), command=h.command)
         for name, h in doc.hosts.items())
     return Topology(doc.name, doc.seed, networks, hosts, gateways, routers, file)
+
+
+def check(doc: TopologyFile, *, file: Optional[str] = None,
+          locate: Locate = lambda path: None, broken: Collection[str] = ()) -> None:
+    """Passes 1 and 2 of :func:`build` only: for a file with ``broken`` parts cut out,
+    where addresses cannot be picked on the missing networks."""
+    _checked(doc, file, locate, broken)
+
+
+def _checked(doc: TopologyFile, file: Optional[str], locate: Locate,
+             broken: Collection[str]) -> tuple[dict[str, str], "_AddressBook"]:
+    err = _Errors(file, locate)
+    inside_of = _check_references(doc, err, frozenset(broken))
+    book = _AddressBook(doc, err)
+    book.reserve_explicit()
+    err.found.raise_if_any()
+    return inside_of, book
 
 
 def derive_seed(lab_seed: int, gateway: str) -> int:

@@ -4,7 +4,11 @@ YAML is read by :mod:`natlab.yamlsrc` (safe loading, a line for every key),
 validated by the strict models in :mod:`natlab.topology.model`, checked and
 completed by :func:`natlab.topology.addressing.build`; finally each gateway's
 behaviour is resolved once through :mod:`natlab.presets` so that an unknown
-preset or a bad override fails here, before anything is created.
+preset or a bad override fails here, before anything is created. The address
+knobs of each policy (``static``, ``forwards``) are checked against the
+gateway's pool and subnets (:mod:`natlab.topology.conflicts`), and once the
+addresses are decided, static externals against every address on the outside
+network.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, ErrorList, TopologyError, combined
-from natlab.model_errors import did_you_mean, without_explained_missing
-from natlab.topology.addressing import KeyPath, Locate, build
+from natlab.model_errors import address_error, did_you_mean, without_explained_missing
+from natlab.yamlsrc import dotted
+from natlab.topology.addressing import KeyPath, Locate, build, check
+from natlab.topology.conflicts import Problem, Surroundings, parse_address, policy_problems
 from natlab.topology.model import (GatewayEntry, HostEntry, NetworkEntry, RouterEntry, Topology,
                                    TopologyFile)
 
@@ -52,18 +58,26 @@ def from_data(data: Any, *, file: Optional[str] = None,
     if model is None:
         errors.raise_if_any()
     base = Path(file).parent if file else Path.cwd()
-    behaviours: dict[str, tuple[str, dict]] = {}
+    behaviours: dict[str, _Behaviour] = {}
     for name, entry in model.gateways.items():
         with errors.catch():
             behaviours[name] = _resolve_behaviour(name, entry, base, file, locate, doc, prefix,
-                                                  check_behaviours)
+                                                  check_behaviours, _surroundings(model, entry))
     topo = None
     with errors.catch():
-        topo = build(model, file=file, locate=locate, broken=broken)
+        if broken:  # errors are known already; addresses cannot be picked on missing networks
+            check(model, file=file, locate=locate, broken=broken)
+        else:
+            topo = build(model, file=file, locate=locate, broken=broken)
+    errors.raise_if_any()
+    assert topo is not None
+    for err in _outside_clashes(topo, model, behaviours, file, locate, prefix):
+        errors.add(err)
     errors.raise_if_any()
     topo = _with_container_fields(topo, model, file)
-    gateways = tuple(dataclasses.replace(g, behaviour=behaviours[g.name][0],
-                                         overrides=behaviours[g.name][1]) for g in topo.gateways)
+    gateways = tuple(dataclasses.replace(g, behaviour=behaviours[g.name].behaviour,
+                                         overrides=behaviours[g.name].overrides)
+                     for g in topo.gateways)
     return dataclasses.replace(topo, gateways=gateways)
 
 
@@ -141,6 +155,8 @@ def _from_pydantic(e: dict, file: Optional[str], locate: Locate) -> TopologyErro
     elif kind == "string_pattern_mismatch":
         what = "bad name"
         hint = "names are lowercase letters, digits and '-', start with a letter, at most 31"
+    elif address_error(kind, got):
+        what, hint = address_error(kind, got)
     else:
         what = e["msg"].removeprefix("Value error, ")
     if isinstance(got, (dict, list)):
@@ -190,10 +206,24 @@ def looks_like_path(behaviour: str) -> bool:
     return "/" in behaviour or behaviour.endswith((".yaml", ".yml"))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Behaviour:
+    behaviour: str
+    """The preset name, or its path made absolute."""
+    overrides: dict
+    """Nested."""
+    policy: Optional[Policy] = None
+    """The preset with the overrides applied; None when not checked."""
+
+
 def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optional[str],
-                       locate: Locate, doc: Any, prefix: KeyPath,
-                       check: bool) -> tuple[str, dict]:
-    """(behaviour with a relative path made absolute, overrides nested); checked if ``check``."""
+                       locate: Locate, doc: Any, prefix: KeyPath, check: bool,
+                       around: Surroundings) -> _Behaviour:
+    """The behaviour with a relative path made absolute, overrides nested; checked if ``check``.
+
+    Checked means: the preset loads, the overrides fit it, and the address
+    knobs (static, forwards) fit the gateway's pool and subnets (``around``).
+    """
     from natlab import presets
     from natlab.overrides import undot
 
@@ -203,6 +233,7 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
     path = (*prefix, "gateways", name, "overrides")
     errors = ErrorList()
     overrides: dict = {}
+    merged: Optional[Policy] = None
     with errors.catch():
         overrides = undot(entry.overrides, doc=doc, path=path)
     if check and not errors:
@@ -210,10 +241,78 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
         with errors.catch():
             policy = presets.load_preset(behaviour).policy
         with errors.catch():
-            presets.apply_overrides(policy, entry.overrides, doc=doc, path=path)
+            merged = presets.apply_overrides(policy, entry.overrides, doc=doc, path=path,
+                                             **around)
+        for problem in policy_problems(policy, **around):
+            if problem.path[0] not in overrides:
+                errors.add(_preset_problem(problem, entry.behaviour, name, file, locate,
+                                           prefix))
     if errors:
         raise combined(_relocate(e, name, file, locate, prefix) for e in errors.errors)
-    return behaviour, overrides
+    return _Behaviour(behaviour, overrides, merged)
+
+
+def _surroundings(model: TopologyFile, entry: GatewayEntry) -> Surroundings:
+    """What a gateway's address knobs are checked against (a network that is missing: unknown)."""
+    def subnet(net: str) -> Any:
+        return model.networks[net].subnet if net in model.networks else None
+
+    return Surroundings(pool=tuple(entry.pool or ()), inside=subnet(entry.inside),
+                        outside=subnet(entry.outside))
+
+
+def _policy_error(problem: Problem, name: str, given: Any, behaviour: str, file: Optional[str],
+                  locate: Locate, prefix: KeyPath) -> TopologyError:
+    """A problem in a gateway's policy, at its overrides if they set that knob, else at the preset."""
+    if problem.path[0] in given:
+        path: KeyPath = ("gateways", name, "overrides", *problem.path)
+        return TopologyError(problem.what, got=problem.got, hint=problem.hint, file=file,
+                             line=locate(path), key=dotted((*prefix, *path)))
+    return _preset_problem(problem, behaviour, name, file, locate, prefix)
+
+
+def _preset_problem(problem: Problem, behaviour: str, name: str, file: Optional[str],
+                    locate: Locate, prefix: KeyPath) -> TopologyError:
+    path: KeyPath = ("gateways", name, "behaviour")
+    return problem.from_preset(behaviour).error(file=file, line=locate(path),
+                                                key=dotted((*prefix, *path)), cls=TopologyError)
+
+
+def _outside_clashes(topo: Topology, model: TopologyFile, behaviours: dict[str, "_Behaviour"],
+                     file: Optional[str], locate: Locate, prefix: KeyPath) -> list[TopologyError]:
+    """Static externals that another node (or a picked pool address) has on the outside network.
+
+    Runs on the decided topology, so picked addresses count: a gateway without
+    ``pool`` gets the lowest free address, which may be one its policy claims.
+    """
+    owner: dict[tuple[str, Any], str] = {}
+    for node in topo.nodes:
+        for leg in node.legs:
+            for iface in leg.addresses:
+                owner.setdefault((leg.network, iface.ip), f"{node.kind} '{node.name}'")
+    found = []
+    for gw in topo.gateways:
+        resolved = behaviours.get(gw.name)
+        if resolved is None or resolved.policy is None:
+            continue
+        explicit_pool = set(model.gateways[gw.name].pool or ())
+        for i, entry in enumerate(resolved.policy.static):
+            addr = parse_address(entry.external)  # checked already
+            if addr in explicit_pool:
+                continue  # reported with the overrides
+            who = owner.setdefault((gw.outside, addr), f"static[{i}] of gateway '{gw.name}'")
+            if who == f"static[{i}] of gateway '{gw.name}'":
+                continue
+            mine = who == f"gateway '{gw.name}'"
+            problem = Problem(
+                ("static", i, "external"),
+                "static external address is the gateway's picked pool address" if mine
+                else f"static external address is already used by {who}", str(addr),
+                "give the gateway a pool without it, or pick another static address" if mine
+                else "every address on a network must be unique; pick another")
+            found.append(_policy_error(problem, gw.name, resolved.overrides,
+                                       model.gateways[gw.name].behaviour, file, locate, prefix))
+    return found
 
 
 def _relocate(exc: ConfigError, name: str, file: Optional[str], locate: Locate,
