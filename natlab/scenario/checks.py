@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional
 
+from natlab.words import plural
 from natlab.scenario.driver import ProbeResult, RunResult
 from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
@@ -174,7 +175,7 @@ def check_mappings(ctx: Any, e: Any, rows: list[dict[str, Any]], out: StepReport
         given = {"exists": True}
     if "count" in given:
         _compare(out, "count", given["count"], len(rows), len(rows) == given["count"],
-                 f"{len(rows)} matching mapping(s), expected {given['count']}")
+                 f"{plural(len(rows), 'matching mapping')}, expected {given['count']}")
     if "exists" in given:
         _compare(out, "exists", given["exists"], bool(rows), bool(rows) == given["exists"],
                  "a matching mapping exists" if rows else "no matching mapping")

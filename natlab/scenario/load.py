@@ -27,6 +27,7 @@ from typing import Any, Hashable, Optional, Sequence
 from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
+from natlab.words import plural
 from natlab.errors import ConfigError, ErrorList, combined, errors_of
 from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.overrides import undot
@@ -469,7 +470,7 @@ def _is_scenario(data: dict) -> bool:
 
 def _validate_scenario(doc: Doc) -> str:
     scn = from_doc(doc)
-    return (f"{doc.source}: scenario {scn.name!r} is valid ({len(scn.steps)} steps, topology "
+    return (f"{doc.source}: scenario {scn.name!r} is valid ({plural(len(scn.steps), 'step')}, topology "
             f"{scn.topology.name!r}, seed {scn.seed}, backends {', '.join(scn.backends)})")
 
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from natlab.words import plural
 from natlab.errors import NatlabError
 from natlab.scenario import checks
 from natlab.scenario.driver import Driver, Probe, Unsupported
@@ -184,7 +185,7 @@ def _probe(ctx: _Context, step: Step) -> StepReport:
 
 def _mappings(ctx: _Context, step: Step) -> StepReport:
     rows = checks.matching_rows(ctx, step.spec, ctx.driver.mappings(step.spec.gateway))
-    out = _new(step, ctx, f"{len(rows)} matching mapping(s) on {step.spec.gateway}")
+    out = _new(step, ctx, f"{plural(len(rows), 'matching mapping')} on {step.spec.gateway}")
     checks.check_mappings(ctx, step.expect, rows, out)
     if step.save and rows:
         ctx.vars[step.save] = rows[0]["external"]

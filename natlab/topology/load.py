@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel, ValidationError
 
 from natlab.engine.policy import Policy
+from natlab.words import plural
 from natlab.errors import ConfigError, ErrorList, TopologyError, combined
 from natlab.model_errors import address_error, did_you_mean, without_explained_missing
 from natlab.yamlsrc import dotted
@@ -361,9 +362,9 @@ def _is_topology(data: dict) -> bool:
 
 def _validate_topology(doc: Any) -> str:
     topo = from_data(doc.data, file=doc.source, doc=doc)
-    return (f"{doc.source}: topology {topo.name!r} is valid ({len(topo.networks)} networks, "
-            f"{len(topo.gateways)} gateways, {len(topo.hosts)} hosts, "
-            f"{len(topo.routers)} routers)")
+    return (f"{doc.source}: topology {topo.name!r} is valid ({plural(len(topo.networks), 'network')}, "
+            f"{plural(len(topo.gateways), 'gateway')}, {plural(len(topo.hosts), 'host')}, "
+            f"{plural(len(topo.routers), 'router')})")
 
 
 def _register() -> None:
