@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from natlab.cli.app import app
-from natlab.cli.output import console, dependency_abbrev
+from natlab.cli.output import console, dependency_abbrev, show_value
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, report
 from natlab.overrides import flatten, parse_assignments
@@ -59,18 +59,6 @@ class SchemaKind(str, Enum):
 def requirement_of(knob: str) -> str:
     """The RFC requirement a dotted knob name maps to ('' if none)."""
     return REQUIREMENTS.get(knob) or REQUIREMENTS.get(knob.split(".")[0], "")
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, list):
-        return json.dumps(value) if value else "[]"
-    return str(value)
 
 
 def _preset_json(preset: Preset) -> dict[str, Any]:
@@ -146,9 +134,9 @@ def _knob_table(policy: Policy) -> Table:
             table.add_section()
             section = head
         default = rfc.get(knob)
-        marker = "" if default == value else _show(default)
+        marker = "" if default == value else show_value(default)
         style = "yellow" if marker else None
-        table.add_row(knob, _show(value), marker, requirement_of(knob), style=style)
+        table.add_row(knob, show_value(value), marker, requirement_of(knob), style=style)
     return table
 
 
