@@ -4,15 +4,20 @@ Theory of operation
 -------------------
 ``process`` parses just enough of an IPv4 packet to find its flow, then:
 
-- from the inside, to one of our external addresses: hairpin (RFC 4787 REQ-9);
+- from the inside, to one of our external addresses (pool or static 1:1): hairpin
+  (RFC 4787 REQ-9, :mod:`natlab.engine.hairpin`); an echo request to a pool
+  address is answered by the NAT itself;
 - from the inside: find the flow's session, or make one (and a mapping, REQ-1..4),
   rewrite the source (address, port or ICMP identifier) in place;
 - from the outside: find the mapping of the destination, let filtering (REQ-8)
   admit or refuse the remote endpoint, rewrite the destination.
 
 Established flows cost one dict probe and a rewrite with per-mapping checksum
-deltas (RFC 1624). ICMP errors (RFC 5508), fragments (REQ-14) and unsolicited
-SYNs (RFC 5382 REQ-4) live in their own modules. Timers are lazy (see
+deltas (RFC 1624). ICMP errors (RFC 5508), fragments (REQ-14), unsolicited
+SYNs (RFC 5382 REQ-4), Linux's inbound-first remapping (``inbound_first``) and
+live changes (:mod:`natlab.engine.live`) live in their own modules. Sessions
+are bounded (``limits.max_sessions``, ``max_sessions_per_mapping``): a packet
+that would open one more is a counted ``session-limit`` drop. Timers are lazy (see
 :mod:`natlab.engine.table`); anything due is expired before a packet is handled,
 so results never depend on how punctually the caller runs ``expire``.
 """
@@ -25,14 +30,14 @@ import random
 import struct
 from typing import Optional, Sequence
 
-from natlab.engine import fragments, hairpin, icmp_errors, inbound_first, static_nat, syn_hold
+from natlab.engine import fragments, hairpin, icmp_errors, inbound_first, live, static_nat, syn_hold
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
 from natlab.engine.ports import PortAllocator, checked_pool
 from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, decrement, restarts, tcp_next_state
 from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
-from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Hairpin, Tick, Verdict
+from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Tick, Verdict
 from natlab.engine.views import MappingView, snapshot
 
 _IPV4 = struct.Struct("!BBHHHBBHII")
@@ -99,55 +104,16 @@ class Engine:
             self.forwards_by_internal[(m.proto, m.internal.addr, m.internal.port)] = m
 
     def reconfigure(self, policy: Policy, now: float) -> Tick:
-        """Apply a new policy live. Mappings stay unless the mapping behaviour changed."""
-        events: list[Event] = []
-        if policy.mapping is not self.policy.mapping:
-            self._flush_dynamic(now, events, "mapping behaviour changed")
-        shorter = policy.timeouts != self.policy.timeouts
-        self._set_policy(policy)
-        if shorter:
-            self._rearm_all(now)
-        return Tick(tuple(events))
-
-    def _rearm_all(self, now: float) -> None:
-        """New timers apply at once (REQ-5): no session outlives ``now`` plus its new timer."""
-        for sess in list(self.by_flow.values()):
-            deadline = now + self._timeout(sess, now)
-            if deadline < sess.expires:
-                sess.expires = deadline
-                if deadline < sess.armed:
-                    self._arm(sess)
+        """Apply a new policy live (:func:`natlab.engine.live.reconfigure`)."""
+        return live.reconfigure(self, policy, now)
 
     def set_pool(self, pool: Sequence[AddressLike], now: float) -> Tick:
         """Change the external addresses; mappings on withdrawn addresses end."""
-        new = checked_pool(pool)
-        events: list[Event] = []
-        for m in [m for m in self.by_external.values() if m.kind == "dynamic" and m.external.addr not in new]:
-            self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "external address withdrawn")
-        self.pool = new
-        self.allocator.pool = new
-        self._set_policy(self.policy)
-        return Tick(tuple(events))
+        return live.set_pool(self, pool, now)
 
     def flush(self, now: float) -> Tick:
         """A reboot: every dynamic mapping, held SYN and fragment is forgotten."""
-        events: list[Event] = []
-        self._flush_dynamic(now, events, "flushed")
-        self.allocator = PortAllocator(self.policy, self.pool, self.rng, self.counters)
-        return Tick(tuple(events))
-
-    def _flush_dynamic(self, now: float, events: list[Event], why: str) -> None:
-        count = 0
-        for m in [m for m in self.by_external.values() if m.kind == "dynamic"]:
-            self._remove_mapping(m, now, None, None, why)
-            count += 1
-        for m in self.forwards_by_internal.values():
-            for s in list(m.sessions.values()):
-                self._remove_session(s)
-        self.syns.clear()
-        self.frags.clear()
-        self.claims.clear()
-        events.append(Event(EventKind.MAPPINGS_FLUSHED, now, detail=f"{count} mappings: {why}"))
+        return live.flush(self, now)
 
     # -- packets -------------------------------------------------------------------
     def process(self, data: bytes | bytearray, side: Side, now: float) -> Verdict:
@@ -243,7 +209,7 @@ class Engine:
         m = self.by_external.get((proto, ext_addr, ext_port))
         if m is None:
             if ext_addr in self.static_in:
-                return self._static_in(data, ihl, proto, y_addr, y_port, ext_addr, ext_port, events)
+                return static_nat.inbound(self, data, ihl, proto, y_addr, y_port, ext_port, self.static_in[ext_addr], events)
             if self.remap_inbound_first and proto == UDP:
                 inbound_first.claim(self, ext_addr, ext_port, y_addr, y_port, now)
             if proto == TCP and flags & SYN and not flags & (ACK | RST):
@@ -273,16 +239,6 @@ class Engine:
         m.packets_in += 1
         self.counters.translated_in += 1
         return Forward(buf, tuple(events) if events else ())
-
-    def _static_in(self, data, ihl, proto, y_addr, y_port, ext_addr, ext_port, events) -> Verdict:
-        """Static 1:1 NAT inbound. The inside 5-tuple may also be a port forward's session;
-        the client now uses the static address, so the forward's session ends and the
-        reply leaves from the address and port the client used."""
-        internal = self.static_in[ext_addr]
-        sess = self.by_flow.get((proto, internal, ext_port, y_addr, y_port))
-        if sess is not None and sess.mapping.kind == "forward":
-            self._remove_session(sess)
-        return static_nat.translate(self, data, ihl, proto, 16, internal, events, OUTSIDE)
 
     # -- filtering (REQ-8) -----------------------------------------------------------
     def _admits(self, m: Mapping, y_addr: int) -> bool:
