@@ -94,7 +94,8 @@ class PortAllocator:
         if got is not None:
             key = (proto, got[0])
             self._used[key] = self._used.get(key, 0) + 1
-            self._note_block(got[0], got[1])
+            if self.policy.port_block:
+                self._note_block(got[0], got[1])
         return got
 
     def release(self, addr: int, port: int, proto: int) -> None:
