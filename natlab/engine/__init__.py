@@ -8,7 +8,9 @@ from natlab.engine.nat import Engine
 from natlab.engine.policy import (
     Dependency,
     Fragments,
+    HairpinFiltering,
     Hairpinning,
+    InboundFirst,
     IcmpPolicy,
     Limits,
     Policy,
@@ -29,7 +31,7 @@ from natlab.engine.views import MappingView, SessionView
 
 __all__ = [
     "Dependency", "Drop", "DropReason", "Emit", "Endpoint", "Engine", "Event", "EventKind",
-    "Flow", "Forward", "Fragments", "Hairpin", "Hairpinning", "IcmpPolicy", "Limits",
+    "Flow", "Forward", "Fragments", "Hairpin", "HairpinFiltering", "Hairpinning", "InboundFirst", "IcmpPolicy", "Limits",
     "MappingView", "Policy", "Pooling", "PortAssignment", "PortForward", "PortRange",
     "Proto", "Protocol", "Refresh", "SessionView", "Side", "StaticNat", "SynResponse",
     "TcpPolicy", "Tick", "Timeouts", "Verdict",

@@ -1,4 +1,4 @@
-"""Engine counters: mappings created/active/expired, packets translated, drops by reason."""
+"""Engine counters: mappings created/active/expired, sessions, packets translated, drops by reason."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ class Counters:
         "mappings_expired",
         "mappings_evicted",
         "mappings_active",
+        "sessions_active",
+        "parity_fallbacks",
+        "answered",
+        "blocks_released",
         "translated_out",
         "translated_in",
         "hairpinned",
@@ -28,6 +32,13 @@ class Counters:
         self.mappings_expired = 0
         self.mappings_evicted = 0
         self.mappings_active = 0
+        self.sessions_active = 0
+        self.parity_fallbacks = 0
+        """New mappings whose port could not keep the internal port's parity (REQ-4)."""
+        self.answered = 0
+        """Echo requests to a pool address the NAT answered itself."""
+        self.blocks_released = 0
+        """CGN port blocks given back after their last mapping ended."""
         self.translated_out = 0
         self.translated_in = 0
         self.hairpinned = 0
@@ -41,6 +52,10 @@ class Counters:
             "mappings_active": self.mappings_active,
             "mappings_expired": self.mappings_expired,
             "mappings_evicted": self.mappings_evicted,
+            "sessions_active": self.sessions_active,
+            "parity_fallbacks": self.parity_fallbacks,
+            "blocks_released": self.blocks_released,
+            "answered": self.answered,
             "translated_out": self.translated_out,
             "translated_in": self.translated_in,
             "hairpinned": self.hairpinned,

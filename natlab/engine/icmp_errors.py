@@ -11,6 +11,12 @@ packet going the other way:
 - from inside, the quote is an inbound packet we translated (Y:y -> X:x):
   outer source X -> X', quoted destination X:x -> X':x'.
 
+An error about a static 1:1 host's packet only has its addresses changed, so it
+reaches the host whatever the quoted protocol (GRE, ESP, ...). An error from
+inside about a *hairpinned* packet is addressed to one of our external addresses:
+after the inside-to-outside translation it is translated again as if it came in
+from outside, and turns back to the sender (RFC 5508 REQ-7).
+
 An error whose quote matches no active mapping and session is dropped (REQ-3a).
 The quoted IP header's checksum and the ICMP checksum are recomputed in full; the
 quoted transport checksum (often cut off) is adjusted incrementally (RFC 1624).
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, L4_CSUM_OFFSET, add_to_csum, add_to_udp_csum
 from natlab.engine.types import Side
-from natlab.engine.verdicts import DropReason, Forward, Verdict
+from natlab.engine.verdicts import Drop, DropReason, Forward, Hairpin, Verdict
 from natlab.packet.checksum import checksum, delta32, fold
 
 if TYPE_CHECKING:
@@ -43,6 +49,10 @@ def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: flo
     qproto = data[q + 9]
     qsrc = int.from_bytes(data[q + 12:q + 16], "big")
     qdst = int.from_bytes(data[q + 16:q + 20], "big")
+    static = _static_address(engine, side, qsrc, qdst)
+    if static is not None:
+        done = _translate_static(engine, bytearray(data), ihl, q, qihl, total, side, static, events)
+        return _hairpin_back(engine, done, ihl, total, side, now, events)
     if qproto == UDP or qproto == TCP:
         qsport = (data[ql4] << 8) | data[ql4 + 1]
         qdport = (data[ql4 + 2] << 8) | data[ql4 + 3]
@@ -56,9 +66,6 @@ def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: flo
         return engine._drop(DropReason.ICMP_ERROR_UNMATCHED, events)
 
     buf = bytearray(data)
-    static = _static_address(engine, side, qsrc, qdst)
-    if static is not None:
-        return _translate_static(engine, buf, ihl, q, qihl, total, side, static, events)
     if side is Side.OUTSIDE:
         m = engine.by_external.get((qproto, qsrc, qsport))
         if m is None or (qdst, qdport) not in m.sessions:
@@ -84,7 +91,22 @@ def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: flo
     _recompute(buf, q, qihl)  # quoted IP header
     buf[ihl + 2:ihl + 4] = b"\x00\x00"
     buf[ihl + 2:ihl + 4] = checksum(buf[ihl:total]).to_bytes(2, "big")
-    return Forward(buf, tuple(events) if events else ())
+    return _hairpin_back(engine, Forward(buf, tuple(events) if events else ()), ihl, total, side, now, events)
+
+
+def _hairpin_back(engine: "Engine", done: Verdict, ihl: int, total: int, side: Side, now: float, events) -> Verdict:
+    """An error from inside about a hairpinned packet: translate it in again, to the sender."""
+    if side is Side.OUTSIDE or done.__class__ is not Forward:
+        return done
+    buf = done.data
+    dst = int.from_bytes(buf[16:20], "big")
+    if dst not in engine.pool_set and dst not in engine.static_in:
+        return done
+    back = translate(engine, buf, ihl, total, Side.OUTSIDE, now, events)
+    if back.__class__ is Drop:
+        return back
+    engine.counters.hairpinned += 1
+    return Hairpin(back.data, back.events, back.emits)
 
 
 def _set_port(buf: bytearray, off: int, port: int) -> None:

@@ -4,15 +4,20 @@ Theory of operation
 -------------------
 ``process`` parses just enough of an IPv4 packet to find its flow, then:
 
-- from the inside, to one of our external addresses: hairpin (RFC 4787 REQ-9);
+- from the inside, to one of our external addresses (pool or static 1:1): hairpin
+  (RFC 4787 REQ-9, :mod:`natlab.engine.hairpin`); an echo request to a pool
+  address is answered by the NAT itself;
 - from the inside: find the flow's session, or make one (and a mapping, REQ-1..4),
   rewrite the source (address, port or ICMP identifier) in place;
 - from the outside: find the mapping of the destination, let filtering (REQ-8)
   admit or refuse the remote endpoint, rewrite the destination.
 
 Established flows cost one dict probe and a rewrite with per-mapping checksum
-deltas (RFC 1624). ICMP errors (RFC 5508), fragments (REQ-14) and unsolicited
-SYNs (RFC 5382 REQ-4) live in their own modules. Timers are lazy (see
+deltas (RFC 1624). ICMP errors (RFC 5508), fragments (REQ-14), unsolicited
+SYNs (RFC 5382 REQ-4), Linux's inbound-first remapping (``inbound_first``) and
+live changes (:mod:`natlab.engine.live`) live in their own modules. Sessions
+are bounded (``limits.max_sessions``, ``max_sessions_per_mapping``): a packet
+that would open one more is a counted ``session-limit`` drop. Timers are lazy (see
 :mod:`natlab.engine.table`); anything due is expired before a packet is handled,
 so results never depend on how punctually the caller runs ``expire``.
 """
@@ -25,14 +30,14 @@ import random
 import struct
 from typing import Optional, Sequence
 
-from natlab.engine import fragments, icmp_errors, static_nat, syn_hold
+from natlab.engine import fragments, hairpin, icmp_errors, inbound_first, live, static_nat, syn_hold
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
-from natlab.engine.policy import Dependency, Hairpinning, Policy, Refresh
+from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
 from natlab.engine.ports import PortAllocator, checked_pool
-from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, decrement, tcp_next_state
+from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, decrement, restarts, tcp_next_state
 from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
-from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Hairpin, Tick, Verdict
+from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Tick, Verdict
 from natlab.engine.views import MappingView, snapshot
 
 _IPV4 = struct.Struct("!BBHHHBBHII")
@@ -67,7 +72,8 @@ class Engine:
         self.syns = syn_hold.SynHold()
         self.frags = fragments.FragmentTable()
         self.pool = checked_pool(pool)
-        self.allocator = PortAllocator(policy, self.pool, rng)
+        self.allocator = PortAllocator(policy, self.pool, rng, self.counters)
+        self.claims = inbound_first.Claims()
         self._set_policy(policy)
 
     # -- configuration -----------------------------------------------------------
@@ -78,6 +84,11 @@ class Engine:
         t = policy.timeouts
         self.t_udp, self.t_udp_unreplied = t.udp, t.udp_unreplied or t.udp
         self.t_tcp_est, self.t_tcp_trans, self.t_icmp = t.tcp_established, t.tcp_transitory, t.icmp
+        self.t_tcp_rst = t.tcp_rst or t.tcp_transitory
+        self.t_stream_after = t.udp_stream_after
+        self.max_sessions = policy.limits.max_sessions or 0
+        self.max_per_mapping = policy.limits.max_sessions_per_mapping or 0
+        self.remap_inbound_first = policy.inbound_first is InboundFirst.REMAP
         self.refresh_out = policy.refresh is not Refresh.INBOUND
         self.refresh_in = policy.refresh is not Refresh.OUTBOUND
         self.static_out = {to_int(s.internal): to_int(s.external) for s in policy.static}
@@ -93,42 +104,16 @@ class Engine:
             self.forwards_by_internal[(m.proto, m.internal.addr, m.internal.port)] = m
 
     def reconfigure(self, policy: Policy, now: float) -> Tick:
-        """Apply a new policy live. Mappings stay unless the mapping behaviour changed."""
-        events: list[Event] = []
-        if policy.mapping is not self.policy.mapping:
-            self._flush_dynamic(now, events, "mapping behaviour changed")
-        self._set_policy(policy)
-        return Tick(tuple(events))
+        """Apply a new policy live (:func:`natlab.engine.live.reconfigure`)."""
+        return live.reconfigure(self, policy, now)
 
     def set_pool(self, pool: Sequence[AddressLike], now: float) -> Tick:
         """Change the external addresses; mappings on withdrawn addresses end."""
-        new = checked_pool(pool)
-        events: list[Event] = []
-        for m in [m for m in self.by_external.values() if m.kind == "dynamic" and m.external.addr not in new]:
-            self._remove_mapping(m, now, events, EventKind.MAPPING_EXPIRED, "external address withdrawn")
-        self.pool = new
-        self.allocator.pool = new
-        self._set_policy(self.policy)
-        return Tick(tuple(events))
+        return live.set_pool(self, pool, now)
 
     def flush(self, now: float) -> Tick:
         """A reboot: every dynamic mapping, held SYN and fragment is forgotten."""
-        events: list[Event] = []
-        self._flush_dynamic(now, events, "flushed")
-        self.allocator = PortAllocator(self.policy, self.pool, self.rng)
-        return Tick(tuple(events))
-
-    def _flush_dynamic(self, now: float, events: list[Event], why: str) -> None:
-        count = 0
-        for m in [m for m in self.by_external.values() if m.kind == "dynamic"]:
-            self._remove_mapping(m, now, None, None, why)
-            count += 1
-        for m in self.forwards_by_internal.values():
-            for s in list(m.sessions.values()):
-                self._remove_session(s)
-        self.syns.clear()
-        self.frags.clear()
-        events.append(Event(EventKind.MAPPINGS_FLUSHED, now, detail=f"{count} mappings: {why}"))
+        return live.flush(self, now)
 
     # -- packets -------------------------------------------------------------------
     def process(self, data: bytes | bytearray, side: Side, now: float) -> Verdict:
@@ -177,6 +162,8 @@ class Engine:
                     return self._drop(DropReason.ICMP_DISABLED, events)
                 ident = (data[ihl + 4] << 8) | data[ihl + 5]
                 if side is INSIDE and itype == 8:
+                    if dst in self.pool_set:
+                        return hairpin.answer_echo(self, data, ihl, total, events)
                     return self._outbound(data, ihl, ICMP, src, ident, dst, 0, 4, 0, now, events)
                 if side is OUTSIDE and itype == 0:
                     return self._inbound(data, ihl, ICMP, src, 0, dst, ident, 4, 0, now, events)
@@ -189,8 +176,10 @@ class Engine:
         return static_nat.translate_or_drop(self, data, ihl, proto, src, dst, side, events)
 
     def _outbound(self, data, ihl, proto, x_addr, x_port, y_addr, y_port, port_off, flags, now, events) -> Verdict:
-        if y_addr in self.pool_set:
-            return self._hairpin(data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
+        if y_addr in self.pool_set or y_addr in self.static_in:
+            if proto == ICMP:
+                return self._drop(DropReason.HAIRPIN_DISABLED, events)
+            return hairpin.hairpin(self, data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
         sess = self.by_flow.get((proto, x_addr, x_port, y_addr, y_port))
         if sess is None:
             if x_addr in self.static_out:  # after by_flow: a forward's replies keep the forward
@@ -202,7 +191,9 @@ class Engine:
         elif proto == TCP or not sess.seen & 1 or self.refresh_events:
             self._touch(sess, 1, flags, now, self.refresh_out, events)
         elif self.refresh_out:
-            sess.expires = now + self._timeout(sess)
+            sess.expires = deadline = now + self._timeout(sess, now)
+            if deadline < sess.armed:
+                self._arm(sess)
         m = sess.mapping
         buf = bytearray(data)
         buf[12:16] = m.ext_addr_bytes
@@ -218,7 +209,9 @@ class Engine:
         m = self.by_external.get((proto, ext_addr, ext_port))
         if m is None:
             if ext_addr in self.static_in:
-                return static_nat.translate(self, data, ihl, proto, 16, self.static_in[ext_addr], events, OUTSIDE)
+                return static_nat.inbound(self, data, ihl, proto, y_addr, y_port, ext_port, self.static_in[ext_addr], events)
+            if self.remap_inbound_first and proto == UDP:
+                inbound_first.claim(self, ext_addr, ext_port, y_addr, y_port, now)
             if proto == TCP and flags & SYN and not flags & (ACK | RST):
                 return syn_hold.unsolicited(self, data, ext_addr, ext_port, y_addr, y_port, now, events,
                                             DropReason.NO_MAPPING)
@@ -226,13 +219,19 @@ class Engine:
         sess = m.sessions.get((y_addr, y_port))
         if sess is None:
             if not self._admits(m, y_addr):
+                if self.remap_inbound_first and proto == UDP:
+                    inbound_first.claim(self, ext_addr, ext_port, y_addr, y_port, now)
                 return self._filtered(m, data, y_addr, y_port, flags, now, events)
             events = [] if events is None else events
             sess = self._inbound_session(m, y_addr, y_port, flags, now, events)
+            if sess.__class__ is Drop:
+                return sess  # type: ignore[return-value]
         elif proto == TCP or not sess.seen & 2 or self.refresh_events:
             self._touch(sess, 2, flags, now, self.refresh_in, events)
         elif self.refresh_in:
-            sess.expires = now + self._timeout(sess)
+            sess.expires = deadline = now + self._timeout(sess, now)
+            if deadline < sess.armed:
+                self._arm(sess)
         buf = bytearray(data)
         buf[16:20] = m.int_addr_bytes
         add_to_csum(buf, 10, m.ip_in)
@@ -240,43 +239,6 @@ class Engine:
         m.packets_in += 1
         self.counters.translated_in += 1
         return Forward(buf, tuple(events) if events else ())
-
-    def _hairpin(self, data, ihl, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events) -> Verdict:
-        """REQ-9: an inside packet to one of our external endpoints turns back inside."""
-        mode = self.policy.hairpinning
-        if mode is Hairpinning.NONE or proto == ICMP:
-            return self._drop(DropReason.HAIRPIN_DISABLED, events)
-        sess = self.by_flow.get((proto, x_addr, x_port, ext_addr, ext_port))
-        events = [] if events is None else events
-        if sess is None:
-            sess = self._open_session(proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
-            if sess.__class__ is Drop:
-                return sess  # type: ignore[return-value]
-        else:
-            self._touch(sess, 1, flags, now, self.refresh_out, events)
-        m1 = sess.mapping
-        m2 = self.by_external.get((proto, ext_addr, ext_port))
-        if m2 is None:
-            return self._drop(DropReason.NO_MAPPING, events)
-        back = m2.sessions.get((m1.external.addr, m1.external.port))
-        if back is None:
-            if not self._admits(m2, m1.external.addr):
-                return self._filtered(m2, b"", m1.external.addr, m1.external.port, 0, now, events)
-            back = self._inbound_session(m2, m1.external.addr, m1.external.port, flags, now, events)
-        else:
-            self._touch(back, 2, flags, now, self.refresh_in, events)
-        buf = bytearray(data)
-        buf[16:20] = m2.int_addr_bytes
-        add_to_csum(buf, 10, m2.ip_in)
-        rewrite_l4(buf, ihl, proto, 2, m2.internal.port, m2.l4_in)
-        if mode is Hairpinning.EXTERNAL_SOURCE:
-            buf[12:16] = m1.ext_addr_bytes
-            add_to_csum(buf, 10, m1.ip_out)
-            rewrite_l4(buf, ihl, proto, 0, m1.external.port, m1.l4_out)
-        m1.packets_out += 1
-        m2.packets_in += 1
-        self.counters.hairpinned += 1
-        return Hairpin(buf, tuple(events) if events else ())
 
     # -- filtering (REQ-8) -----------------------------------------------------------
     def _admits(self, m: Mapping, y_addr: int) -> bool:
@@ -302,6 +264,8 @@ class Engine:
         """A new outbound session, on an existing mapping or a new one (REQ-1..4)."""
         if proto == TCP and flags & 0x04:
             return self._drop(DropReason.NO_MAPPING, events)
+        if self.max_sessions and self.counters.sessions_active >= self.max_sessions:
+            return self._drop(DropReason.SESSION_LIMIT, events)
         m = self.forwards_by_internal.get((proto, x_addr, x_port))
         if m is None:
             dep = self.policy.mapping
@@ -313,30 +277,44 @@ class Engine:
                 if made.__class__ is Drop:
                     return made
                 m = made
-        sess = self._new_session(m, y_addr, y_port)
+            if self.claims and proto == UDP:
+                m = inbound_first.avoid_clash(self, m, y_addr, y_port, now, events)
+                if m.__class__ is Drop:
+                    return m
+        if self.max_per_mapping and len(m.sessions) >= self.max_per_mapping:
+            return self._drop(DropReason.SESSION_LIMIT, events)
+        sess = self._new_session(m, y_addr, y_port, now)
         self._touch(sess, 1, flags, now, True, events)
         self._arm(sess)
         return sess
 
-    def _inbound_session(self, m: Mapping, y_addr: int, y_port: int, flags: int, now: float, events) -> Session:
-        """A session opened from outside (admitted by filtering). Unless inbound packets
-        refresh (REQ-6), it may not outlive the mapping's current expiry."""
+    def _inbound_session(self, m: Mapping, y_addr: int, y_port: int, flags: int, now: float, events):
+        """A session opened from outside (admitted by filtering), or a Drop at a session
+        limit. Unless inbound packets refresh (REQ-6), it may not outlive the mapping's
+        current expiry."""
+        if (self.max_sessions and self.counters.sessions_active >= self.max_sessions) or (
+                self.max_per_mapping and len(m.sessions) >= self.max_per_mapping):
+            return self._drop(DropReason.SESSION_LIMIT, events)
         cap = None if (self.refresh_in or m.kind != "dynamic") else m.expires
-        sess = self._new_session(m, y_addr, y_port)
+        sess = self._new_session(m, y_addr, y_port, now)
         self._touch(sess, 2, flags, now, cap is None, events)
         if cap is not None:
             sess.expires = cap
         self._arm(sess)
         return sess
 
-    def _new_mapping(self, proto, x_addr, x_port, y_addr, y_port, key, now, events):
+    def _new_mapping(self, proto, x_addr, x_port, y_addr, y_port, key, now, events, taken=None, remote=None):
+        """A new dynamic mapping for X:x, or a Drop; ``taken`` overrides which external
+        endpoints count as in use, ``remote`` the mapping's endpoint-dependency label."""
         limits = self.policy.limits
         if limits.max_mappings and self.counters.mappings_active >= limits.max_mappings:
             return self._drop(DropReason.LIMIT_REACHED, events)
         if limits.max_mappings_per_host and self.per_host.get(x_addr, 0) >= limits.max_mappings_per_host:
             return self._drop(DropReason.LIMIT_REACHED, events)
-        taken = self.by_external.__contains__
-        got = self.allocator.allocate(proto, x_addr, x_port, lambda p, a, port: taken((p, a, port)))
+        if taken is None:
+            in_use = self.by_external.__contains__
+            taken = lambda p, a, port: in_use((p, a, port))  # noqa: E731
+        got = self.allocator.allocate(proto, x_addr, x_port, taken)
         if got is None:
             return self._drop(DropReason.PORT_EXHAUSTED, events)
         ext_addr, ext_port, evicts = got
@@ -345,11 +323,13 @@ class Engine:
         if evicts:
             old = self.by_external[(proto, ext_addr, ext_port)]
             if old.kind != "dynamic":
+                self.allocator.release(ext_addr, ext_port, proto)
                 return self._drop(DropReason.PORT_EXHAUSTED, events)
             self._remove_mapping(old, now, events, EventKind.MAPPING_EVICTED, "port overloaded")
             self.counters.mappings_evicted += 1
-        dep = self.policy.mapping
-        remote = "*" if dep is _EIM else (to_str(y_addr) if dep is _ADM else f"{to_str(y_addr)}:{y_port}")
+        if remote is None:
+            dep = self.policy.mapping
+            remote = "*" if dep is _EIM else (to_str(y_addr) if dep is _ADM else f"{to_str(y_addr)}:{y_port}")
         m = Mapping(proto, Endpoint(x_addr, x_port), Endpoint(ext_addr, ext_port), key, remote, now)
         self.by_key[key] = m
         self.by_external[(proto, ext_addr, ext_port)] = m
@@ -359,22 +339,26 @@ class Engine:
         events.append(self._mapping_event(EventKind.MAPPING_CREATED, m, now))
         return m
 
-    def _new_session(self, m: Mapping, y_addr: int, y_port: int) -> Session:
+    def _new_session(self, m: Mapping, y_addr: int, y_port: int, now: float) -> Session:
         flow = (m.proto, m.internal.addr, m.internal.port, y_addr, y_port)
-        sess = Session(m, (y_addr, y_port), flow, m.created)
+        sess = Session(m, (y_addr, y_port), flow, m.created, now)
         m.sessions[(y_addr, y_port)] = sess
         m.addr_refs[y_addr] = m.addr_refs.get(y_addr, 0) + 1
         self.by_flow[flow] = sess
+        self.counters.sessions_active += 1
         return sess
 
     def _arm(self, sess: Session) -> None:
+        """Put the session's deadline on the heap; ``armed`` is its earliest entry there."""
+        sess.armed = sess.expires
         heapq.heappush(self.heap, (sess.expires, next(self.seq), sess))
 
     def _touch(self, sess: Session, direction: int, flags: int, now: float, refresh: bool, events) -> None:
         """Note a packet on a session (direction 1 out, 2 in); refresh its timer if ``refresh``.
 
         A TCP state change to a shorter timer (a FIN or RST: RFC 5382 REQ-5's
-        transitory timer) applies whatever the refresh direction.
+        transitory timer) applies whatever the refresh direction; a new handshake on
+        a closed session's 5-tuple starts a new connection.
         """
         sess.seen |= direction
         changed = False
@@ -383,27 +367,36 @@ class Engine:
             sess.fin_out = sess.fin_out or (direction == 1 and fin)
             sess.fin_in = sess.fin_in or (direction == 2 and fin)
             state = tcp_next_state(sess.state, flags, direction == 1, sess.fin_out, sess.fin_in)
+            if restarts(sess.state, state):
+                sess.fin_out = sess.fin_in = False
+                refresh = True  # the new connection's SYN opens it, as an outbound one would
             changed = state is not sess.state
             sess.state = state
         if refresh:
-            new = now + self._timeout(sess)
+            new = now + self._timeout(sess, now)
         elif changed:
-            new = min(sess.expires, now + self._timeout(sess))
+            new = min(sess.expires, now + self._timeout(sess, now))
         else:
             return
-        shorter = new < sess.expires
         sess.expires = new
-        if shorter and not sess.dead and sess.mapping.sessions.get(sess.remote) is sess:
-            self._arm(sess)  # the heap holds a later deadline for it
+        if new < sess.armed and not sess.dead:
+            self._arm(sess)  # the heap holds only a later deadline for it
         if refresh and self.refresh_events and events is not None:
             events.append(self._mapping_event(EventKind.MAPPING_REFRESHED, sess.mapping, now))
 
-    def _timeout(self, sess: Session) -> float:
+    def _timeout(self, sess: Session, now: float) -> float:
+        """The session's idle timer now (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-2)."""
         proto = sess.mapping.proto
         if proto == UDP:
-            return self.t_udp if sess.seen == 3 else self.t_udp_unreplied
+            if sess.seen != 3:
+                return self.t_udp_unreplied
+            after = self.t_stream_after
+            return self.t_udp if after is None or now - sess.started > after else self.t_udp_unreplied
         if proto == TCP:
-            return self.t_tcp_est if sess.state is TcpState.ESTABLISHED else self.t_tcp_trans
+            state = sess.state
+            if state is TcpState.ESTABLISHED:
+                return self.t_tcp_est
+            return self.t_tcp_rst if state is TcpState.CLOSED else self.t_tcp_trans
         return self.t_icmp
 
     def _remove_session(self, sess: Session) -> None:
@@ -414,6 +407,7 @@ class Engine:
         self.by_flow.pop(sess.flow, None)
         m.sessions.pop(sess.remote, None)
         decrement(m.addr_refs, sess.remote[0])
+        self.counters.sessions_active -= 1
 
     def _remove_mapping(self, m: Mapping, now: float, events, kind, detail: str = "") -> None:
         for sess in list(m.sessions.values()):
@@ -423,6 +417,8 @@ class Engine:
         if self.by_key.get(m.key) is m:
             del self.by_key[m.key]
         decrement(self.per_host, m.internal.addr)
+        if m.kind == "dynamic":
+            self.allocator.release(m.external.addr, m.external.port, m.proto)
         self.counters.mappings_active -= 1
         if kind is EventKind.MAPPING_EXPIRED:
             self.counters.mappings_expired += 1
@@ -440,13 +436,13 @@ class Engine:
     def _expire_due(self, now: float, events: list, emits: list) -> None:
         heap = self.heap
         while heap and heap[0][0] <= now:
-            _, _, item = heapq.heappop(heap)
+            deadline, _, item = heapq.heappop(heap)
             if item.__class__ is Session:
                 sess: Session = item  # type: ignore[assignment]
-                if sess.dead:
-                    continue
+                if sess.dead or deadline != sess.armed:
+                    continue  # ended, or a stale entry: an earlier one was pushed since
                 if sess.expires > now:
-                    heapq.heappush(heap, (sess.expires, next(self.seq), sess))
+                    self._arm(sess)
                     continue
                 m = sess.mapping
                 self._remove_session(sess)

@@ -80,6 +80,34 @@ class Hairpinning(str, Enum):
     EXTERNAL_SOURCE = "external-source"
 
 
+class HairpinFiltering(str, Enum):
+    """Whether a hairpinned packet passes the target mapping's filter (RFC 4787 REQ-8, REQ-9).
+
+    RFC 4787 section 6 describes a hairpinning NAT as one that treats the packet as
+    if it came from the external realm, so ``apply`` filters it like any inbound
+    packet from the sender's external endpoint; ``bypass`` lets it in unfiltered,
+    as Linux's usual hairpin set-up (DNAT plus MASQUERADE on the LAN side) does.
+    """
+
+    APPLY = "apply"
+    BYPASS = "bypass"
+
+
+class InboundFirst(str, Enum):
+    """What an unsolicited inbound UDP packet leaves behind (RFC 4787 REQ-1, section 4.1).
+
+    ``forget``: nothing; the mapping keeps serving every remote from the same
+    external endpoint (REQ-1). ``remap``: like Linux conntrack, the packet from
+    R to X':x leaves an unreplied entry for ``timeouts.udp_unreplied`` seconds;
+    if the inside host then sends to R from X:x, its reply tuple clashes with that
+    entry and the NAT picks a new external port for R only, so R sees an
+    endpoint-dependent mapping (a REQ-1 violation) while other remotes still see x.
+    """
+
+    FORGET = "forget"
+    REMAP = "remap"
+
+
 class SynResponse(str, Enum):
     """What an unsolicited inbound TCP SYN eventually gets (RFC 5382 REQ-4)."""
 
@@ -126,6 +154,13 @@ class Timeouts:
     """RFC 5382 REQ-5: transitory (partly open or closing) timeout MUST NOT be under 4 min."""
     icmp: Seconds = 60.0
     """RFC 5508 REQ-2: an ICMP query session timer MUST NOT expire in under 60 s."""
+    udp_stream_after: Optional[Annotated[float, Field(ge=0, description="seconds")]] = None
+    """REQ-5 timers as Linux applies them: a replied UDP session gets ``udp`` only once a
+    packet passes more than this many seconds after the session's first packet (Linux: 2 s,
+    the conntrack "stream"); until then ``udp_unreplied``. None: ``udp`` as soon as replied."""
+    tcp_rst: Optional[Seconds] = None
+    """RFC 5382 REQ-5: timer of a TCP session after a RST (Linux: 10 s,
+    nf_conntrack_tcp_timeout_close); None: ``tcp_transitory``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +209,13 @@ class Limits:
     """Mappings in total (None: no limit beyond the port space)."""
     max_mappings_per_host: Optional[Annotated[int, Field(ge=1)]] = None
     """Mappings per internal address (None: no limit)."""
+    max_sessions: Optional[Annotated[int, Field(ge=1)]] = 65536
+    """Sessions (remote endpoints a mapping has seen) in total, and unreplied
+    ``inbound_first: remap`` entries, like Linux's nf_conntrack_max; more are a counted
+    drop, so memory stays bounded under a flood (RFC 6888 REQ-4). None: no limit."""
+    max_sessions_per_mapping: Optional[Annotated[int, Field(ge=1)]] = None
+    """Sessions per mapping: with endpoint-independent filtering every remote that
+    writes to a mapping adds one (None: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +263,12 @@ class Policy:
     """REQ-6: outbound refresh MUST be true; inbound MAY be."""
     hairpinning: Hairpinning = Hairpinning.EXTERNAL_SOURCE
     """REQ-9: MUST support hairpinning, presenting the external source (REQ-9a)."""
+    hairpin_filtering: HairpinFiltering = HairpinFiltering.APPLY
+    """REQ-8 applied to hairpinned packets: ``apply`` (the packet comes, as section 6
+    says, as if from the external realm) or ``bypass`` (Linux DNAT+MASQUERADE hairpin)."""
+    inbound_first: InboundFirst = InboundFirst.FORGET
+    """REQ-1: an unsolicited inbound UDP packet leaves no state (``forget``), or Linux's
+    unreplied conntrack entry that remaps a later outbound flow to that remote (``remap``)."""
     icmp: IcmpPolicy = field(default_factory=IcmpPolicy)
     tcp: TcpPolicy = field(default_factory=TcpPolicy)
     fragments: Fragments = field(default_factory=Fragments)

@@ -40,6 +40,17 @@ def translate(engine: "Engine", data, ihl: int, proto: int, addr_off: int, new_a
     return Forward(buf, tuple(events) if events else ())
 
 
+def inbound(engine: "Engine", data, ihl: int, proto: int, y_addr: int, y_port: int, port: int,
+            internal: int, events) -> Verdict:
+    """A UDP/TCP packet to a static external address. The inside 5-tuple may also be a port
+    forward's session; the client now uses the static address, so that session ends and
+    the reply leaves from the address and port the client used."""
+    sess = engine.by_flow.get((proto, internal, port, y_addr, y_port))
+    if sess is not None and sess.mapping.kind == "forward":
+        engine._remove_session(sess)
+    return translate(engine, data, ihl, proto, 16, internal, events, Side.OUTSIDE)
+
+
 def translate_or_drop(engine: "Engine", data, ihl: int, proto: int, src: int, dst: int, side: Side, events) -> Verdict:
     """Packets no mapping covers: static NAT if an address has one, else a counted drop."""
     if side is Side.INSIDE and src in engine.static_out:

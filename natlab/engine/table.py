@@ -16,7 +16,10 @@ Three indexes make lookups one dict probe each:
   the flow trimmed by the mapping's endpoint dependency (REQ-1).
 
 Expiry is lazy: a heap of (deadline, seq, session) entries; refreshing a session
-only moves its ``expires``; a popped entry that was refreshed is pushed again.
+only moves its ``expires``; a popped entry that was refreshed is pushed again. A
+refresh that *shortens* a session (a FIN, a RST, a timer lowered live) pushes an
+earlier entry at once, so nothing outlives its deadline; ``armed`` tells the
+current entry from stale ones.
 """
 
 from __future__ import annotations
@@ -42,16 +45,21 @@ class TcpState(str, Enum):
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 
 
+_ENDED = (TcpState.CLOSING, TcpState.CLOSED)
+
+
 def tcp_next_state(state: Optional[TcpState], flags: int, outbound: bool, fin_out: bool, fin_in: bool) -> TcpState:
     """The session's state after a packet with ``flags`` (RFC 5382 section 5).
 
     SYNs both ways make a connection established; a FIN moves it to closing
-    (transitory timer), FINs both ways or a RST to closed.
+    (transitory timer), FINs both ways or a RST to closed. A SYN (without ACK)
+    after FINs both ways or a RST reuses the 5-tuple for a new connection, as
+    Linux conntrack does from TIME_WAIT or CLOSE.
     """
     if flags & RST:
         return TcpState.CLOSED
     if flags & SYN:
-        if state is None or state is TcpState.CLOSED:
+        if state is None or state is TcpState.CLOSED or (state is TcpState.CLOSING and not flags & ACK):
             return TcpState.SYN_SENT if outbound else TcpState.SYN_RECEIVED
         if (state is TcpState.SYN_SENT and not outbound) or (state is TcpState.SYN_RECEIVED and outbound):
             return TcpState.ESTABLISHED
@@ -61,6 +69,11 @@ def tcp_next_state(state: Optional[TcpState], flags: int, outbound: bool, fin_ou
     if flags & FIN:
         return TcpState.CLOSING if (fin_out and fin_in) else TcpState.FIN_WAIT
     return state
+
+
+def restarts(before: Optional[TcpState], after: TcpState) -> bool:
+    """Whether a packet turned an ended connection into a new one (RFC 5382 REQ-5 timers)."""
+    return before in _ENDED and after in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
 
 class Mapping:
@@ -113,13 +126,19 @@ class Mapping:
 class Session:
     """Traffic between a mapping and one remote endpoint: the unit of filtering and aging."""
 
-    __slots__ = ("mapping", "remote", "expires", "seen", "state", "fin_out", "fin_in", "dead", "flow")
+    __slots__ = ("mapping", "remote", "expires", "armed", "started", "seen", "state", "fin_out", "fin_in",
+                 "dead", "flow")
 
-    def __init__(self, mapping: Mapping, remote: tuple[int, int], flow: tuple, expires: float) -> None:
+    def __init__(self, mapping: Mapping, remote: tuple[int, int], flow: tuple, expires: float,
+                 started: float = 0.0) -> None:
         self.mapping = mapping
         self.remote = remote
         self.flow = flow
         self.expires = expires
+        self.armed = float("-inf")
+        """The earliest deadline the engine's heap holds for this session."""
+        self.started = started
+        """When the session's first packet passed (for ``timeouts.udp_stream_after``)."""
         self.seen = 0
         """Directions seen: 1 outbound, 2 inbound, 3 both (a "replied" session)."""
         self.state: Optional[TcpState] = None

@@ -25,6 +25,7 @@ class DropReason(str, Enum):
     FILTERED = "filtered"
     PORT_EXHAUSTED = "port-exhausted"
     LIMIT_REACHED = "limit-reached"
+    SESSION_LIMIT = "session-limit"
     HAIRPIN_DISABLED = "hairpin-disabled"
     ICMP_DISABLED = "icmp-disabled"
     ICMP_ERROR_UNMATCHED = "icmp-error-unmatched"

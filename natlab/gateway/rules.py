@@ -9,8 +9,8 @@ would be dropped as a martian):
 - ``mangle PREROUTING -i <outside>`` -> ``queue_in``: inbound packets; the
   engine rewrites their destination before the routing decision (the pool
   addresses are local, so unrewritten they would be delivered locally).
-- ``mangle PREROUTING -i <inside> -d <pool address>`` -> ``queue_in``:
-  hairpin candidates.
+- ``mangle PREROUTING -i <inside> -d <pool or static 1:1 external address>``
+  -> ``queue_in``: hairpin candidates (both are local addresses here).
 - ``mangle FORWARD -i <inside> -o <outside>`` -> ``queue_out``: outbound
   packets, after routing; the engine rewrites their source.
 
@@ -116,23 +116,29 @@ class Rules:
     """The rules of one gateway: ``install()``, ``set_pool(pool)``, ``remove()``."""
 
     def __init__(self, lab: str, *, outside_iface: str, inside_ifaces: Sequence[str],
-                 pool: Sequence[str], queue_in: int, queue_out: int, mark: int) -> None:
+                 pool: Sequence[str], queue_in: int, queue_out: int, mark: int,
+                 static: Sequence[str] = ()) -> None:
         self.lab = lab
         self.outside_iface = outside_iface
         self.inside_ifaces = tuple(inside_ifaces)
         self.pool = tuple(pool)
+        self.static = tuple(static)
+        """Static 1:1 external addresses (the spec's policy): hairpin candidates like the pool."""
         self.queue_in = queue_in
         self.queue_out = queue_out
         self.mark = mark
 
     @classmethod
     def from_spec(cls, spec) -> "Rules":  # spec: GatewaySpec
+        static = [s["external"] for s in (spec.policy or {}).get("static", ()) if s["external"] not in spec.pool]
         return cls(spec.lab, outside_iface=spec.outside_iface, inside_ifaces=spec.inside_ifaces,
-                   pool=spec.pool, queue_in=spec.queue_in, queue_out=spec.queue_out, mark=spec.mark)
+                   pool=spec.pool, queue_in=spec.queue_in, queue_out=spec.queue_out, mark=spec.mark,
+                   static=static)
 
     def _pre(self) -> list[list[str]]:
         return pre_rules(self.lab, outside_iface=self.outside_iface, inside_ifaces=self.inside_ifaces,
-                         pool=self.pool, queue_in=self.queue_in, mark=self.mark)
+                         pool=(*self.pool, *(a for a in self.static if a not in self.pool)),
+                         queue_in=self.queue_in, mark=self.mark)
 
     def _fwd(self) -> list[list[str]]:
         return fwd_rules(self.lab, outside_iface=self.outside_iface, inside_ifaces=self.inside_ifaces,

@@ -95,3 +95,22 @@ def test_hairpin_is_admitted_once_the_target_contacted_the_sender(filtering):
     back = nat.hairpinned(udp(B, 6000, *xa))
     assert dst_of(back) == (A, 5000)
     assert src_of(back) == xb
+
+
+# -- hairpin_filtering (REQ-8 on hairpinned packets) -------------------------------------
+@pytest.mark.parametrize("target", ["own", "neighbour"])
+@pytest.mark.parametrize("mode, delivered", [("apply", False), ("bypass", True)])
+def test_hairpin_filtering_apply_filters_and_bypass_admits(target, mode, delivered):
+    from natlab.engine import HairpinFiltering
+
+    nat = Nat(policy(filtering=Dependency.ADDRESS_AND_PORT_DEPENDENT, hairpinning=EXT,
+                     hairpin_filtering=HairpinFiltering(mode)))
+    xa = udp_round_trip(nat, A, 5000, Y1, 80)
+    xb = udp_round_trip(nat, B, 6000, Y1, 80)
+    sender, sport = (A, 5001) if target == "own" else (A, 5000)
+    to = xa if target == "own" else xb
+    v = nat.out(udp(sender, sport, *to))
+    if delivered:
+        assert type(v).__name__ == "Hairpin"
+    else:
+        assert v.reason is DropReason.FILTERED
