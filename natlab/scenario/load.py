@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Hashable, Optional, Sequence
@@ -204,6 +205,9 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
             _check_knobs(doc, (*path, "set", "knobs"), topo, spec.gateway, spec.knobs)
         if action == "configure":
             _check_behaviour(doc, (*path, "configure"), spec.behaviour, spec.overrides)
+        if action == "advance" and not math.isfinite(spec.seconds):  # .inf, .nan: never a clock
+            raise doc.error("advance takes a finite number of seconds", (*path, "advance", "seconds"),
+                            got=spec.seconds, hint="e.g. seconds: 400")
     if action in PROBE_ACTIONS and expect is not None:
         _check_probe(doc, path, action, spec, expect, errors)
     name = raw.get("name")
