@@ -42,6 +42,7 @@ MAX_DEPTH = 32
 """Nesting of arrays and objects in one request (real requests nest 2 deep)."""
 MAX_BUFFERED = 4 << 20
 MAX_CLIENTS = 256
+LISTEN_BACKLOG = 256
 IDLE_TIMEOUT = 30.0
 ACCEPT_PAUSE = 0.2
 ACCEPTS_PER_WAKE = 32
@@ -123,7 +124,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(temporary, 0o600)
-        listener.listen(64)
+        listener.listen(LISTEN_BACKLOG)
         listener.setblocking(False)
         os.replace(temporary, self.path)
         self._listener = listener

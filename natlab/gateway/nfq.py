@@ -40,6 +40,8 @@ MAX_QUEUE_LEN = 4096
 """Packets the kernel keeps waiting for us per queue before it drops (no bypass)."""
 COPY_RANGE = 0xFFFF
 """Copy whole packets to userspace: the largest IPv4 packet (see :func:`set_copy_range`)."""
+KERNEL_COPY_MAX = COPY_RANGE - 4
+"""What the kernel grants for that: 65,535 less a netlink attribute header (NFQNL_MAX_COPY_RANGE)."""
 RECV_BUFFER = COPY_RANGE + 4096
 """One netlink message: a whole packet plus its metadata attributes."""
 SOCK_RCVBUF = 16 << 20
@@ -174,7 +176,7 @@ class Queues:
         stats = queue_stats()
         for number in (self.queue_in, self.queue_out):
             got = stats.get(number, {}).get("copy_range")
-            if got is not None and got < COPY_RANGE:
+            if got is not None and got < KERNEL_COPY_MAX:
                 # Bigger packets then reach us cut short and are dropped as "truncated".
                 log.warning("queue %d copies only %d bytes per packet (asked %d)", number, got, COPY_RANGE)
 
