@@ -151,9 +151,6 @@ class ControlServer:
     def _accept(self, _mask: int) -> None:
         assert self._listener is not None
         for _ in range(ACCEPTS_PER_WAKE):
-            if len(self._conns) >= self.max_clients and not self._evict_idlest():
-                self._pause()
-                return
             try:
                 sock, _ = self._listener.accept()
             except BlockingIOError:
@@ -164,6 +161,10 @@ class ControlServer:
                 self.counts["control_accept_errors"] += 1
                 if not self._evict_idlest():
                     self._pause()
+                return
+            if len(self._conns) >= self.max_clients and not self._evict_idlest():
+                sock.close()  # every slot is a subscriber or has answers pending
+                self._pause()
                 return
             sock.setblocking(False)
             conn = _Conn(sock, self.clock())
