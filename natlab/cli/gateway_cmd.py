@@ -9,6 +9,7 @@ a gateway of that name) and calls :class:`GatewayClient`.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from datetime import datetime
@@ -167,8 +168,15 @@ def configure(gw: Gw, behaviour: Annotated[str, typer.Argument(
         print(f"{gw}: {knob} = {show_value(value)}")
 
 
+def _finite_seconds(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"must be a finite number of seconds >= 0, got {value:g}")
+    return value
+
+
 @app.command(rich_help_panel="Gateways")
-def advance(gw: Gw, seconds: Annotated[float, typer.Argument(help="Seconds to move the gateway's clock on.", min=0)],
+def advance(gw: Gw, seconds: Annotated[float, typer.Argument(
+                help="Seconds to move the gateway's clock on (finite, >= 0).", callback=_finite_seconds)],
             lab: LabOpt = None) -> None:
     """Move a gateway's clock forward (timers expire at once)."""
     answer = client_for(gw, lab).advance(seconds)

@@ -168,10 +168,14 @@ def _lab_data(state: LabState) -> dict[str, Any]:
 
         for name, app_state in docker.host_apps(state).items():
             hosts[name].update(app_state)
-    gateways = {name: {"behaviour": gw["behaviour"], "inside": gw["inside"], "address": gw["address"],
-                       "outside": gw["outside"], "pool": gw["pool"], "pid": gw.get("pid"),
-                       "process": _process(gw), "live": _live(name, gw)}
-                for name, gw in state.gateways.items()}
+    gateways = {}
+    for name, gw in state.gateways.items():
+        answer = _live_status(name, gw)
+        gateways[name] = {"behaviour": gw["behaviour"], "inside": gw["inside"], "address": gw["address"],
+                          "outside": gw["outside"], "pool": gw["pool"], "pid": gw.get("pid"),
+                          "process": _process(gw),
+                          "live": policy_summary(answer["preset"], answer["policy"]) if answer else None,
+                          "queue": queue_health(answer) if answer else None}
     return {"name": state.name, "phase": state.phase, "file": state.file, "backend": state.backend,
             "hosts": hosts, "gateways": gateways,
             "routers": {name: r["addresses"] for name, r in state.routers.items()}}
@@ -183,8 +187,8 @@ def _process(gw: dict) -> str:
     return "running" if runner.gateway_alive(gw) else "dead"
 
 
-def _live(name: str, gw: dict) -> Optional[dict[str, Any]]:
-    """The gateway's own word on its policy (None: it does not answer)."""
+def _live_status(name: str, gw: dict) -> Optional[dict[str, Any]]:
+    """The gateway's own ``status`` answer (None: it does not answer)."""
     from natlab.gateway.client import GatewayClient
 
     if not gw.get("control_socket"):
@@ -193,7 +197,30 @@ def _live(name: str, gw: dict) -> Optional[dict[str, Any]]:
         answer = GatewayClient(gw["control_socket"], name=name, timeout=LIVE_TIMEOUT).status()
     except ControlError:
         return None
-    return policy_summary(answer["preset"], answer["policy"])
+    return answer
+
+
+def queue_health(status: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The watchdog's state, packets waiting, and packets the kernel dropped (None: not reported)."""
+    own = status.get("counters", {}).get("gateway", {})
+    watchdog = own.get("watchdog")
+    if watchdog is None:
+        return None
+    dropped = sum(q.get("queue_dropped", 0) + q.get("user_dropped", 0) for q in own.get("queue", {}).values())
+    return {"state": watchdog["state"], "waiting": watchdog["backlog"], "kernel_dropped": dropped}
+
+
+def _queue_cell(health: Optional[dict[str, Any]]) -> str:
+    """``ok``; ``BUSY (n waiting)``, ``STALLED (n waiting)``; plus what the kernel dropped."""
+    if health is None:
+        return "-"
+    colour = {"ok": "", "busy": "yellow", "stalled": "red"}.get(health["state"], "red")
+    text = health["state"] if health["state"] == "ok" else f"{health['state'].upper()} ({health['waiting']} waiting)"
+    if colour:
+        text = f"[{colour}]{text}[/]"
+    if health["kernel_dropped"]:
+        text += f", {health['kernel_dropped']} dropped in kernel"
+    return text
 
 
 def _print_lab(data: dict[str, Any]) -> None:
@@ -227,7 +254,7 @@ def _app_cell(app_state: str) -> str:
 
 def _gateways_table(data: dict[str, Any]) -> Table:
     table = Table(title="gateways", title_justify="left")
-    for col in ("name", "behaviour", "class", "changed knobs", "inside", "outside", "pool", "pid"):
+    for col in ("name", "behaviour", "class", "changed knobs", "inside", "outside", "pool", "pid", "queue"):
         table.add_column(col)
     for name, gw in data["gateways"].items():
         live = gw["live"]
@@ -237,7 +264,7 @@ def _gateways_table(data: dict[str, Any]) -> Table:
         table.add_row(name, behaviour, live["class"] if live else "-",
                       knobs_text(live["changed"]) if live else "-",
                       f"{gw['inside']} ({gw['address']})", gw["outside"], " ".join(gw["pool"]),
-                      _pid_cell(gw))
+                      _pid_cell(gw), _queue_cell(gw["queue"]))
     return table
 
 

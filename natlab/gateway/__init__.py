@@ -4,7 +4,8 @@ Modules: :mod:`~natlab.gateway.spec` (what the lab tells a gateway),
 :mod:`~natlab.gateway.daemon` (the select loop; ``python -m natlab.gateway
 SPEC``), :mod:`~natlab.gateway.service` (state and control operations),
 :mod:`~natlab.gateway.nfq` (queues and verdicts), :mod:`~natlab.gateway.rules`
-(iptables), :mod:`~natlab.gateway.emit` (raw socket),
+(iptables, and failing closed), :mod:`~natlab.gateway.emit` (raw socket),
+:mod:`~natlab.gateway.watchdog` (is the kernel holding packets we never see?),
 :mod:`~natlab.gateway.control` (the JSON-lines control socket),
 :mod:`~natlab.gateway.client` (:class:`GatewayClient`),
 :mod:`~natlab.gateway.capture` (pcap of both sides).
@@ -14,11 +15,13 @@ Control protocol (one JSON object per line on ``spec.control_socket``)::
     {"op": "status"}                        name, lab, pid, preset, pool, uptime,
                                             clock_offset, counters, policy
     {"op": "mappings"}                      {"mappings": [MappingView + expires_in]}
-    {"op": "counters"}                      engine counters + "gateway" counters
+    {"op": "counters"}                      engine counters + "gateway" counters (the
+                                            kernel queues' own under "queue", the
+                                            queue watchdog under "watchdog")
     {"op": "events", "limit": N, "since": SEQ}    recent events
     {"op": "events", "follow": true}        then one event per line until close
     {"op": "set", "assignments": ["timeouts.udp=30"]}   -> {"policy": {...}}
-    {"op": "advance", "seconds": 400}       move the clock; expire at once
+    {"op": "advance", "seconds": 400}       move the clock (finite, >= 0); expire at once
     {"op": "flush"}                         a reboot: dynamic mappings gone
     {"op": "set-pool", "pool": ["203.0.113.20"]}
     {"op": "ping"}

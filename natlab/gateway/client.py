@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -33,7 +34,7 @@ class GatewayClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.path))
+            self._connect_retrying(sock)
         except (FileNotFoundError, ConnectionRefusedError) as err:
             sock.close()
             raise ControlError(f"gateway {self.name} is not running", hint="natlab status") from err
@@ -45,6 +46,18 @@ class GatewayClient:
             sock.close()
             raise ControlError(f"cannot reach gateway {self.name} at {self.path}", got=str(err)) from err
         return sock
+
+    def _connect_retrying(self, sock: socket.socket) -> None:
+        """Connect; a full listen backlog (EAGAIN: the gateway is busy accepting) is retried."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                sock.connect(str(self.path))
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return the response; a refusal raises ControlError."""

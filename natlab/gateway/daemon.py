@@ -4,15 +4,19 @@ Theory of operation
 -------------------
 ``serve(spec)`` checks it runs in ``spec.netns`` (it refuses to touch any other
 namespace's firewall), then sets up, in this order: the raw socket for packets
-the gateway emits, both NFQUEUEs, the iptables rules, and last the control
-socket: once ``spec.control_socket`` exists the gateway is ready.
+the gateway emits, both NFQUEUEs, the iptables rules, forwarding on, and last
+the control socket: once ``spec.control_socket`` exists the gateway is ready.
 
 The loop waits on the two queue fds, the control socket and its clients, and a
-wake-up fd for signals, with the engine's next deadline as timeout. SIGTERM or
-SIGINT end the loop; teardown removes the rules, unbinds the queues and removes
-the socket, and the process exits 0. After ``kill -9`` the rules stay until the
-realiser deletes the namespace; in the meantime nothing passes, since there is
-no ``--queue-bypass`` (a dead NAT passes nothing).
+wake-up fd for signals, with the nearest of the engine's deadline, the control
+clients' idle timeout and the queue watchdog's next look as timeout. SIGTERM or
+SIGINT end the loop and the process exits 0; any other exception ends it too.
+
+Whatever ends it, teardown fails closed (see :mod:`natlab.gateway.rules`):
+forwarding off first, then the queue rules swapped for DROP rules that stay
+until ``natlab down``, then the queues unbound and the socket removed. After
+``kill -9`` the queue rules stay; with no listener the kernel drops what they
+match (there is no ``--queue-bypass``). A dead NAT passes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import selectors
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,9 +36,10 @@ from natlab.gateway.control import ControlServer
 from natlab.gateway.emit import RawSender
 from natlab.gateway.iface import OutsideAddresses
 from natlab.gateway.nfq import Queues
-from natlab.gateway.rules import Rules
+from natlab.gateway.rules import Rules, forwarding, set_forwarding
 from natlab.gateway.service import Gateway
 from natlab.gateway.spec import GatewaySpec
+from natlab.gateway.watchdog import QueueWatchdog
 
 log = logging.getLogger("natlab.gateway")
 
@@ -95,8 +101,11 @@ def serve(spec: GatewaySpec) -> int:
     gateway = Gateway(spec, engine, policy, sender=sender,
                       pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
-    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors})
+    watchdog = QueueWatchdog()
+    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,
+                                         "queue": queues.kernel_stats(), "watchdog": watchdog.report()})
     control = ControlServer(spec.control_socket, gateway.handle, selector)
+    gateway.stat_sources.append(control.stats)
     gateway.publish = control.broadcast
 
     wake_read, wake_write = socket.socketpair()
@@ -109,12 +118,13 @@ def serve(spec: GatewaySpec) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
-    installed = False
     try:
         sender.open()
         queues.bind()
         rules.install()
-        installed = True
+        if not set_forwarding(True) and not forwarding():
+            raise LabError(f"cannot turn on forwarding in {spec.netns}",
+                           hint="the gateway needs a writable /proc/sys/net")
         _add_static_externals(spec, engine)
         control.open()
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
@@ -124,12 +134,16 @@ def serve(spec: GatewaySpec) -> int:
                  spec.name, spec.netns, ",".join(spec.pool), spec.queue_in, spec.queue_out,
                  type(engine).__name__, os.getpid())
         while not stopping:
-            for key, mask in selector.select(gateway.timeout()):
+            for key, mask in selector.select(_timeout(gateway, control, watchdog)):
                 key.data(mask)
             gateway.on_timer()
+            now = time.monotonic()
+            control.on_timer(now)
+            if now >= watchdog.next_deadline():
+                watchdog.check(now, queues.kernel_stats(), queues.received)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
-        _teardown(control, rules if installed else None, queues, sender)
+        _teardown(control, rules, queues, sender)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -137,6 +151,15 @@ def serve(spec: GatewaySpec) -> int:
         wake_write.close()
         selector.close()
     return 0
+
+
+def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog) -> float:
+    now = time.monotonic()
+    waits = [watchdog.next_deadline() - now, control.next_deadline() - now]
+    engine = gateway.timeout()
+    if engine is not None:
+        waits.append(engine)
+    return max(0.0, min(waits))
 
 
 def _drain(queues: Queues, fd: int) -> None:
@@ -153,10 +176,10 @@ def _add_static_externals(spec: GatewaySpec, engine: Any) -> None:
         OutsideAddresses(spec.outside_iface, spec.outside_subnet).add_addresses(extra)
 
 
-def _teardown(control: ControlServer, rules: Rules | None, queues: Queues, sender: RawSender) -> None:
-    steps = [("control socket", control.close), ("queues", queues.close), ("raw socket", sender.close)]
-    if rules is not None:
-        steps.insert(0, ("rules", rules.remove))
+def _teardown(control: ControlServer, rules: Rules, queues: Queues, sender: RawSender) -> None:
+    """Close first (forwarding off, DROP rules in), then let go of queues and sockets."""
+    steps = [("forwarding", lambda: set_forwarding(False)), ("closed rules", rules.close),
+             ("control socket", control.close), ("queues", queues.close), ("raw socket", sender.close)]
     for what, step in steps:
         try:
             step()

@@ -19,9 +19,22 @@ socket) return early. The rules live in two chains of our own
 (``NATLAB_PRE``, ``NATLAB_FWD``) jumped to by rules tagged
 ``-m comment --comment natlab:<lab>``; removal goes by that tag.
 
-No ``--queue-bypass``: when the daemon dies, the queues have no listener and the
-kernel drops what would have gone to them. A dead NAT passes nothing, which is
-what a user of a NAT expects. No conntrack either (no ``-m state``, no nat
+Failing closed
+--------------
+A gateway that stops must never become a plain router. Three things see to it,
+each enough on its own:
+
+- the lab creates a gateway's namespace with ``ip_forward=0``; the daemon turns
+  forwarding on (:func:`set_forwarding`) only once its queue rules are in place,
+  and off again first thing when it stops, whatever the reason;
+- on every exit path the daemon calls :meth:`Rules.close`, which swaps, in one
+  ``iptables-restore`` transaction, each queue rule for a DROP rule with the
+  same match (``closed_rules``). The closed rules stay until ``natlab down``
+  deletes the namespace; a gateway started again replaces them atomically;
+- no ``--queue-bypass``: after ``kill -9`` (no teardown at all) the queues have
+  no listener and the kernel drops what would have gone to them.
+
+A dead NAT passes nothing, which is what a user of a NAT expects. No conntrack either (no ``-m state``, no nat
 table): conntrack would pull in nf_defrag and reassemble fragments before the
 engine sees them.
 
@@ -31,8 +44,10 @@ that before it calls :func:`install`).
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Iterable, Sequence
 
 from natlab.errors import LabError
@@ -41,6 +56,10 @@ TABLE = "mangle"
 CHAIN_PRE = "NATLAB_PRE"
 CHAIN_FWD = "NATLAB_FWD"
 _HOOKS = (("PREROUTING", CHAIN_PRE), ("FORWARD", CHAIN_FWD))
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+"""This namespace's forwarding switch (``/proc/sys/net`` is the reader's namespace's)."""
+
+log = logging.getLogger("natlab.gateway")
 
 
 def tag(lab: str) -> str:
@@ -81,6 +100,33 @@ def fwd_rules(
     return rules
 
 
+def closed_rules(rules: Iterable[list[str]]) -> list[list[str]]:
+    """The same matches with DROP instead of NFQUEUE; the mark's early RETURN goes too."""
+    out = []
+    for rule in rules:
+        if "NFQUEUE" not in rule:
+            continue
+        out.append(rule[:rule.index("-j")] + ["-j", "DROP"])
+    return out
+
+
+def set_forwarding(on: bool) -> bool:
+    """Switch IPv4 forwarding in this namespace; False if it could not (read-only /proc/sys)."""
+    try:
+        IP_FORWARD.write_text("1\n" if on else "0\n")
+    except OSError as err:
+        log.warning("cannot set ip_forward=%d here: %s", on, err)
+        return False
+    return True
+
+
+def forwarding() -> bool:
+    try:
+        return IP_FORWARD.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def restore_script(lab: str, pre: Iterable[list[str]], fwd: Iterable[list[str]] | None, *, hooks: bool) -> str:
     """An ``iptables-restore --noflush`` script (re)filling our chains in one transaction.
 
@@ -113,7 +159,7 @@ def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> su
 
 
 class Rules:
-    """The rules of one gateway: ``install()``, ``set_pool(pool)``, ``remove()``."""
+    """The rules of one gateway: ``install()``, ``set_pool(pool)``, ``close()``, ``remove()``."""
 
     def __init__(self, lab: str, *, outside_iface: str, inside_ifaces: Sequence[str],
                  pool: Sequence[str], queue_in: int, queue_out: int, mark: int,
@@ -145,9 +191,29 @@ class Rules:
                          queue_out=self.queue_out, mark=self.mark)
 
     def install(self) -> None:
-        """Install chains and jumps, first removing any left by an earlier run in this namespace."""
-        self.remove()
-        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), self._fwd(), hooks=True))
+        """Install chains and jumps; the closed rules of an earlier run are replaced atomically."""
+        self._restore(self._pre(), self._fwd())
+
+    def close(self) -> None:
+        """Replace every queue rule with a DROP rule of the same match, in one transaction."""
+        self._restore(closed_rules(self._pre()), closed_rules(self._fwd()))
+
+    def _restore(self, pre: list[list[str]], fwd: list[list[str]]) -> None:
+        if self._hooked():
+            _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, pre, fwd, hooks=False))
+            return
+        self.remove()  # half an earlier install at most: start clean
+        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, pre, fwd, hooks=True))
+
+    def _hooked(self) -> bool:
+        """Both chains exist and each built-in chain jumps to ours exactly once."""
+        listing = _run(["iptables", "-t", TABLE, "-S"], check=False).stdout.splitlines()
+        for builtin, chain in _HOOKS:
+            jumps = [line for line in listing if line.startswith(f"-A {builtin} ")
+                     and tag(self.lab) in line and line.endswith(f"-j {chain}")]
+            if f"-N {chain}" not in listing or len(jumps) != 1:
+                return False
+        return True
 
     def set_pool(self, pool: Sequence[str]) -> None:
         """Rewrite the hairpin rules for a new pool, atomically."""

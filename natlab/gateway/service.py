@@ -20,8 +20,10 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
+import math
 import os
 import time
+from pathlib import Path
 import traceback
 from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
@@ -285,8 +287,10 @@ class Gateway:
 
     def op_advance(self, request: dict[str, Any]) -> dict[str, Any]:
         seconds = request.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f'"seconds" must be a number >= 0, got {seconds!r}')
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not math.isfinite(seconds) or seconds < 0:
+            # inf would expire every mapping for good; NaN would make the clock NaN.
+            raise ValueError(f'"seconds" must be a finite number >= 0, got {seconds!r}')
         self.offset += float(seconds)
         tick = self._tick(self.engine.expire(self.now()))
         return {"clock_offset": self.offset, "now": self.now(), "events": len(tick.events)}
@@ -315,6 +319,7 @@ class Gateway:
             raise ValueError(f'"behaviour" must be a preset name or path, got {behaviour!r}')
         if not isinstance(overrides, dict):
             raise ValueError(f'"overrides" must be an object of knob: value, got {overrides!r}')
+        allowed_preset(behaviour, getattr(self.spec, "behaviour_dirs", ()))
         policy = resolve(behaviour, overrides).policy
         self._reconfigure(policy)
         tick = self._tick(self.engine.flush(self.now()))
@@ -328,6 +333,29 @@ class Gateway:
         "events": op_events, "set": op_set, "advance": op_advance, "flush": op_flush,
         "set-pool": op_set_pool, "configure": op_configure,
     }
+
+
+PRESET_SUFFIXES = (".yaml", ".yml")
+
+
+def allowed_preset(behaviour: str, dirs: Sequence[str]) -> None:
+    """A preset name, or a preset file inside one of ``dirs`` (the lab's behaviour folders).
+
+    ``configure`` must not become a way to make the gateway open any file it is
+    given: a path is followed through symlinks and ``..`` before it is checked.
+    """
+    if "/" not in behaviour and os.sep not in behaviour and not behaviour.endswith(PRESET_SUFFIXES):
+        if behaviour.strip() != behaviour or "\0" in behaviour:
+            raise ValueError(f"not a preset name: {behaviour!r}")
+        return
+    if "\0" in behaviour or not os.path.isabs(behaviour):
+        raise ValueError(f"a preset file must be an absolute path, got {behaviour!r}")
+    real = Path(os.path.realpath(behaviour))
+    roots = [Path(os.path.realpath(d)) for d in dirs if d]
+    if real.suffix not in PRESET_SUFFIXES or not any(real.is_relative_to(root) for root in roots):
+        where = ", ".join(str(r) for r in roots) or "none: this lab was started with preset names only"
+        raise ValueError(f"preset file {behaviour} is outside the lab's behaviour folders ({where})"
+                         "; name a preset or a .yaml file in one of them")
 
 
 def _validate_pool(pool: Any) -> tuple[str, ...]:

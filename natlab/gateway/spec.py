@@ -42,6 +42,10 @@ class GatewaySpec:
     """NFQUEUE number for source rewrites (after routing)."""
     mark: int = 0x4E4C
     """Firewall mark on packets the gateway emits itself, so its rules skip them."""
+    behaviour_dirs: tuple[str, ...] = ()
+    """Folders whose preset files ``configure`` may load (the topology file's folder,
+    ``$NATLAB_BEHAVIOURS`` and the folders of path behaviours, as at ``natlab up``);
+    preset names are always accepted."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,6 +66,7 @@ class GatewaySpec:
     @classmethod
     def from_json(cls, text: str) -> "GatewaySpec":
         data = json.loads(text)
-        for key in ("inside_ifaces", "inside_subnets", "pool"):
-            data[key] = tuple(data[key])
+        for key in ("inside_ifaces", "inside_subnets", "pool", "behaviour_dirs"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)

@@ -171,9 +171,12 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int) -> None
     ns = netns.ns_name(lab, node.name)
     forwards = node.kind in ("gateway", "router")
     if state.backend == "docker":
+        # A gateway container cannot write /proc/sys: its namespace forwards from the
+        # start, and the daemon's DROP rules close it when it stops.
         docker.create_node(state, node, netns.FORWARDER_SYSCTLS if forwards else {})
     else:
-        netns.create(ns, netns.FORWARDER_SYSCTLS if forwards else {})
+        closed = node.kind == "gateway" and not stub_gateways()
+        netns.create(ns, netns.GATEWAY_SYSCTLS if closed else netns.FORWARDER_SYSCTLS if forwards else {})
     for leg_no, leg in enumerate(node.legs):
         bridge = state.networks[leg.network]["bridge"]
         netns.attach(lab, netns.switch_ns(lab), bridge, f"n{index}l{leg_no}", ns, leg.iface)
@@ -192,7 +195,19 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         inside_subnets=(str(topo.network(gw.inside).subnet),),
         outside_subnet=str(topo.network(gw.outside).subnet),
         pool=tuple(str(a) for a in gw.pool), preset=preset.name,
-        policy=presets.policy_to_dict(preset.policy), seed=gw.seed, run_dir=run_dir)
+        policy=presets.policy_to_dict(preset.policy), seed=gw.seed, run_dir=run_dir,
+        behaviour_dirs=behaviour_dirs(topo))
+
+
+def behaviour_dirs(topo: Topology) -> tuple[str, ...]:
+    """Where ``configure`` may load preset files from: the folders the lab was started with."""
+    from natlab.topology.load import looks_like_path
+
+    dirs = [p for p in os.environ.get("NATLAB_BEHAVIOURS", "").split(os.pathsep) if p]
+    if topo.file:
+        dirs.append(str(Path(topo.file).parent))
+    dirs += [str(Path(g.behaviour).parent) for g in topo.gateways if looks_like_path(g.behaviour)]
+    return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
 
 
 def _start_gateway(topo: Topology, state: LabState, gw: Gateway) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Hashable, Optional, Sequence
@@ -257,6 +258,9 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
                              _around(topo, spec.gateway))
         if action == "set_pool":
             _check_pool(doc, (*path, "set_pool", "addresses"), topo, spec.gateway, spec.addresses)
+        if action == "advance" and not math.isfinite(spec.seconds):  # .inf, .nan: never a clock
+            raise doc.error("advance takes a finite number of seconds", (*path, "advance", "seconds"),
+                            got=spec.seconds, hint="e.g. seconds: 400")
     if action in PROBE_ACTIONS and expect is not None:
         _check_probe(doc, path, action, spec, expect, errors)
     name = raw.get("name")

@@ -96,12 +96,14 @@ class GwLab:
         fields.update(changes)
         return GatewaySpec(**fields)
 
-    def start_gateway(self, spec: GatewaySpec, *, engine: str = "nat") -> GatewayClient:
+    def start_gateway(self, spec: GatewaySpec, *, engine: str = "nat",
+                      run: tuple[str, ...] = ("-m", "natlab.gateway")) -> GatewayClient:
+        """Start the gateway (``run``: how python runs it, e.g. ``("-c", code)``) and wait for it."""
         spec.spec_path.write_text(spec.to_json())
         env = dict(os.environ, NATLAB_GATEWAY_ENGINE=engine)
         log = open(spec.log_path, "ab")
         self.gateway = subprocess.Popen(
-            _in_ns(self.gw, sys.executable, "-m", "natlab.gateway", str(spec.spec_path)),
+            _in_ns(self.gw, sys.executable, *run, str(spec.spec_path)),
             stdout=log, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + 15
@@ -143,6 +145,11 @@ class GwLab:
     def iptables(self) -> str:
         return subprocess.run(_in_ns(self.gw, "iptables", "-t", "mangle", "-S"),
                               capture_output=True, text=True, check=True).stdout
+
+    def forwarding(self) -> str:
+        """The gateway namespace's ``net.ipv4.ip_forward``."""
+        return subprocess.run(_in_ns(self.gw, "sysctl", "-n", "net.ipv4.ip_forward"),
+                              capture_output=True, text=True, check=True).stdout.strip()
 
     received = staticmethod(lambda proc, settle=0.5: received(proc, settle=settle))
 

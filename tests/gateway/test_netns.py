@@ -24,7 +24,7 @@ def _policy(data):
     return policy_to_dict(policy_from_dict(data))
 
 
-def test_passthrough_gateway_routes_and_cleans_up_on_sigterm(gwlab):
+def test_passthrough_gateway_routes_and_closes_on_sigterm(gwlab):
     subprocess.run(["ip", "-n", gwlab.outside, "route", "add", "192.168.77.0/24", "via", "203.0.113.1"], check=True)
     spec = gwlab.spec({})
     client = gwlab.start_gateway(spec, engine="passthrough")
@@ -38,7 +38,9 @@ def test_passthrough_gateway_routes_and_cleans_up_on_sigterm(gwlab):
     counters = client.counters()["gateway"]
     assert counters["packets_inside"] >= 1 and counters["packets_outside"] >= 1
     assert gwlab.stop_gateway() == 0
-    assert "NATLAB" not in gwlab.iptables()
+    listing = gwlab.iptables()  # closed, not gone: DROP where the queues were, until the lab goes
+    assert "NFQUEUE" not in listing and "-j DROP" in listing and "natlab:gwtest" in listing
+    assert gwlab.forwarding() == "0"
     assert not spec.control_socket.exists()
 
 
