@@ -90,6 +90,9 @@ class _KernelPool:
     def set_rules_pool(self, pool: Sequence[str]) -> None:
         self.rules.set_pool(pool)
 
+    def set_rules_static(self, static: Sequence[str]) -> None:
+        self.rules.set_static(static)
+
 
 def serve(spec: GatewaySpec) -> int:
     """Run the gateway until SIGTERM/SIGINT; returns the exit status."""

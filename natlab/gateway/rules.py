@@ -220,6 +220,11 @@ class Rules:
         self.pool = tuple(pool)
         _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), None, hooks=False))
 
+    def set_static(self, static: Sequence[str]) -> None:
+        """Rewrite the hairpin rules for new static 1:1 externals, atomically."""
+        self.static = tuple(static)
+        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), None, hooks=False))
+
     def remove(self) -> None:
         """Remove our jumps (by tag) and our chains; what is already gone is fine."""
         for builtin, _chain in _HOOKS:

@@ -49,12 +49,14 @@ class PoolHooks(Protocol):
     def add_addresses(self, addresses: Sequence[str]) -> None: ...
     def remove_addresses(self, addresses: Sequence[str]) -> None: ...
     def set_rules_pool(self, pool: Sequence[str]) -> None: ...
+    def set_rules_static(self, static: Sequence[str]) -> None: ...
 
 
 class _NoPoolHooks:
     def add_addresses(self, addresses: Sequence[str]) -> None: pass
     def remove_addresses(self, addresses: Sequence[str]) -> None: pass
     def set_rules_pool(self, pool: Sequence[str]) -> None: pass
+    def set_rules_static(self, static: Sequence[str]) -> None: pass
 
 
 def _policy_dict(policy: Any) -> Any:
@@ -268,19 +270,41 @@ class Gateway:
         assignments = request.get("assignments")
         if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
             raise ValueError('"assignments" must be a list of "knob=value" strings')
-        policy = apply_overrides(self.policy, parse_assignments(assignments))
+        policy = apply_overrides(self.policy, parse_assignments(assignments), **self._surroundings())
         self._reconfigure(policy)
         self._record({"kind": "reconfigured", "detail": " ".join(assignments)}, self.now())
         return {"policy": _policy_dict(policy)}
 
     def _reconfigure(self, policy: Any) -> None:
-        """A new policy; static 1:1 externals it adds or drops answer ARP (or stop) like the pool."""
+        """A new policy; static 1:1 externals it adds or drops answer ARP (or stop) like the
+        pool, and are hairpin destinations like the pool (RFC 4787 REQ-9)."""
+        self._check_conflicts(policy)
         before = self._static_externals()
         self._tick(self.engine.reconfigure(policy, self.now()))
         self.policy = policy
         after = self._static_externals()
         self.pool_hooks.add_addresses([a for a in after if a not in before])
+        if after != before:
+            self.pool_hooks.set_rules_static(after)
         self.pool_hooks.remove_addresses([a for a in before if a not in after])
+
+    def _surroundings(self) -> dict[str, Any]:
+        """The pool and subnets a live policy is checked against (as a topology's is)."""
+        inside = tuple(getattr(self.spec, "inside_subnets", ()) or ())
+        outside = getattr(self.spec, "outside_subnet", None)
+        return {"pool": self.pool,
+                "inside": ipaddress.ip_network(inside[0], strict=False) if len(inside) == 1 else None,
+                "outside": ipaddress.ip_network(outside, strict=False) if outside else None}
+
+    def _check_conflicts(self, policy: Any) -> None:
+        """Refuse a live policy whose static/forwards clash with the pool or the subnets."""
+        from natlab.errors import combined
+        from natlab.topology.conflicts import gateway_problems
+
+        problems = [p for p in gateway_problems(policy, **self._surroundings())
+                    if not p.path or p.path[0] != "pool"]
+        if problems:
+            raise combined([p.error() for p in problems])
 
     def _static_externals(self) -> tuple[str, ...]:
         return tuple(a for a in getattr(self.engine, "external_addresses", ()) if a not in self.pool)
