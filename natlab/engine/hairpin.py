@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Optional
 
 from natlab.engine.checksum_deltas import ICMP, UDP, add_to_csum, add_to_udp_csum
 from natlab.engine.policy import HairpinFiltering, Hairpinning
+from natlab.engine.types import is_unicast
 from natlab.engine.verdicts import Drop, DropReason, Hairpin, Verdict
 from natlab.packet.checksum import checksum, delta16, delta32, fold
 
@@ -109,6 +110,8 @@ def _enter(engine: "Engine", m2: "Mapping", src_addr: int, src_port: int, flags,
 
 def answer_echo(engine: "Engine", data, ihl: int, total: int, events) -> Verdict:
     """An echo request from inside to a pool address: the NAT answers it as the router does."""
+    if not is_unicast(int.from_bytes(data[12:16], "big")):
+        return engine._drop(DropReason.MALFORMED, events)  # never answer a broadcast source
     buf = bytearray(data[:total])
     buf[12:16], buf[16:20] = data[16:20], data[12:16]
     buf[8] = 64  # a fresh TTL, as the router's own reply has

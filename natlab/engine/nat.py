@@ -36,7 +36,7 @@ from natlab.engine.counters import Counters
 from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
 from natlab.engine.ports import PortAllocator, checked_pool
 from natlab.engine.table import ACK, RST, SYN, Mapping, Session, TcpState, decrement, restarts, tcp_next_state
-from natlab.engine.types import AddressLike, Endpoint, Side, to_int, to_str
+from natlab.engine.types import AddressLike, Endpoint, Proto, Side, to_int, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, EventKind, Forward, Tick, Verdict
 from natlab.engine.views import MappingView, snapshot
 
@@ -208,6 +208,8 @@ class Engine:
     def _inbound(self, data, ihl, proto, y_addr, y_port, ext_addr, ext_port, port_off, flags, now, events) -> Verdict:
         m = self.by_external.get((proto, ext_addr, ext_port))
         if m is None:
+            if ext_addr not in self.pool_set and ext_addr not in self.static_in:
+                return self._drop(DropReason.NOT_OURS, events)  # not ours to answer for
             if ext_addr in self.static_in:
                 return static_nat.inbound(self, data, ihl, proto, y_addr, y_port, ext_port, self.static_in[ext_addr], events)
             if self.remap_inbound_first and proto == UDP:
@@ -308,9 +310,11 @@ class Engine:
         endpoints count as in use, ``remote`` the mapping's endpoint-dependency label."""
         limits = self.policy.limits
         if limits.max_mappings and self.counters.mappings_active >= limits.max_mappings:
-            return self._drop(DropReason.LIMIT_REACHED, events)
+            return self._limit(proto, x_addr, x_port, now, events, f"limits.max_mappings "
+                               f"({limits.max_mappings} in total) reached")
         if limits.max_mappings_per_host and self.per_host.get(x_addr, 0) >= limits.max_mappings_per_host:
-            return self._drop(DropReason.LIMIT_REACHED, events)
+            return self._limit(proto, x_addr, x_port, now, events, f"limits.max_mappings_per_host "
+                               f"({limits.max_mappings_per_host} for {to_str(x_addr)}) reached")
         if taken is None:
             in_use = self.by_external.__contains__
             taken = lambda p, a, port: in_use((p, a, port))  # noqa: E731
@@ -477,6 +481,12 @@ class Engine:
     def _drop(self, reason: DropReason, events) -> Drop:
         self.counters.drops[reason] += 1
         return Drop(reason, tuple(events) if events else ())
+
+    def _limit(self, proto, x_addr, x_port, now, events, detail: str) -> Drop:
+        """A limit-reached drop whose event says which limit."""
+        ev = Event(EventKind.DROPPED, now, Proto(proto).label,
+                   f"{to_str(x_addr)}:{x_port}", reason=DropReason.LIMIT_REACHED.value, detail=detail)
+        return self._drop(DropReason.LIMIT_REACHED, (events or []) + [ev])
 
     @staticmethod
     def _mapping_event(kind: EventKind, m: Mapping, now: float, detail: str = "") -> Event:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from natlab.engine.policy import SynResponse
-from natlab.engine.types import Side
+from natlab.engine.types import Side, is_unicast
 from natlab.engine.verdicts import Drop, DropReason, Emit, Event, EventKind
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def unsolicited(engine: "Engine", data, ext_addr, ext_port, y_addr, y_port, now,
     policy = engine.policy.tcp
     key = (ext_addr, ext_port, y_addr, y_port)
     holds = engine.syns.held
-    if policy.unsolicited_syn is not SynResponse.DROP and key not in holds and len(holds) < MAX_HELD:
+    if policy.unsolicited_syn is not SynResponse.DROP and key not in holds and len(holds) < MAX_HELD \
+            and is_unicast(y_addr):  # never answer to a broadcast or multicast source
         held = HeldSyn(key, bytes(data))
         holds[key] = held
         engine.schedule(now + policy.syn_hold, held)

@@ -43,6 +43,15 @@ def to_str(address: int) -> str:
     return str(IPv4Address(address))
 
 
+def is_unicast(address: int) -> bool:
+    """A host could have it: not 0.0.0.0/8, multicast (224/4), reserved (240/4) or broadcast.
+
+    A NAT never originates a packet to or from anything else (RFC 1812 4.3.2.7: no ICMP
+    error about a datagram sent to a broadcast or multicast address, or from one).
+    """
+    return (address >> 24) != 0 and (address >> 28) < 0xE
+
+
 class Endpoint(NamedTuple):
     """An (address, port) pair; for ICMP queries the port is the identifier."""
 

@@ -22,6 +22,8 @@ class DropReason(str, Enum):
     MALFORMED = "malformed"
     UNSUPPORTED_PROTOCOL = "unsupported-protocol"
     NO_MAPPING = "no-mapping"
+    NOT_OURS = "not-ours"
+    """Inbound to an address the NAT does not own (neither pool nor static 1:1 external)."""
     FILTERED = "filtered"
     PORT_EXHAUSTED = "port-exhausted"
     LIMIT_REACHED = "limit-reached"

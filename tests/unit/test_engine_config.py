@@ -153,7 +153,7 @@ def test_set_pool_ends_mappings_on_withdrawn_addresses_only():
     assert len(kinds(tick.events)) == len(gone)
     assert {m.external_address for m in nat.mappings()} <= {keep}
     for e in gone:
-        assert nat.dropped(udp(Y1, 80, *e)).reason is DropReason.NO_MAPPING
+        assert nat.dropped(udp(Y1, 80, *e)).reason is DropReason.NOT_OURS  # no longer our address
     assert udp_round_trip(nat, B, 7000, Y1, 80)[0] == keep
 
 
