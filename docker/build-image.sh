@@ -37,6 +37,7 @@ for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
   [ -n "${!var:-}" ] && args+=(--build-arg "$var=${!var}")
 done
 echo "build-image: docker build ${base:+(base $base) }-> $tag"
+previous="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
 if ! docker build "${args[@]}" . >"$log" 2>&1; then
   tail -n 30 "$log" >&2
   exit 1
@@ -50,4 +51,9 @@ for id in $stages; do
   fi
 done
 docker image prune -f --filter label=natlab.build-stage >/dev/null 2>&1 || true
+# The image this build replaced, if nothing else names or runs it any more.
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$tag")" ] &&
+   [ -z "$(docker image inspect -f '{{join .RepoTags ""}}' "$previous" 2>/dev/null)" ]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true  # refused while a container uses it
+fi
 echo "build-image: $tag built ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
