@@ -153,9 +153,16 @@ def _envelope(inner: str) -> bytes:
             f"<s:Body>{inner}</s:Body></s:Envelope>\r\n").encode()
 
 
-def response(service_type: str, action: str, outs: Sequence[tuple[str, str]]) -> bytes:
-    """The ``<u:ActionResponse>`` envelope with the out arguments in order."""
-    args = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in outs)
+def response(service_type: str, action: str, outs: Sequence[tuple[str, str]],
+             cdata: frozenset[str] = frozenset()) -> bytes:
+    """The ``<u:ActionResponse>`` envelope with the out arguments in order.
+
+    Arguments named in ``cdata`` hold an XML document (NewPortListing) and go
+    in a CDATA section, as miniupnpd sends them: miniupnpc decodes no
+    entities. The value must not contain ``]]>`` (escaped text never does).
+    """
+    args = "".join(f"<{name}><![CDATA[{value}]]></{name}>" if name in cdata
+                   else f"<{name}>{escape(value)}</{name}>" for name, value in outs)
     return _envelope(f'<u:{action}Response xmlns:u="{service_type}">{args}'
                      f"</u:{action}Response>")
 
