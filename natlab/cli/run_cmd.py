@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from natlab.cli.app import app
+from natlab.words import plural
 from natlab.errors import ConfigError
 
 BACKEND_CHOICES = ("netns", "memory", "docker", "all")
@@ -95,7 +96,9 @@ def _say_nothing_ran(reports: list[Any]) -> None:
     from natlab.scenario.backends import check
 
     causes = sorted({r.skip_cause or r.reason for r in reports})
-    typer.secho(f"natlab run: NOTHING RAN: all {len(reports)} scenario run(s) were skipped: "
+    runs = plural(len(reports), "scenario run")
+    typer.secho(f"natlab run: NOTHING RAN: {'the' if len(reports) == 1 else 'all'} {runs} "
+                f"{'was' if len(reports) == 1 else 'were'} skipped: "
                 + "; ".join(causes), fg="red", bold=True, err=True)
     unavailable = [check(b) for b in sorted({r.backend for r in reports})]
     if any(u is not None and u.needs_root for u in unavailable):

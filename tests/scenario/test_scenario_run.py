@@ -157,7 +157,7 @@ def test_cli_run_where_every_scenario_skipped_exits_4_and_says_so_on_stderr(tmp_
     prog = scenario(tmp_path, RUNS_A_PROGRAM, name="prog")
     res = CliRunner().invoke(app, ["run", "--backend", "memory", str(prog)])
     assert res.exit_code == 4
-    assert "NOTHING RAN: all 1 scenario run(s) were skipped: the memory backend cannot run programs" in res.stderr
+    assert "NOTHING RAN: the 1 scenario run was skipped: the memory backend cannot run programs" in res.stderr
     assert "1 skipped because the memory backend cannot run programs" in res.stdout
 
 
