@@ -28,6 +28,7 @@ from typing import Any, Optional
 from natlab.explore import backend, knobs, topoview
 from natlab.explore.backend import ConfigError, Probe
 from natlab.explore.record import Recording
+from natlab.explore.walk import packets
 
 __all__ = ["Workbench"]
 
@@ -197,12 +198,12 @@ class Workbench:
         receiver, listen = self._receiver(to, dst, at)
         probe = Probe(proto=proto, src=src, dst=dst, dport=dport, sport=sport_n, receiver=receiver,
                       listen_port=listen, reply=bool(reply))
-        result, walk = self._traced(probe)
+        result, walk = self.traced_probe(probe)
         self.recording.add_probe(probe, to, at, result)
         self._changed()
-        return {"ok": True, "result": result_dict(result), "walk": walk}
+        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": packets(walk)}
 
-    def _traced(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
+    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
         if self.tracer is not None:
             self.tracer.start()
         try:
@@ -210,6 +211,13 @@ class Workbench:
         finally:
             walk = self.tracer.stop() if self.tracer is not None else []
         return result, walk
+
+    def sleep_all(self, seconds: float, observed: str) -> None:
+        """Let time pass for the whole twin (a ``wait`` step)."""
+        self.driver.sleep(seconds)
+        for gw in self.gateways.values():
+            gw.clock += seconds
+        self.recording.add("wait", {"seconds": seconds}, observed)
 
     def advance(self, gateway: Optional[str], seconds: Any) -> dict[str, Any]:
         s = _seconds(seconds)
