@@ -262,9 +262,11 @@ class Workbench:
         return {"ok": True, **out}
 
     def save(self, path: str | Path) -> dict[str, Any]:
-        """Write the recording as a scenario file; it is validated by natlab's loader."""
+        """Write the recording as a scenario file (validated by natlab's loader), then replay it in memory."""
         written = self.recording.save(Path(path))
-        return {"ok": True, "path": str(written), "steps": len(self.recording.steps())}
+        replay = backend.run_scenario_file(written, "memory")
+        return {"ok": True, "path": str(written.resolve()), "steps": len(self.recording.steps()),
+                "verified": replay.status, "summary": f"saved {written}"}
 
     def scenario_text(self, where: Optional[Path] = None) -> str:
         return self.recording.text(where)
