@@ -44,6 +44,8 @@ __all__ = ["Running", "bind", "create_app", "start"]
 
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 KEEPALIVE = 15.0
+POLL = 0.25
+"""How often an event stream looks whether the server is stopping."""
 MAX_BODY = 64 * 1024
 
 # POST /api/NAME: the workbench method and the JSON fields it takes (all others are refused).
@@ -77,9 +79,10 @@ def _error(message: str, status: int = 400, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def create_app(wb: Workbench, access: Access) -> Any:
-    """The ASGI app for ``wb``, guarded by ``access``."""
+def create_app(wb: Workbench, access: Access, closing: Optional[threading.Event] = None) -> Any:
+    """The ASGI app for ``wb``, guarded by ``access``; setting ``closing`` ends the event streams."""
     hub = _Hub()
+    closing = closing or threading.Event()
 
     def state_json() -> str:
         return json.dumps(wb.state())
@@ -116,14 +119,19 @@ def create_app(wb: Workbench, access: Access) -> Any:
         first = await locked(state_json)
 
         async def stream() -> Any:
+            idle = 0.0
             try:
                 yield f"event: state\ndata: {first}\n\n"
-                while True:
+                while not closing.is_set():
                     try:
-                        data = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                        data = await asyncio.wait_for(queue.get(), POLL)
                     except asyncio.TimeoutError:
-                        yield ": keepalive\n\n"
+                        idle += POLL
+                        if idle >= KEEPALIVE:
+                            idle = 0.0
+                            yield ": keepalive\n\n"
                         continue
+                    idle = 0.0
                     yield f"event: state\ndata: {data}\n\n"
             finally:
                 hub.queues.discard(queue)
@@ -187,8 +195,10 @@ class Running:
     token: str
     server: Any
     thread: Optional[threading.Thread]
+    closing: threading.Event
 
     def stop(self) -> None:
+        self.closing.set()
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)
@@ -198,7 +208,7 @@ def _config(app: Any) -> Any:
     import uvicorn
 
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                          timeout_graceful_shutdown=1)
+                          timeout_graceful_shutdown=3)
 
 
 def start(wb: Workbench, host: str = "127.0.0.1", port: int = 0, *, token: Optional[str] = None,
@@ -210,9 +220,10 @@ def start(wb: Workbench, host: str = "127.0.0.1", port: int = 0, *, token: Optio
     bound = sock.getsockname()[1]
     access = Access(token or new_token())
     access.listen_on(host, bound)
-    server = uvicorn.Server(_config(create_app(wb, access)))
+    closing = threading.Event()
+    server = uvicorn.Server(_config(create_app(wb, access, closing)))
     shown = f"[{host}]" if ":" in host else host
-    running = Running(f"http://{shown}:{bound}/?token={access.token}", access.token, server, None)
+    running = Running(f"http://{shown}:{bound}/?token={access.token}", access.token, server, None, closing)
     if thread:
         running.thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                                           name="natlab-explore")
