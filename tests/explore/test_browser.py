@@ -136,6 +136,8 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     assert browser.find_elements("css selector", "#sequence .msg.dropped"), "the first punch is filtered"
     assert browser.find_elements("css selector", "#sequence .msg.delivered")
     _shot(browser, explore_artifacts, "punch-panel", "04-hole-punch")
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(explore_artifacts / "00-workbench.png"))
 
     # save as scenario: validated, replayed, and `natlab run` passes on it
     saved = tmp_path / "explored.yaml"
@@ -146,8 +148,6 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     browser.find_element("id", "preview-go").click()
     _wait(browser, lambda b: "steps:" in _text(b, "preview"), "the preview")
     _shot(browser, explore_artifacts, "record-panel", "05-record")
-    browser.execute_script("window.scrollTo(0, 0)")
-    browser.save_screenshot(str(explore_artifacts / "00-workbench.png"))
 
     done = subprocess.run([sys.executable, "-m", "natlab", "run", "--backend", "memory", str(saved)],
                           capture_output=True, text=True, timeout=120)

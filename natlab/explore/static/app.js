@@ -82,17 +82,18 @@ function drawTopology() {
     }
     const lines = [node.name];
     const g = el("g", { class: `node ${node.kind}`, id: `node-${node.name}`, transform: `translate(${node.x},${node.y})` });
-    const h = node.kind === "gateway" ? 66 : 40;
-    g.append(el("rect", { x: -78, y: -h / 2, width: 156, height: h }));
-    g.append(el("text", { y: node.kind === "gateway" ? -14 : -3, text: node.name }));
+    const h = node.kind === "gateway" ? 84 : 48;
+    const shown = node.addresses.length > 1 ? `${node.addresses[0]} +${node.addresses.length - 1}` : node.addresses.join("");
+    g.append(el("rect", { x: -105, y: -h / 2, width: 210, height: h }));
+    g.append(el("text", { y: node.kind === "gateway" ? -20 : -4, text: node.name }));
     if (node.kind === "gateway") {
-      g.append(el("text", { class: "sub", y: 2, "data-role": "behaviour", text: node.behaviour || "" }));
-      g.append(el("text", { class: "cls", y: 17, "data-role": "class", text: node.nat_class || "" }));
-      g.append(el("text", { class: "sub", y: 30, text: node.addresses.join(" ") }));
+      g.append(el("text", { class: "sub", y: -1, "data-role": "behaviour", text: node.behaviour || "" }));
+      g.append(el("text", { class: "cls", y: 18, "data-role": "class", text: node.nat_class || "" }));
+      g.append(el("text", { class: "sub", y: 35, text: shown }));
       g.addEventListener("click", () => selectGateway(node.name));
       g.style.cursor = "pointer";
     } else {
-      g.append(el("text", { class: "sub", y: 12, text: node.addresses.join(" ") }));
+      g.append(el("text", { class: "sub", y: 15, text: shown }));
     }
     g.append(el("title", { text: lines.concat(node.addresses).join("\n") }));
     nodeLayer.append(g);
@@ -162,7 +163,7 @@ async function animate(packets) {
       layer.append(el("g", {},
         el("line", { class: "dropmark", x1: x - 12, y1: y - 12, x2: x + 12, y2: y + 12 }),
         el("line", { class: "dropmark", x1: x - 12, y1: y + 12, x2: x + 12, y2: y - 12 }),
-        el("text", { class: "dropmark-text", x: x + 16, y: y - 16, text: pkt.reason || "dropped" })));
+        el("text", { class: "dropmark-text", x: x + 110, y: y + 6, text: pkt.reason || "dropped" })));
     }
     dot.remove();
   }
@@ -223,7 +224,7 @@ function renderGateway() {
 
 function renderKnobs(gw) {
   const table = clear($("knobs"));
-  table.append(el("tr", {}, ...["knob", "value", "allowed", "RFC requirement", "RFC default"].map(h => el("th", { text: h }))));
+  table.append(el("tr", {}, ...["knob", "value", "RFC requirement · allowed", "RFC default"].map(h => el("th", { text: h }))));
   for (const row of gw.knobs) {
     let input;
     if (row.choices) {
@@ -238,8 +239,8 @@ function renderKnobs(gw) {
       onclick: () => setKnob(row.knob, input.value) });
     table.append(el("tr", { class: row.value !== row.default ? "changed" : null, "data-row": row.knob },
       el("td", { class: "mono", text: row.knob }), el("td", {}, input, button),
-      el("td", { class: "req", text: row.choices ? row.choices.join(" | ") : row.text }),
-      el("td", { class: "req", text: row.requirement }),
+      el("td", { class: "req" }, row.requirement || "—",
+        el("span", { class: "allowed", text: row.choices ? row.choices.join(" | ") : row.text })),
       el("td", { class: "mono", text: row.default })));
   }
 }
@@ -319,7 +320,8 @@ function renderWalk(packets) {
       const verdict = h.verdict === "drop" ? `dropped: ${h.reason}` : `${h.verdict} (${h.side})`;
       table.append(el("tr", { class: h.verdict === "drop" ? "bad" : null },
         el("td", {}), el("td", { text: h.node }),
-        el("td", { class: h.verdict === "drop" ? "bad" : null, text: verdict + (h.events.length ? `; ${h.events.join(", ")}` : "") }),
+        el("td", { class: h.verdict === "drop" ? "bad" : null,
+          text: verdict + (h.events.filter(e => e !== h.reason).length ? `; ${h.events.filter(e => e !== h.reason).join(", ")}` : "") }),
         el("td", { class: "mono", text: h.in }), el("td", { class: "mono", text: h.out || "—" })));
     }
     if (p.outcome === "delivered") {
@@ -342,6 +344,7 @@ async function runPunch(ev) {
     text: data.ok ? `punched in ${data.rounds} round(s)` : `failed after ${data.rounds} round(s)` }),
     ` · reflexive: ${Object.entries(data.reflexive).map(([p, e]) => `${p} ${e}`).join(", ")}`);
   drawSequence(data);
+  animate(data.messages);
 }
 
 function drawSequence(data) {
@@ -363,8 +366,11 @@ function drawSequence(data) {
     if (m.outcome === "delivered") g.append(el("path", { d: `M${x2},${y} l${-8 * dir},-4 l0,8 z`, fill: "#1a7f37" }));
     else g.append(el("text", { class: "why", x: x2 + 6 * dir, y: y + 4, "text-anchor": dir > 0 ? "start" : "end", text: `✕ ${m.reason}` }));
     for (const h of m.hops) if (h.node in lx && h.verdict !== "drop") g.append(el("circle", { class: "hop", cx: lx[h.node], cy: y, r: 3.5 }, el("title", { text: `${h.in}\n→ ${h.out}` })));
-    const rewritten = m.hops.filter(h => h.out).map(h => h.out.split(" ")[1]).pop();
-    const label = `${m.sent.split(" ").slice(1, 4).join(" ")}${rewritten ? `  (as ${rewritten})` : ""}`;
+    const rewrites = m.hops.filter(h => h.out).map(h => {
+      const f = h.out.split(" ");  // "udp SRC -> DST len=N"
+      return h.side === "inside" ? `${h.node}: from ${f[1]}` : `${h.node}: to ${f[3]}`;
+    });
+    const label = `${m.sent.split(" ").slice(1, 4).join(" ")}${rewrites.length ? "   " + rewrites.join(", ") : ""}`;
     g.append(el("text", { x: Math.min(x1, x2) + 4, y: y - 4, text: label }));
     g.append(el("title", { text: m.label }));
     svg.append(g);
