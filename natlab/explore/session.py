@@ -219,7 +219,7 @@ class Workbench:
             gw.clock += seconds
         self.recording.add("wait", {"seconds": seconds}, observed)
 
-    def advance(self, gateway: Optional[str], seconds: Any) -> dict[str, Any]:
+    def advance(self, gateway: Optional[str] = None, seconds: Any = None) -> dict[str, Any]:
         s = _seconds(seconds)
         names = [self._gateway(gateway)] if gateway else list(self.gateways)
         for name in names:
