@@ -105,6 +105,7 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     _fill(browser, "probe-to", "nosuch:1")
     browser.find_element("id", "probe-send").click()
     _wait(browser, lambda b: "not an address, host or gateway" in _text(b, "error"), "the error")
+    _fill(browser, "probe-to", "nat-a:40000")
     row = browser.find_element("css selector", '[data-row="timeouts.udp"]')
     box = row.find_element("css selector", "input")
     box.clear()
