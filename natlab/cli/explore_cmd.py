@@ -7,6 +7,7 @@ Thin: it builds a :class:`~natlab.explore.session.Workbench`, starts the server
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 import webbrowser
 from pathlib import Path
@@ -27,13 +28,19 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _has_display() -> bool:
+    """A graphical session to open a browser in (else webbrowser may start a text browser here)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 @app.command("explore")
 def explore_cmd(
     topology: Annotated[Optional[Path], typer.Argument(help="Topology YAML file to explore.")] = None,
     lab: Annotated[Optional[str], typer.Option("--lab", "-l", help="Attach to a running lab (not supported yet).")] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="memory (netns and docker: not yet).")] = "memory",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the topology's).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback exposes the lab.")]
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (and that browsers use); anything but "
+                                               "loopback exposes the lab.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port (0: any free one).")] = 0,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
@@ -66,7 +73,7 @@ def explore_cmd(
     typer.echo(f"  {running.url}")
     typer.echo("  Ctrl-C stops it.")
     sys.stdout.flush()
-    if not no_browser:
+    if not no_browser and _has_display():
         try:
             webbrowser.open(running.url)
         except webbrowser.Error:
