@@ -22,6 +22,7 @@ Every request passes :func:`natlab.explore.security.guard` first.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import socket
 import threading
@@ -79,67 +80,73 @@ def _error(message: str, status: int = 400, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def create_app(wb: Workbench, access: Access, closing: Optional[threading.Event] = None) -> Any:
-    """The ASGI app for ``wb``, guarded by ``access``; setting ``closing`` ends the event streams."""
-    hub = _Hub()
-    closing = closing or threading.Event()
+class _Api:
+    """The routes' handlers over one workbench; Workbench calls run in a thread, under its lock."""
 
-    def state_json() -> str:
-        return json.dumps(wb.state())
+    def __init__(self, wb: Workbench, access: Access, closing: threading.Event) -> None:
+        self.wb, self.access, self.closing, self.hub = wb, access, closing, _Hub()
 
-    async def locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def routes(self) -> list[Route]:
+        return [Route("/", self.index), Route("/static/{name}", self.static), Route("/api/topology", self.topology),
+                Route("/api/state", self.state), Route("/api/scenario", self.scenario),
+                Route("/api/events", self.events), Route("/api/{name}", self.action, methods=["POST"])]
+
+    async def locked(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         def call() -> Any:
-            with wb.lock:
-                return fn(*args, **kwargs)
+            with self.wb.lock:
+                return fn(**kwargs)
         return await run_in_threadpool(call)
 
-    async def index(request: Request) -> Response:
-        page = resources.files("natlab.explore").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(page.replace("{{TOKEN}}", access.token))
+    def _state_json(self) -> str:
+        return json.dumps(self.wb.state())
 
-    async def static(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
+        page = resources.files("natlab.explore").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(page.replace("{{TOKEN}}", self.access.token))
+
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC:
             return _error("not found", 404)
         text = resources.files("natlab.explore").joinpath(f"static/{name}").read_text(encoding="utf-8")
         return Response(text, media_type=STATIC[name])
 
-    async def topology(request: Request) -> Response:
-        return JSONResponse(await locked(wb.topology))
+    async def topology(self, request: Request) -> Response:
+        return JSONResponse(await self.locked(self.wb.topology))
 
-    async def state(request: Request) -> Response:
-        return Response(await locked(state_json), media_type="application/json")
+    async def state(self, request: Request) -> Response:
+        return Response(await self.locked(self._state_json), media_type="application/json")
 
-    async def scenario(request: Request) -> Response:
-        return PlainTextResponse(await locked(wb.scenario_text))
+    async def scenario(self, request: Request) -> Response:
+        return PlainTextResponse(await self.locked(self.wb.scenario_text))
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         queue: asyncio.Queue = asyncio.Queue()
-        hub.queues.add(queue)
-        first = await locked(state_json)
-
-        async def stream() -> Any:
-            idle = 0.0
-            try:
-                yield f"event: state\ndata: {first}\n\n"
-                while not closing.is_set():
-                    try:
-                        data = await asyncio.wait_for(queue.get(), POLL)
-                    except asyncio.TimeoutError:
-                        idle += POLL
-                        if idle >= KEEPALIVE:
-                            idle = 0.0
-                            yield ": keepalive\n\n"
-                        continue
-                    idle = 0.0
-                    yield f"event: state\ndata: {data}\n\n"
-            finally:
-                hub.queues.discard(queue)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        self.hub.queues.add(queue)
+        first = await self.locked(self._state_json)
+        return StreamingResponse(self._stream(queue, first), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
 
-    async def action(request: Request) -> Response:
+    async def _stream(self, queue: asyncio.Queue, first: str) -> Any:
+        """The state now, then after every change; a comment line now and then keeps proxies open."""
+        idle = 0.0
+        try:
+            yield f"event: state\ndata: {first}\n\n"
+            while not self.closing.is_set():
+                try:
+                    data = await asyncio.wait_for(queue.get(), POLL)
+                except asyncio.TimeoutError:
+                    idle += POLL
+                    if idle >= KEEPALIVE:
+                        idle = 0.0
+                        yield ": keepalive\n\n"
+                    continue
+                idle = 0.0
+                yield f"event: state\ndata: {data}\n\n"
+        finally:
+            self.hub.queues.discard(queue)
+
+    async def action(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ACTIONS:
             return _error(f"no action {name!r}", 404, hint=f"one of {', '.join(ACTIONS)}")
@@ -147,33 +154,44 @@ def create_app(wb: Workbench, access: Access, closing: Optional[threading.Event]
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error("request too large", 413)
+        kwargs = _arguments(name, body, fields, getattr(self.wb, method))
+        if isinstance(kwargs, Response):
+            return kwargs
         try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            return _error("the body is not JSON")
-        if not isinstance(data, dict):
-            return _error("the body must be a JSON object", got=type(data).__name__)
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            return _error(f"unknown field(s) {', '.join(unknown)}", hint=f"{name} takes {', '.join(fields)}")
-        kwargs = {fields[k]: v for k, v in data.items()}
-        try:
-            result = await locked(getattr(wb, method), **kwargs)
-        except TypeError as err:
-            return _error(f"bad request for {name}: {err}", hint=f"{name} takes {', '.join(fields)}")
+            result = await self.locked(getattr(self.wb, method), **kwargs)
         except Unsupported as err:
             return _error(err.message, 501)
         except NatlabError as err:
             return _error(err.message, what=err.what, got=None if err.got is None else str(err.got), hint=err.hint)
-        hub.publish(await locked(state_json))
+        self.hub.publish(await self.locked(self._state_json))
         return JSONResponse(result)
 
-    app = Starlette(routes=[
-        Route("/", index), Route("/static/{name}", static), Route("/api/topology", topology),
-        Route("/api/state", state), Route("/api/scenario", scenario), Route("/api/events", events),
-        Route("/api/{name}", action, methods=["POST"]),
-    ])
-    return guard(app, access)
+
+def _arguments(name: str, body: bytes, fields: dict[str, str], method: Callable[..., Any]) -> Any:
+    """The keyword arguments for ``method`` from a JSON body, or the 400 answer saying what is wrong."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return _error("the body is not JSON")
+    if not isinstance(data, dict):
+        return _error("the body must be a JSON object", got=type(data).__name__)
+    takes = f"{name} takes {', '.join(fields)}"
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        return _error(f"unknown field(s) {', '.join(unknown)}", hint=takes)
+    kwargs = {fields[k]: v for k, v in data.items()}
+    params = inspect.signature(method).parameters.values()
+    missing = [k for k, arg in fields.items() if arg not in kwargs
+               and any(p.name == arg and p.default is inspect.Parameter.empty for p in params)]
+    if missing:
+        return _error(f"{name} needs {', '.join(missing)}", hint=takes)
+    return kwargs
+
+
+def create_app(wb: Workbench, access: Access, closing: Optional[threading.Event] = None) -> Any:
+    """The ASGI app for ``wb``, guarded by ``access``; setting ``closing`` ends the event streams."""
+    api = _Api(wb, access, closing or threading.Event())
+    return guard(Starlette(routes=api.routes()), access)
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

@@ -132,7 +132,8 @@ BAD = [
     ("punch", {"a": "alice", "b": "bob", "server": "server", "rounds": 99}, "rounds out of range"),
     ("save", {"path": "/tmp/x.txt"}, "ends in .yaml"),
     ("reboot", {"gateway": "nat-a", "extra": 1}, "unknown field(s) extra"),
-    ("reboot", {}, "bad request for reboot"),
+    ("reboot", {}, "reboot needs gateway"),
+    ("probe", {"from": "alice"}, "probe needs proto, to"),
 ]
 
 
