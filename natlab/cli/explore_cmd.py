@@ -37,7 +37,8 @@ def _has_display() -> bool:
 def explore_cmd(
     topology: Annotated[Optional[Path], typer.Argument(help="Topology YAML file to explore.")] = None,
     lab: Annotated[Optional[str], typer.Option("--lab", "-l", help="Attach to a running lab (not supported yet).")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="memory (netns and docker: not yet).")] = "memory",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="memory, or netns (root: a real lab, taken down on "
+                                                             "exit); docker: not yet.")] = "memory",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the topology's).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (and that browsers use); anything but "
                                                "loopback exposes the lab.")]
@@ -49,8 +50,8 @@ def explore_cmd(
     time travel; what you do is recorded and saved as a scenario that `natlab run` passes."""
     if lab is not None:
         raise ConfigError(f"--lab {NOT_YET}", got=lab, hint="natlab explore TOPOLOGY.yaml")
-    if backend != "memory":
-        raise ConfigError(f"--backend {backend} {NOT_YET}", got=backend, hint="natlab explore TOPOLOGY.yaml")
+    if backend not in ("memory", "netns"):
+        raise ConfigError(f"--backend {backend} {NOT_YET}", got=backend, hint="--backend memory or netns")
     if topology is None:
         raise ConfigError("name a topology file to explore", hint="natlab explore topologies/two-homes.yaml")
     if not 0 <= port <= 65535:
@@ -61,6 +62,8 @@ def explore_cmd(
     except ImportError as err:
         raise ConfigError("natlab explore needs its server libraries", got=err.name,
                           hint="pip install 'natlab[explore]'") from None
+    if backend != "memory":
+        typer.echo(f"bringing up {topology} on the {backend} backend ...", err=True)
     wb = Workbench(topology, seed=seed, backend_name=backend)
     try:
         running, sock = start(wb, host, port, thread=False)

@@ -30,12 +30,19 @@ from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
 __all__ = [
     "BACKENDS", "ConfigError", "Driver", "NatlabError", "Probe", "ProbeResult", "Tracer", "Unsupported",
     "apply_set", "default_policy", "flatten", "knob_schema", "load_scenario", "load_topology", "nat_class", "open_driver",
-    "parse_assignments", "policy_of_preset", "policy_to_dict", "preset_names", "report",
+    "parse_assignments", "policy_of_preset", "policy_to_dict", "preset_names", "report", "unavailable",
     "requirement_of", "run_scenario_file", "show_value",
 ]
 
-BACKENDS = ("memory",)
+BACKENDS = ("memory", "netns")
 """Backends ``natlab explore`` can open today; the others say so (see :func:`open_driver`)."""
+
+
+def unavailable(backend: str) -> Optional[str]:
+    """Why ``backend`` cannot run on this machine (needs root, NFQUEUE ...), or None."""
+    from natlab.scenario.backends import unavailable as why_not
+
+    return why_not(backend)
 
 
 def load_topology(path: str | Path) -> Any:
@@ -49,7 +56,11 @@ def open_driver(topology: Any, seed: int, backend: str = "memory") -> Driver:
     """Bring ``topology`` up as a :class:`Driver`, the way ``natlab run`` does."""
     if backend not in BACKENDS:
         raise ConfigError(f"natlab explore does not support the {backend} backend yet", got=backend,
-                          hint="use the memory backend (the default); netns and --lab are planned")
+                          hint="use the memory backend (the default) or netns; docker and --lab are planned")
+    reason = unavailable(backend)
+    if reason:
+        raise ConfigError(f"the {backend} backend cannot run here: {reason}", got=backend,
+                          hint="the memory backend needs nothing")
     from natlab.scenario.backends import open_driver as open_backend
 
     return open_backend(topology, seed, backend)

@@ -28,8 +28,8 @@ __all__ = ["Recording"]
 class Recording:
     """Steps in the order they were taken; ``seed`` and topology for the file's header."""
 
-    def __init__(self, lab: str, topology_file: Path, seed: int) -> None:
-        self.lab, self.topology_file, self.seed = lab, topology_file, seed
+    def __init__(self, lab: str, topology_file: Path, seed: int, backend_name: str = "memory") -> None:
+        self.lab, self.topology_file, self.seed, self.backend = lab, topology_file, seed, backend_name
         self._steps: list[dict[str, Any]] = []
         self._seen: list[str] = []
 
@@ -77,15 +77,15 @@ class Recording:
             topo = os.path.relpath(self.topology_file, where)
         return {
             "name": f"explored-{self.lab}",
-            "description": (f"Recorded with natlab explore on the memory backend "
+            "description": (f"Recorded with natlab explore on the {self.backend} backend "
                             f"({time.strftime('%Y-%m-%d %H:%M')}); each expectation is what was observed."),
-            "topology": topo, "seed": self.seed, "backends": ["memory"],
+            "topology": topo, "seed": self.seed, "backends": [self.backend],
             "steps": [dict(s) for s in self._steps],
         }
 
     def text(self, where: Optional[Path] = None) -> str:
-        head = ("# Recorded by `natlab explore`. Expectations are what the memory twin showed;\n"
-                "# remove `backends` to check the same on a netns lab.\n")
+        head = (f"# Recorded by `natlab explore`. Expectations are what the {self.backend} backend showed;\n"
+                "# remove `backends` to check the same on every backend.\n")
         return head + yaml.safe_dump(self.document(where), sort_keys=False, default_flow_style=None, width=100)
 
     def save(self, path: Path) -> Path:

@@ -19,6 +19,7 @@ page shows; ``version`` counts changes, so the page knows when to redraw.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class Workbench:
         self.tracer = backend.Tracer.attach(self.driver)
         self.gateways = {gw.name: _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
                          for gw in self.topo.gateways}
-        self.recording = Recording(self.topo.name, self.topology_file, self.seed)
+        self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
         self.version = 0
         self.lock = threading.Lock()
 
@@ -204,6 +205,9 @@ class Workbench:
         return {"ok": True, "result": result_dict(result), "walk": walk, "packets": packets(walk)}
 
     def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
+        """The probe's result and its walk; where no tracer can watch, the gateways' new events instead."""
+        if self.tracer is None:
+            return self._probe_with_events(probe), []
         if self.tracer is not None:
             self.tracer.start()
         try:
@@ -211,6 +215,14 @@ class Workbench:
         finally:
             walk = self.tracer.stop() if self.tracer is not None else []
         return result, walk
+
+    def _probe_with_events(self, probe: Probe) -> Any:
+        marks = {gw: max((e["seq"] for e in self.driver.events(gw, EVENTS_SHOWN)), default=0) for gw in self.gateways}
+        result = self.driver.probe(probe)
+        if result.events:
+            return result
+        new = [e for gw in self.gateways for e in self.driver.events(gw, EVENTS_SHOWN) if e["seq"] > marks[gw]]
+        return dataclasses.replace(result, events=tuple(new))
 
     def sleep_all(self, seconds: float, observed: str) -> None:
         """Let time pass for the whole twin (a ``wait`` step)."""
@@ -264,7 +276,7 @@ class Workbench:
     def save(self, path: str | Path) -> dict[str, Any]:
         """Write the recording as a scenario file (validated by natlab's loader), then replay it in memory."""
         written = self.recording.save(Path(path))
-        replay = backend.run_scenario_file(written, "memory")
+        replay = backend.run_scenario_file(written, self.driver.backend)
         return {"ok": True, "path": str(written.resolve()), "steps": len(self.recording.steps()),
                 "verified": replay.status, "summary": f"saved {written}"}
 

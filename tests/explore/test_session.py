@@ -123,7 +123,7 @@ def test_every_shipped_topology_lays_out_without_overlaps(name: str) -> None:
 
 @pytest.mark.parametrize("args,message", [
     (["--lab", "home"], "--lab is not supported by natlab explore yet"),
-    (["--backend", "netns", "topologies/two-homes.yaml"], "--backend netns is not supported by natlab explore yet"),
+    (["--backend", "docker", "topologies/two-homes.yaml"], "--backend docker is not supported by natlab explore yet"),
     ([], "name a topology file to explore"),
 ])
 def test_cli_says_what_it_cannot_do_yet(args: list[str], message: str) -> None:
@@ -131,3 +131,27 @@ def test_cli_says_what_it_cannot_do_yet(args: list[str], message: str) -> None:
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.netns
+def test_a_session_on_a_netns_lab_saves_a_scenario_that_passes_there(tmp_path: Path) -> None:
+    from natlab.explore.backend import unavailable
+
+    reason = unavailable("netns")
+    if reason:
+        pytest.skip(reason)
+    wb = Workbench(TOPOLOGIES / "two-homes.yaml", backend_name="netns")
+    try:
+        assert wb.topology()["backend"] == "netns"
+        wb.set_knob("nat-a", "timeouts.udp", "60")
+        out = wb.probe("udp", "alice", "server:3478", 40000)
+        assert out["result"]["seen"] == "203.0.113.1:40000"
+        assert any(e["kind"] == "mapping-created" for e in out["result"]["events"])
+        assert wb.probe("udp", "server", "nat-a:40000", 5555, at="alice:40000")["result"]["delivered"] is False
+        wb.advance("nat-a", 61)
+        assert wb.state()["gateways"]["nat-a"]["mappings"] == []
+        saved = wb.save(tmp_path / "netns.yaml")
+        assert saved["verified"] == "passed"
+        assert yaml.safe_load((tmp_path / "netns.yaml").read_text())["backends"] == ["netns"]
+    finally:
+        wb.close()

@@ -306,8 +306,14 @@ async function sendProbe(ev) {
   box.append(el("span", { class: r.delivered ? "ok" : "bad", id: "probe-verdict", text: `${r.proto} ${r.src}:${r.sport} → ${r.dst}${r.dport ? ":" + r.dport : ""}: ${what}` }));
   if (r.replied !== null) box.append(el("span", { class: r.replied ? "ok" : "bad", text: r.replied ? " · answer came back" : " · answer lost" }));
   if (r.detail) box.append(el("span", { class: "bad", id: "probe-reason", text: ` · ${r.detail}` }));
-  renderWalk(data.packets);
-  animate(data.packets);
+  if (data.packets.length) { renderWalk(data.packets); animate(data.packets); } else renderEvents2(r.events);
+}
+
+// Where the backend cannot trace hops (netns), the gateways' events during the probe stand in.
+function renderEvents2(events) {
+  const table = clear($("walk"));
+  table.append(el("tr", {}, ...["gateway", "event (no per-hop walk on this backend)"].map(h => el("th", { text: h }))));
+  for (const e of events) table.append(el("tr", {}, el("td", { text: e.gateway }), el("td", { class: "mono", text: describeEvent(e) })));
 }
 
 function renderWalk(packets) {
@@ -391,7 +397,7 @@ async function save() {
   if (!data) return;
   const box = clear($("save-outcome"));
   box.append(el("span", { class: data.verified === "passed" ? "ok" : "bad", id: "save-verdict",
-    text: `saved ${data.steps} steps to ${data.path}; replayed on memory: ${data.verified}` }));
+    text: `saved ${data.steps} steps to ${data.path}; replayed on ${ui.topo.backend}: ${data.verified}` }));
 }
 
 async function preview() {
