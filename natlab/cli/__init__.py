@@ -21,6 +21,7 @@ from natlab.cli import demo_cmd  # noqa: E402,F401
 from natlab.cli import matrix_cmd  # noqa: E402,F401
 from natlab.cli import bench_lab_cmd  # noqa: E402,F401
 from natlab.cli import run_cmd  # noqa: E402,F401
+from natlab.cli import explore_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,299 @@
+"""The workbench's state owner: one lab, what was done to it, and what was seen.
+
+Theory of operation
+-------------------
+A :class:`Workbench` holds a :class:`~natlab.scenario.driver.Driver` (the
+memory twin by default) and is the only thing that touches it. Every action the
+page can take is one method here: ``set_knob``, ``configure``, ``probe``,
+``advance``, ``reboot``, ``check_mappings``, ``punch``. Each one validates its
+input first and raises :class:`ConfigError` (what, got, hint) before anything
+changes, then calls the driver, then appends what it did *and what it saw* to
+the :class:`~natlab.explore.record.Recording`, so the session can be saved as
+a scenario whose expectations are the observed outcomes.
+
+Each gateway's policy is mirrored here (topology preset, then every ``set`` and
+``configure`` applied with natlab's own validators), so the knob panel needs
+nothing from the backend but the Driver API. :meth:`state` is everything the
+page shows; ``version`` counts changes, so the page knows when to redraw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from natlab.explore import backend, knobs, topoview
+from natlab.explore.backend import ConfigError, Probe
+from natlab.explore.record import Recording
+from natlab.explore.walk import packets
+
+__all__ = ["Workbench"]
+
+EVENTS_SHOWN = 60
+PROTOS = ("udp", "tcp", "icmp")
+
+
+@dataclass
+class _Gateway:
+    behaviour: str
+    policy: Any
+    changed: dict[str, str]
+    clock: float = 0.0
+
+
+def _port(text: str, what: str) -> int:
+    try:
+        port = int(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be a port number", got=text, hint="0..65535") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} is out of range", got=port, hint="0..65535")
+    return port
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("seconds must be a number", got=value, hint="e.g. 30 or 301") from None
+    if not 0 <= seconds <= 10 ** 7 or seconds != seconds:
+        raise ConfigError("seconds out of range", got=value, hint="0 .. 10000000")
+    return seconds
+
+
+def _is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+class Workbench:
+    """Explore ``topology`` (a file) on ``backend_name``; ``seed`` defaults to the topology's."""
+
+    def __init__(self, topology: str | Path, seed: Optional[int] = None, backend_name: str = "memory") -> None:
+        self.topology_file = Path(os.path.abspath(topology))
+        self.topo = backend.load_topology(self.topology_file)
+        self.seed = self.topo.seed if seed is None else seed
+        self.driver = backend.open_driver(self.topo, self.seed, backend_name)
+        self.tracer = backend.Tracer.attach(self.driver)
+        self.gateways = {gw.name: _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
+                         for gw in self.topo.gateways}
+        self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
+        self.version = 0
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    # -- names --------------------------------------------------------------------------
+    def _host(self, name: str, what: str = "host") -> str:
+        hosts = self.driver.hosts()
+        if name not in hosts:
+            raise ConfigError(f"no {what} {name!r} in this lab", got=name, hint=f"hosts: {', '.join(hosts)}")
+        return name
+
+    def _gateway(self, name: str) -> str:
+        if name not in self.gateways:
+            raise ConfigError(f"no gateway {name!r} in this lab", got=name,
+                              hint=f"gateways: {', '.join(self.gateways)}")
+        return name
+
+    def _address_of(self, name: str) -> str:
+        if _is_ipv4(name):
+            return name
+        if name in self.driver.hosts() or name in self.gateways:
+            return self.driver.addresses(name)[0]
+        raise ConfigError("not an address, host or gateway", got=name,
+                          hint=f"write NAME:PORT or ADDRESS:PORT; names: "
+                               f"{', '.join([*self.driver.hosts(), *self.gateways])}")
+
+    def _receiver(self, to: str, dst: str, at: str) -> tuple[Optional[str], int]:
+        """Who listens for a probe to ``dst`` (as the scenario runner decides it)."""
+        if at == "nobody":
+            return None, 0
+        if at:
+            host, _, port = at.partition(":")
+            return self._host(host, "receiving host"), _port(port, "the receiving port") if port else 0
+        for host in self.driver.hosts():
+            if dst in self.driver.addresses(host):
+                return host, 0
+        for gw in self.gateways:
+            if dst in self.driver.addresses(gw):
+                raise ConfigError(f"{to} is an external address of gateway {gw}", got=to,
+                                  hint="say which host receives it: 'at' HOST:PORT (or nobody)")
+        return None, 0
+
+    # -- what the page shows ------------------------------------------------------------
+    def _policies(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for name, gw in self.gateways.items():
+            data = backend.policy_to_dict(gw.policy)
+            out[name] = {"behaviour": gw.behaviour, "nat_class": backend.nat_class(data)}
+        return out
+
+    def topology(self) -> dict[str, Any]:
+        view = topoview.layout(self.topo, self._policies())
+        view["chains"] = {h: topoview.nat_chain(self.topo, h) for h in self.driver.hosts()}
+        view["presets"] = backend.preset_names()
+        view["seed"] = self.seed
+        view["backend"] = self.driver.backend
+        view["file"] = str(self.topology_file)
+        return view
+
+    def state(self) -> dict[str, Any]:
+        gateways = {}
+        for name, gw in self.gateways.items():
+            gateways[name] = {
+                "behaviour": gw.behaviour, "nat_class": backend.nat_class(backend.policy_to_dict(gw.policy)),
+                "changed": gw.changed, "clock": gw.clock, "addresses": self.driver.addresses(name),
+                "knobs": knobs.knob_rows(gw.policy), "mappings": self.driver.mappings(name),
+                "counters": self.driver.counters(name), "events": self.driver.events(name, EVENTS_SHOWN),
+            }
+        return {"version": self.version, "gateways": gateways, "record": self.recording.steps()}
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    # -- actions ------------------------------------------------------------------------
+    def set_knob(self, gateway: str, knob: str, value: str) -> dict[str, Any]:
+        gw = self.gateways[self._gateway(gateway)]
+        knob, text = str(knob).strip(), str(value).strip()
+        assignment = f"{knob}={text}"
+        policy = backend.apply_set(gw.policy, [assignment])  # raises, changing nothing, on a bad value
+        parsed = backend.parse_assignments([assignment])
+        self.driver.set(gateway, [assignment])
+        gw.policy = policy
+        gw.changed[knob] = text
+        self.recording.add_set(gateway, knob, _leaf(parsed, knob))
+        self._changed()
+        return {"ok": True, "summary": f"{gateway}: {assignment}"}
+
+    def configure(self, gateway: str, behaviour: str) -> dict[str, Any]:
+        gw = self.gateways[self._gateway(gateway)]
+        behaviour = str(behaviour).strip()
+        if behaviour not in backend.preset_names():
+            raise ConfigError("no such behaviour preset", got=behaviour,
+                              hint=f"one of {', '.join(backend.preset_names())}")
+        policy = backend.policy_of_preset(behaviour)
+        self.driver.configure(gateway, behaviour)
+        gw.behaviour, gw.policy, gw.changed = behaviour, policy, {}
+        self.recording.add("configure", {"gateway": gateway, "behaviour": behaviour},
+                           f"{gateway} is now {behaviour} (mappings flushed)")
+        self._changed()
+        return {"ok": True, "summary": f"{gateway} is now {behaviour}"}
+
+    def probe(self, proto: str, src: str, to: str, sport: Any = 0, at: str = "", reply: bool = False) -> dict[str, Any]:
+        proto, to, at = str(proto).lower(), str(to).strip(), str(at or "").strip()
+        if proto not in PROTOS:
+            raise ConfigError("unknown probe protocol", got=proto, hint="udp, tcp or icmp")
+        self._host(src, "sending host")
+        name, sep, port_text = to.rpartition(":") if proto != "icmp" else (to, "", "")
+        if proto != "icmp" and (not sep or not name):
+            raise ConfigError("the destination needs a port", got=to, hint="NAME:PORT or ADDRESS:PORT, e.g. server:3478")
+        dport = _port(port_text, "the destination port") if proto != "icmp" else 0
+        dst = self._address_of(name if proto != "icmp" else to)
+        sport_n = _port(sport or 0, "the source port")
+        receiver, listen = self._receiver(to, dst, at)
+        probe = Probe(proto=proto, src=src, dst=dst, dport=dport, sport=sport_n, receiver=receiver,
+                      listen_port=listen, reply=bool(reply))
+        result, walk = self.traced_probe(probe)
+        self.recording.add_probe(probe, to, at, result)
+        self._changed()
+        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": packets(walk)}
+
+    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
+        """The probe's result and its walk; where no tracer can watch, the gateways' new events instead."""
+        if self.tracer is None:
+            return self._probe_with_events(probe), []
+        if self.tracer is not None:
+            self.tracer.start()
+        try:
+            result = self.driver.probe(probe)
+        finally:
+            walk = self.tracer.stop() if self.tracer is not None else []
+        return result, walk
+
+    def _probe_with_events(self, probe: Probe) -> Any:
+        marks = {gw: max((e["seq"] for e in self.driver.events(gw, EVENTS_SHOWN)), default=0) for gw in self.gateways}
+        result = self.driver.probe(probe)
+        if result.events:
+            return result
+        new = [e for gw in self.gateways for e in self.driver.events(gw, EVENTS_SHOWN) if e["seq"] > marks[gw]]
+        return dataclasses.replace(result, events=tuple(new))
+
+    def sleep_all(self, seconds: float, observed: str) -> None:
+        """Let time pass for the whole twin (a ``wait`` step)."""
+        self.driver.sleep(seconds)
+        for gw in self.gateways.values():
+            gw.clock += seconds
+        self.recording.add("wait", {"seconds": seconds}, observed)
+
+    def advance(self, gateway: Optional[str] = None, seconds: Any = None) -> dict[str, Any]:
+        s = _seconds(seconds)
+        names = [self._gateway(gateway)] if gateway else list(self.gateways)
+        for name in names:
+            self.driver.advance(name, s)
+            self.gateways[name].clock += s
+        self.recording.add("advance", {"gateway": gateway, "seconds": s} if gateway else {"seconds": s},
+                           f"{', '.join(names)} clock +{s:g} s")
+        self._changed()
+        return {"ok": True, "summary": f"{', '.join(names)} +{s:g} s"}
+
+    def reboot(self, gateway: str) -> dict[str, Any]:
+        self.driver.reboot(self._gateway(gateway))
+        self.recording.add("reboot", {"gateway": gateway}, f"{gateway} rebooted (mappings flushed)")
+        self._changed()
+        return {"ok": True, "summary": f"{gateway} rebooted"}
+
+    def check_mappings(self, gateway: str) -> dict[str, Any]:
+        """Record the gateway's table as it is now: a ``mappings`` step expecting this many rows."""
+        count = len(self.driver.mappings(self._gateway(gateway)))
+        self.recording.add("mappings", {"gateway": gateway}, f"{gateway} has {count} mapping(s)",
+                           expect={"count": count})
+        self._changed()
+        return {"ok": True, "summary": f"recorded: {gateway} has {count} mapping(s)"}
+
+    def punch(self, a: str, b: str, server: str, rounds: Any = 6) -> dict[str, Any]:
+        from natlab.explore.punch import hole_punch
+
+        for host in (a, b, server):
+            self._host(host)
+        if len({a, b, server}) < 3:
+            raise ConfigError("pick two peers and a rendezvous, all different", got=[a, b, server])
+        try:
+            n = int(rounds)
+        except (TypeError, ValueError):
+            raise ConfigError("rounds must be a number", got=rounds, hint="1..20") from None
+        if not 1 <= n <= 20:
+            raise ConfigError("rounds out of range", got=n, hint="1..20")
+        out = hole_punch(self, a, b, server, n)
+        self._changed()
+        return {"ok": True, **out}
+
+    def save(self, path: str | Path) -> dict[str, Any]:
+        """Write the recording as a scenario file (validated by natlab's loader), then replay it in memory."""
+        written = self.recording.save(Path(path))
+        replay = backend.run_scenario_file(written, self.driver.backend)
+        return {"ok": True, "path": str(written.resolve()), "steps": len(self.recording.steps()),
+                "verified": replay.status, "summary": f"saved {written}"}
+
+    def scenario_text(self, where: Optional[Path] = None) -> str:
+        return self.recording.text(where)
+
+
+def _leaf(nested: dict[str, Any], knob: str) -> Any:
+    """The value of dotted ``knob`` in what ``parse_assignments`` made of it."""
+    value: Any = nested
+    for part in knob.replace("-", "_").split("."):
+        value = value[part]
+    return value
+
+
+def result_dict(r: Any) -> dict[str, Any]:
+    p = r.probe
+    return {"proto": p.proto, "src": p.src, "dst": p.dst, "dport": p.dport, "sport": r.sport,
+            "receiver": p.receiver, "delivered": r.delivered, "seen": r.seen, "replied": r.replied,
+            "reply_from": r.reply_from, "detail": r.detail, "events": list(r.events)}

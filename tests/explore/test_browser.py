@@ -1,0 +1,156 @@
+"""The workbench in a real headless browser, end to end on the memory backend.
+
+Open the page, change a knob, send probes (a mapping appears; an unsolicited one
+shows its drop reason), give bad input (a clear error, nothing changed), advance
+time (the mapping expires), switch a preset, hole-punch, save the recording, and
+``natlab run --backend memory`` passes on the saved file. A screenshot of each
+view is written to the artifacts directory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WAIT = 10
+
+
+def _wait(browser: Any, condition: Any, what: str) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser, WAIT).until(condition)
+    except TimeoutException:
+        error = browser.find_element("id", "error").text
+        raise AssertionError(f"timed out waiting for {what}; page error: {error!r}") from None
+
+
+def _text(browser: Any, element_id: str) -> str:
+    return browser.find_element("id", element_id).text
+
+
+def _fill(browser: Any, element_id: str, value: str) -> None:
+    box = browser.find_element("id", element_id)
+    box.clear()
+    box.send_keys(value)
+
+
+def _version(browser: Any) -> int:
+    return int(browser.find_element("tag name", "body").get_attribute("data-version") or -1)
+
+
+def _shot(browser: Any, artifacts: Path, element_id: str, name: str) -> Path:
+    element = browser.find_element("id", element_id)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
+    path = artifacts / f"{name}.png"
+    element.screenshot(str(path))
+    assert path.stat().st_size > 1000
+    return path
+
+
+def _probe(browser: Any, proto: str, src: str, sport: str, to: str, at: str = "") -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "probe-proto")).select_by_value(proto)
+    Select(browser.find_element("id", "probe-from")).select_by_value(src)
+    _fill(browser, "probe-sport", sport)
+    _fill(browser, "probe-to", to)
+    _fill(browser, "probe-at", at)
+    before = _version(browser)
+    browser.find_element("id", "probe-send").click()
+    _wait(browser, lambda b: _version(b) > before and _text(b, "probe-outcome"), f"the probe to {to}")
+
+
+def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(live_server.url)
+    _wait(browser, lambda b: b.find_element("tag name", "body").get_attribute("data-ready") == "1", "the page")
+    _wait(browser, lambda b: _text(b, "conn") == "live", "the event stream")
+    assert "port-restricted-cone" in browser.find_element("id", "node-nat-a").text
+    assert "EIM/APDF" in browser.find_element("id", "node-nat-a").text
+    _shot(browser, explore_artifacts, "topology-panel", "01-topology")
+
+    # a knob, live: timeouts.udp on nat-a, with its RFC requirement beside it
+    row = browser.find_element("css selector", '[data-row="timeouts.udp"]')
+    assert "REQ-5" in row.text
+    box = row.find_element("css selector", "input")
+    box.clear()
+    box.send_keys("60")
+    row.find_element("css selector", "button").click()
+    _wait(browser, lambda b: "timeouts.udp=60" in _text(b, "gw-head"), "the knob change")
+
+    # a probe out: the mapping appears in the table
+    _probe(browser, "udp", "alice", "40000", "server:3478")
+    assert "seen from 203.0.113.1:40000" in _text(browser, "probe-verdict")
+    _wait(browser, lambda b: b.find_elements("css selector", '[data-mapping="203.0.113.1:40000"]'), "the mapping")
+    assert "mapping-created" in _text(browser, "events")
+
+    # an unsolicited packet from another port: filtered (APDF), and the walk says where
+    _probe(browser, "udp", "server", "5555", "nat-a:40000", "alice:40000")
+    assert "filtered" in _text(browser, "probe-reason")
+    assert "dropped: filtered" in _text(browser, "walk")
+    _shot(browser, explore_artifacts, "probe-panel", "02-probe-walk")
+
+    # bad input: a clear error, nothing changed
+    recorded = len(browser.find_elements("css selector", "#record li"))
+    version = _version(browser)
+    _fill(browser, "probe-to", "nosuch:1")
+    browser.find_element("id", "probe-send").click()
+    _wait(browser, lambda b: "not an address, host or gateway" in _text(b, "error"), "the error")
+    _fill(browser, "probe-to", "nat-a:40000")
+    row = browser.find_element("css selector", '[data-row="timeouts.udp"]')
+    box = row.find_element("css selector", "input")
+    box.clear()
+    box.send_keys("-5")
+    row.find_element("css selector", "button").click()
+    _wait(browser, lambda b: "timeouts.udp" in _text(b, "error") and "-5" in _text(b, "error"), "the knob error")
+    assert _version(browser) == version
+    assert len(browser.find_elements("css selector", "#record li")) == recorded
+    assert "timeouts.udp=60" in _text(browser, "gw-head")
+
+    # time: 61 s later the 60 s mapping has expired
+    _fill(browser, "adv-seconds", "61")
+    browser.find_element("id", "adv-go").click()
+    _wait(browser, lambda b: "no mappings" in _text(b, "mappings"), "the mapping to expire")
+    assert "mapping-expired" in _text(browser, "events")
+    assert _text(browser, "error") == ""
+    browser.find_element("id", "gw-check").click()
+    _wait(browser, lambda b: "0 mapping(s)" in _text(b, "record"), "the table check")
+    _shot(browser, explore_artifacts, "gateway-panel", "03-gateway")
+
+    # another preset on nat-b, then hole punching alice <-> bob through the server
+    browser.find_element("css selector", '[data-gw="nat-b"]').click()
+    Select(browser.find_element("id", "gw-preset")).select_by_value("restricted-cone")
+    browser.find_element("id", "gw-configure").click()
+    _wait(browser, lambda b: "restricted-cone" in b.find_element("id", "node-nat-b").text, "nat-b's new preset")
+    browser.find_element("id", "punch-go").click()
+    _wait(browser, lambda b: _text(b, "punch-verdict"), "the hole punch")
+    assert "punched" in _text(browser, "punch-verdict")
+    assert browser.find_elements("css selector", "#sequence .msg.dropped"), "the first punch is filtered"
+    assert browser.find_elements("css selector", "#sequence .msg.delivered")
+    _shot(browser, explore_artifacts, "punch-panel", "04-hole-punch")
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(explore_artifacts / "00-workbench.png"))
+
+    # save as scenario: validated, replayed, and `natlab run` passes on it
+    saved = tmp_path / "explored.yaml"
+    _fill(browser, "save-path", str(saved))
+    browser.find_element("id", "save-go").click()
+    _wait(browser, lambda b: _text(b, "save-outcome"), "the save")
+    assert "replayed on memory: passed" in _text(browser, "save-verdict")
+    browser.find_element("id", "preview-go").click()
+    _wait(browser, lambda b: "steps:" in _text(b, "preview"), "the preview")
+    _shot(browser, explore_artifacts, "record-panel", "05-record")
+
+    done = subprocess.run([sys.executable, "-m", "natlab", "run", "--backend", "memory", str(saved)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
