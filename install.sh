@@ -30,10 +30,11 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# Every program natlab or its tests run comes from here.
+# Every program natlab or its tests run comes from here (chromium: the explore workbench's
+# browser tests).
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
           libnfnetlink-dev tcpdump tshark iperf3 procps iputils-ping traceroute netcat-openbsd
-          stun-client stun-server)
+          stun-client stun-server chromium chromium-driver)
 [ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
@@ -58,7 +59,7 @@ fi
 # pip's and setuptools' chatter goes to a log, shown only when the install fails
 log=.venv/install.log
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q -e '.[test,nfqueue]'; } >"$log" 2>&1; then
+       .venv/bin/python -m pip install -q -e '.[test,nfqueue,explore]'; } >"$log" 2>&1; then
   echo "install.sh: pip install failed; the last lines of $log:" >&2
   tail -n 25 "$log" >&2
   exit 1
