@@ -20,6 +20,8 @@ from typing import Annotated, Optional
 
 from pydantic import ConfigDict, Field
 
+from natlab.engine.types import FlowKey
+
 _STRICT = ConfigDict(extra="forbid")
 
 Seconds = Annotated[float, Field(gt=0, description="seconds")]
@@ -36,6 +38,16 @@ class Dependency(str, Enum):
     ENDPOINT_INDEPENDENT = "endpoint-independent"
     ADDRESS_DEPENDENT = "address-dependent"
     ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
+
+    def key(self, flow: FlowKey) -> FlowKey:
+        """``flow`` trimmed to what this dependency keeps of the remote endpoint Y:y:
+        nothing (endpoint-independent), Y (address-dependent) or Y:y. Flows with equal
+        keys share a mapping (REQ-1) or pass the same filter (REQ-8)."""
+        if self is Dependency.ENDPOINT_INDEPENDENT:
+            return FlowKey(flow.proto, flow.x_addr, flow.x_port)
+        if self is Dependency.ADDRESS_DEPENDENT:
+            return FlowKey(flow.proto, flow.x_addr, flow.x_port, flow.y_addr)
+        return flow
 
 
 class Pooling(str, Enum):
