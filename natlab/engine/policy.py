@@ -43,11 +43,15 @@ class Dependency(str, Enum):
         """``flow`` trimmed to what this dependency keeps of the remote endpoint Y:y:
         nothing (endpoint-independent), Y (address-dependent) or Y:y. Flows with equal
         keys share a mapping (REQ-1) or pass the same filter (REQ-8)."""
-        if self is Dependency.ENDPOINT_INDEPENDENT:
-            return FlowKey(flow.proto, flow.x_addr, flow.x_port)
-        if self is Dependency.ADDRESS_DEPENDENT:
-            return FlowKey(flow.proto, flow.x_addr, flow.x_port, flow.y_addr)
+        if self is _EI:  # every new mapping asks: tuple.__new__ skips FlowKey's slower __new__
+            return _new_key(FlowKey, (flow[0], flow[1], flow[2], None, None))
+        if self is _AD:
+            return _new_key(FlowKey, (flow[0], flow[1], flow[2], flow[3], None))
         return flow
+
+
+_EI, _AD = Dependency.ENDPOINT_INDEPENDENT, Dependency.ADDRESS_DEPENDENT
+_new_key = tuple.__new__
 
 
 class Pooling(str, Enum):
