@@ -28,6 +28,7 @@ so results never depend on how punctually the caller runs ``expire``.
 
 from __future__ import annotations
 
+import random
 import struct
 from types import MappingProxyType
 from typing import Mapping as Dict
@@ -58,7 +59,7 @@ class Engine:
         self,
         policy: Policy,
         pool: Sequence[AddressLike],
-        rng,
+        rng: random.Random,
         *,
         refresh_events: bool = False,
     ) -> None:
