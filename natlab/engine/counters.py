@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from natlab.engine.verdicts import DropReason
+from typing import Optional, Sequence
+
+from natlab.engine.verdicts import Drop, DropReason, Event
 
 
 class Counters:
@@ -44,6 +46,12 @@ class Counters:
         self.hairpinned = 0
         self.emitted = 0
         self.drops: dict[DropReason, int] = {reason: 0 for reason in DropReason}
+
+    def drop(self, reason: DropReason, events: Optional[Sequence[Event]] = None) -> Drop:
+        """A counted :class:`Drop` for ``reason`` carrying ``events``: every drop has a
+        reason and a counter, so every module that drops a packet drops it here."""
+        self.drops[reason] += 1
+        return Drop(reason, tuple(events) if events else ())
 
     def snapshot(self) -> dict[str, object]:
         """Counters as plain data (for JSON, tables, the control socket)."""

@@ -24,42 +24,73 @@ sender's, not a port of ours): a NAPT answers it itself, as the router owning
 that address does (a Linux box, every home router), with an echo reply sent
 back inside. ICMP errors about hairpinned packets are handled in
 :mod:`natlab.engine.icmp_errors`.
+
+Both translations are the state's own transitions (find or open a session, filter,
+admit), reached through a :class:`HairpinContext` that names just those.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Mapping as Dict
+from typing import Optional, Protocol, Union
 
 from natlab.engine.checksum_deltas import ICMP, UDP, add_to_csum, add_to_udp_csum
-from natlab.engine.policy import HairpinFiltering, Hairpinning
-from natlab.engine.types import is_unicast
-from natlab.engine.verdicts import Drop, DropReason, Hairpin, Verdict
+from natlab.engine.counters import Counters
+from natlab.engine.policy import HairpinFiltering, Hairpinning, Policy
+from natlab.engine.table import Mapping, Session
+from natlab.engine.types import Addresses, is_unicast
+from natlab.engine.verdicts import Drop, DropReason, Event, Hairpin, Verdict
 from natlab.packet.checksum import checksum, delta16, delta32, fold
 
-if TYPE_CHECKING:
-    from natlab.engine.nat import Engine
-    from natlab.engine.table import Mapping
+
+class HairpinContext(Protocol):
+    """What hairpinning needs of the NAT's state: lookups, and the session transitions
+    an outbound and an inbound packet would cause."""
+
+    by_flow: Dict[tuple, Session]
+    by_external: Dict[tuple, Mapping]
+    counters: Counters
+    refresh_out: bool
+    refresh_in: bool
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def addresses(self) -> Addresses: ...
+
+    def touch(self, sess: Session, direction: int, flags: int, now: float, refresh: bool, events) -> None: ...
+
+    def open_session(self, proto: int, x_addr: int, x_port: int, y_addr: int, y_port: int, flags: int,
+                     now: float, events: list) -> Union[Session, Drop]: ...
+
+    def admits(self, m: Mapping, y_addr: int) -> bool: ...
+
+    def inbound_session(self, m: Mapping, y_addr: int, y_port: int, flags: int, now: float,
+                        events: list) -> Union[Session, Drop]: ...
+
+    def filtered(self, m: Mapping, y_addr: int, y_port: int, now: float, events) -> list[Event]: ...
 
 
-def hairpin(engine: "Engine", data, ihl, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events) -> Verdict:
+def hairpin(ctx: HairpinContext, data, ihl, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events) -> Verdict:
     """REQ-9: a UDP or TCP packet from X:x to one of our external endpoints turns back inside."""
-    mode = engine.policy.hairpinning
+    mode = ctx.policy.hairpinning
     if mode is Hairpinning.NONE:
-        return engine._drop(DropReason.HAIRPIN_DISABLED, events)
+        return ctx.counters.drop(DropReason.HAIRPIN_DISABLED, events)
     events = [] if events is None else events
-    sender = _sender_external(engine, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
+    sender = _sender_external(ctx, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
     if sender.__class__ is Drop:
         return sender  # type: ignore[return-value]
     src_addr, src_port, m1 = sender  # type: ignore[misc]
-    static_target = engine.static_in.get(ext_addr)
+    static_target = ctx.addresses.static_in.get(ext_addr)
     if static_target is not None:
         dst_addr, dst_port = static_target, ext_port
         m2 = None
     else:
-        m2 = engine.by_external.get((proto, ext_addr, ext_port))
+        m2 = ctx.by_external.get((proto, ext_addr, ext_port))
         if m2 is None:
-            return engine._drop(DropReason.NO_MAPPING, events)
-        refused = _enter(engine, m2, src_addr, src_port, flags, now, events)
+            return ctx.counters.drop(DropReason.NO_MAPPING, events)
+        refused = _enter(ctx, m2, src_addr, src_port, flags, now, events)
         if refused is not None:
             return refused
         dst_addr, dst_port = m2.internal
@@ -71,47 +102,47 @@ def hairpin(engine: "Engine", data, ihl, proto, x_addr, x_port, ext_addr, ext_po
         m1.packets_out += 1
     if m2 is not None:
         m2.packets_in += 1
-    engine.counters.hairpinned += 1
+    ctx.counters.hairpinned += 1
     return Hairpin(buf, tuple(events))
 
 
-def _sender_external(engine: "Engine", proto, x_addr, x_port, ext_addr, ext_port, flags, now, events):
+def _sender_external(ctx: HairpinContext, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events):
     """(X', x', mapping or None) the sender appears as, or a Drop."""
-    sess = engine.by_flow.get((proto, x_addr, x_port, ext_addr, ext_port))
+    sess = ctx.by_flow.get((proto, x_addr, x_port, ext_addr, ext_port))
     if sess is not None:
-        engine._touch(sess, 1, flags, now, engine.refresh_out, events)
+        ctx.touch(sess, 1, flags, now, ctx.refresh_out, events)
         m = sess.mapping
         return m.external.addr, m.external.port, m
-    static = engine.static_out.get(x_addr)
+    static = ctx.addresses.static_out.get(x_addr)
     if static is not None:
         return static, x_port, None  # static 1:1: the address changes, the port stays
-    sess = engine._open_session(proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
+    sess = ctx.open_session(proto, x_addr, x_port, ext_addr, ext_port, flags, now, events)
     if sess.__class__ is Drop:
         return sess
     m = sess.mapping
     return m.external.addr, m.external.port, m
 
 
-def _enter(engine: "Engine", m2: "Mapping", src_addr: int, src_port: int, flags, now, events) -> Optional[Verdict]:
+def _enter(ctx: HairpinContext, m2: Mapping, src_addr: int, src_port: int, flags, now, events) -> Optional[Verdict]:
     """The packet reaches mapping ``m2`` from (src_addr, src_port): filter it (REQ-8) unless
     ``hairpin_filtering: bypass``, and keep the sender as one of its sessions. None: admitted."""
     back = m2.sessions.get((src_addr, src_port))
     if back is not None:
-        engine._touch(back, 2, flags, now, engine.refresh_in, events)
+        ctx.touch(back, 2, flags, now, ctx.refresh_in, events)
         return None
-    bypass = engine.policy.hairpin_filtering is HairpinFiltering.BYPASS
-    if not bypass and not engine._admits(m2, src_addr):
-        return engine._filtered(m2, b"", src_addr, src_port, 0, now, events)
-    made = engine._inbound_session(m2, src_addr, src_port, flags, now, events)
+    bypass = ctx.policy.hairpin_filtering is HairpinFiltering.BYPASS
+    if not bypass and not ctx.admits(m2, src_addr):
+        return ctx.counters.drop(DropReason.FILTERED, ctx.filtered(m2, src_addr, src_port, now, events))
+    made = ctx.inbound_session(m2, src_addr, src_port, flags, now, events)
     if made.__class__ is Drop:
         return made  # type: ignore[return-value]
     return None
 
 
-def answer_echo(engine: "Engine", data, ihl: int, total: int, events) -> Verdict:
+def answer_echo(counters: Counters, data, ihl: int, total: int, events) -> Verdict:
     """An echo request from inside to a pool address: the NAT answers it as the router does."""
     if not is_unicast(int.from_bytes(data[12:16], "big")):
-        return engine._drop(DropReason.MALFORMED, events)  # never answer a broadcast source
+        return counters.drop(DropReason.MALFORMED, events)  # never answer a broadcast source
     buf = bytearray(data[:total])
     buf[12:16], buf[16:20] = data[16:20], data[12:16]
     buf[8] = 64  # a fresh TTL, as the router's own reply has
@@ -120,7 +151,7 @@ def answer_echo(engine: "Engine", data, ihl: int, total: int, events) -> Verdict
     buf[ihl] = 0  # echo reply
     buf[ihl + 2:ihl + 4] = b"\x00\x00"
     buf[ihl + 2:ihl + 4] = checksum(buf[ihl:total]).to_bytes(2, "big")
-    engine.counters.answered += 1
+    counters.answered += 1
     return Hairpin(buf, tuple(events) if events else ())
 
 

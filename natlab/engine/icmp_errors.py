@@ -20,39 +20,53 @@ from outside, and turns back to the sender (RFC 5508 REQ-7).
 An error whose quote matches no active mapping and session is dropped (REQ-3a).
 The quoted IP header's checksum and the ICMP checksum are recomputed in full; the
 quoted transport checksum (often cut off) is adjusted incrementally (RFC 1624).
+
+Translation only reads the state (an :class:`ErrorContext`: the two lookup tables,
+the owned addresses and the counters); it never opens or ends a session.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Mapping as Dict
+from typing import Optional, Protocol
 
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, L4_CSUM_OFFSET, add_to_csum, add_to_udp_csum
-from natlab.engine.types import Side
+from natlab.engine.counters import Counters
+from natlab.engine.table import Mapping, Session
+from natlab.engine.types import Addresses, Side
 from natlab.engine.verdicts import Drop, DropReason, Forward, Hairpin, Verdict
 from natlab.packet.checksum import checksum, delta32, fold
-
-if TYPE_CHECKING:
-    from natlab.engine.nat import Engine
 
 ERROR_TYPES = frozenset({3, 4, 11, 12})
 
 
-def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: float, events) -> Verdict:
+class ErrorContext(Protocol):
+    """What ICMP error translation reads of the NAT's state (and the counters it bumps)."""
+
+    by_flow: Dict[tuple, Session]
+    by_external: Dict[tuple, Mapping]
+    counters: Counters
+
+    @property
+    def addresses(self) -> Addresses: ...
+
+
+def translate(ctx: ErrorContext, data, ihl: int, total: int, side: Side, now: float, events) -> Verdict:
     """Translate one ICMP error packet arriving on ``side``."""
     q = ihl + 8  # the quoted IP header
     if total < q + 20 or data[q] >> 4 != 4:
-        return engine._drop(DropReason.MALFORMED, events)
+        return ctx.counters.drop(DropReason.MALFORMED, events)
     qihl = (data[q] & 15) << 2
     ql4 = q + qihl
     if qihl < 20 or total < ql4 + 8:
-        return engine._drop(DropReason.MALFORMED, events)
+        return ctx.counters.drop(DropReason.MALFORMED, events)
     qproto = data[q + 9]
     qsrc = int.from_bytes(data[q + 12:q + 16], "big")
     qdst = int.from_bytes(data[q + 16:q + 20], "big")
-    static = _static_address(engine, side, qsrc, qdst)
+    static = _static_address(ctx, side, qsrc, qdst)
     if static is not None:
-        done = _translate_static(engine, bytearray(data), ihl, q, qihl, total, side, static, events)
-        return _hairpin_back(engine, done, ihl, total, side, now, events)
+        done = _translate_static(ctx, bytearray(data), ihl, q, qihl, total, side, static, events)
+        return _hairpin_back(ctx, done, ihl, total, side, now, events)
     if qproto == UDP or qproto == TCP:
         qsport = (data[ql4] << 8) | data[ql4 + 1]
         qdport = (data[ql4 + 2] << 8) | data[ql4 + 3]
@@ -63,49 +77,49 @@ def translate(engine: "Engine", data, ihl: int, total: int, side: Side, now: flo
         qsport, qdport = (ident, 0) if data[ql4] == 8 else (0, ident)
         sport_off = dport_off = 4
     else:
-        return engine._drop(DropReason.ICMP_ERROR_UNMATCHED, events)
+        return ctx.counters.drop(DropReason.ICMP_ERROR_UNMATCHED, events)
 
     buf = bytearray(data)
     if side is Side.OUTSIDE:
-        m = engine.by_external.get((qproto, qsrc, qsport))
+        m = ctx.by_external.get((qproto, qsrc, qsport))
         if m is None or (qdst, qdport) not in m.sessions:
-            return engine._drop(DropReason.ICMP_ERROR_UNMATCHED, events)
+            return ctx.counters.drop(DropReason.ICMP_ERROR_UNMATCHED, events)
         buf[16:20] = m.int_addr_bytes  # outer destination X' -> X
         buf[q + 12:q + 16] = m.int_addr_bytes  # quoted source X' -> X
         _set_port(buf, ql4 + sport_off, m.internal.port)
         _fix_quoted_l4(buf, ql4, total, qproto, m.l4_in)
         m.packets_in += 1
-        engine.counters.translated_in += 1
+        ctx.counters.translated_in += 1
     else:
-        sess = engine.by_flow.get((qproto, qdst, qdport, qsrc, qsport))
+        sess = ctx.by_flow.get((qproto, qdst, qdport, qsrc, qsport))
         if sess is None:
-            return engine._drop(DropReason.ICMP_ERROR_UNMATCHED, events)
+            return ctx.counters.drop(DropReason.ICMP_ERROR_UNMATCHED, events)
         m = sess.mapping
         buf[12:16] = m.ext_addr_bytes  # outer source X -> X'
         buf[q + 16:q + 20] = m.ext_addr_bytes  # quoted destination X -> X'
         _set_port(buf, ql4 + dport_off, m.external.port)
         _fix_quoted_l4(buf, ql4, total, qproto, m.l4_out)
         m.packets_out += 1
-        engine.counters.translated_out += 1
+        ctx.counters.translated_out += 1
     _recompute(buf, 0, ihl)  # outer IP header
     _recompute(buf, q, qihl)  # quoted IP header
     buf[ihl + 2:ihl + 4] = b"\x00\x00"
     buf[ihl + 2:ihl + 4] = checksum(buf[ihl:total]).to_bytes(2, "big")
-    return _hairpin_back(engine, Forward(buf, tuple(events) if events else ()), ihl, total, side, now, events)
+    return _hairpin_back(ctx, Forward(buf, tuple(events) if events else ()), ihl, total, side, now, events)
 
 
-def _hairpin_back(engine: "Engine", done: Verdict, ihl: int, total: int, side: Side, now: float, events) -> Verdict:
+def _hairpin_back(ctx: ErrorContext, done: Verdict, ihl: int, total: int, side: Side, now: float, events) -> Verdict:
     """An error from inside about a hairpinned packet: translate it in again, to the sender."""
     if side is Side.OUTSIDE or done.__class__ is not Forward:
         return done
     buf = done.data
     dst = int.from_bytes(buf[16:20], "big")
-    if dst not in engine.pool_set and dst not in engine.static_in:
+    if not ctx.addresses.owns(dst):
         return done
-    back = translate(engine, buf, ihl, total, Side.OUTSIDE, now, events)
+    back = translate(ctx, buf, ihl, total, Side.OUTSIDE, now, events)
     if back.__class__ is Drop:
         return back
-    engine.counters.hairpinned += 1
+    ctx.counters.hairpinned += 1
     return Hairpin(back.data, back.events, back.emits)
 
 
@@ -130,14 +144,14 @@ def _recompute(buf: bytearray, start: int, length: int) -> None:
     buf[start + 10:start + 12] = checksum(buf[start:start + length]).to_bytes(2, "big")
 
 
-def _static_address(engine: "Engine", side: Side, qsrc: int, qdst: int):
+def _static_address(ctx: ErrorContext, side: Side, qsrc: int, qdst: int) -> Optional[int]:
     """The static 1:1 address the quoted packet's NATed address maps to, if any."""
     if side is Side.OUTSIDE:
-        return engine.static_in.get(qsrc)
-    return engine.static_out.get(qdst)
+        return ctx.addresses.static_in.get(qsrc)
+    return ctx.addresses.static_out.get(qdst)
 
 
-def _translate_static(engine: "Engine", buf: bytearray, ihl, q, qihl, total, side: Side, new_addr: int, events):
+def _translate_static(ctx: ErrorContext, buf: bytearray, ihl, q, qihl, total, side: Side, new_addr: int, events):
     """Static 1:1 NAT: only addresses change, in the outer header and in the quote."""
     new = new_addr.to_bytes(4, "big")
     ql4 = q + qihl
@@ -146,12 +160,12 @@ def _translate_static(engine: "Engine", buf: bytearray, ihl, q, qihl, total, sid
         old = int.from_bytes(buf[q + 12:q + 16], "big")
         buf[16:20] = new
         buf[q + 12:q + 16] = new
-        engine.counters.translated_in += 1
+        ctx.counters.translated_in += 1
     else:
         old = int.from_bytes(buf[q + 16:q + 20], "big")
         buf[12:16] = new
         buf[q + 16:q + 20] = new
-        engine.counters.translated_out += 1
+        ctx.counters.translated_out += 1
     if qproto in (UDP, TCP):
         _fix_quoted_l4(buf, ql4, total, qproto, fold(delta32(old, new_addr)))
     _recompute(buf, 0, ihl)

@@ -17,45 +17,49 @@ Here an unreplied entry is a *claim* on (proto, X', x', R, r). A new outbound
 session whose mapping's external endpoint is claimed by its remote gets a mapping
 of its own for that remote (keyed like an address-and-port-dependent one) on a
 port no claim of that remote holds. Claims count against ``limits.max_sessions``
-and expire from the engine's heap. Only UDP is modelled.
+and expire from the engine's heap. Only UDP is modelled. This module holds the
+claims table; :class:`natlab.engine.state.NatState` makes the remapped mapping.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable, Optional
 
 from natlab.engine.checksum_deltas import UDP
-from natlab.engine.types import to_str
+from natlab.engine.table import Mapping
 
-if TYPE_CHECKING:
-    from natlab.engine.nat import Engine
-    from natlab.engine.table import Mapping
+ClaimKey = tuple[int, int, int, int, int]
+"""(proto, X', x', R, r): the unreplied entry R:r -> X':x'."""
+
+Taken = Callable[[int, int, int], bool]
 
 
 class Claim:
-    """One unreplied inbound entry, R:r -> X':x'."""
+    """One unreplied inbound entry, R:r -> X':x'; a timer of the engine's heap."""
 
-    __slots__ = ("key", "expires")
+    __slots__ = ("table", "key", "expires")
 
-    def __init__(self, key: tuple, expires: float) -> None:
+    def __init__(self, table: "Claims", key: ClaimKey, expires: float) -> None:
+        self.table = table
         self.key = key
         self.expires = expires
 
-    def due(self, engine: "Engine", now: float, events: list, emits: list) -> None:
-        if engine.claims.get(self.key) is not self:
-            return
+    def due(self, now: float, events: list, emits: list) -> Optional[float]:
+        """End the claim, or (refreshed since) ask to be called again at its new expiry."""
+        if self.table.get(self.key) is not self:
+            return None
         if self.expires > now:
-            engine.schedule(self.expires, self)
-            return
-        engine.claims.drop(self.key)
+            return self.expires
+        self.table.drop(self.key)
+        return None
 
 
 class Claims:
     """Claims by (proto, X', x', R, r), and the external endpoints each remote claims."""
 
     def __init__(self) -> None:
-        self.by_key: dict[tuple, Claim] = {}
-        self.by_remote: dict[tuple, set] = {}
+        self.by_key: dict[ClaimKey, Claim] = {}
+        self.by_remote: dict[tuple[int, int, int], set[tuple[int, int]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.by_key)
@@ -63,15 +67,27 @@ class Claims:
     def __len__(self) -> int:
         return len(self.by_key)
 
-    def get(self, key: tuple):
+    def get(self, key: ClaimKey) -> Optional[Claim]:
         return self.by_key.get(key)
 
-    def add(self, claim: Claim) -> None:
-        proto, ext_addr, ext_port, y_addr, y_port = claim.key
-        self.by_key[claim.key] = claim
-        self.by_remote.setdefault((proto, y_addr, y_port), set()).add((ext_addr, ext_port))
+    def claim(self, ext_addr: int, ext_port: int, y_addr: int, y_port: int, expires: float,
+              room: bool) -> Optional[Claim]:
+        """An unsolicited UDP packet R:r -> X':x' leaves (or refreshes) an unreplied entry.
+        The new claim, for the caller to schedule at ``expires``; None if an existing one was
+        refreshed or there is no ``room`` (conntrack's table is full: the packet leaves nothing)."""
+        key = (UDP, ext_addr, ext_port, y_addr, y_port)
+        found = self.by_key.get(key)
+        if found is not None:
+            found.expires = expires
+            return None
+        if not room:
+            return None
+        made = Claim(self, key, expires)
+        self.by_key[key] = made
+        self.by_remote.setdefault((UDP, y_addr, y_port), set()).add((ext_addr, ext_port))
+        return made
 
-    def drop(self, key: tuple) -> None:
+    def drop(self, key: ClaimKey) -> None:
         if self.by_key.pop(key, None) is None:
             return
         proto, ext_addr, ext_port, y_addr, y_port = key
@@ -81,52 +97,22 @@ class Claims:
             if not held:
                 del self.by_remote[(proto, y_addr, y_port)]
 
-    def live(self, key: tuple, now: float) -> bool:
+    def live(self, key: ClaimKey, now: float) -> bool:
         claim = self.by_key.get(key)
         return claim is not None and claim.expires > now
+
+    def clash(self, m: Mapping, y_addr: int, y_port: int, now: float, in_use: Taken) -> Optional[Taken]:
+        """None if R:r may use ``m``; if R claims ``m``'s external endpoint, which external
+        endpoints a mapping of its own for R must avoid: those ``in_use`` and R's claims."""
+        if not self.live((UDP, m.external.addr, m.external.port, y_addr, y_port), now):
+            return None
+        claimed = self.by_remote.get((UDP, y_addr, y_port), set())
+
+        def taken(proto: int, addr: int, port: int) -> bool:
+            return in_use(proto, addr, port) or (addr, port) in claimed
+
+        return taken
 
     def clear(self) -> None:
         self.by_key.clear()
         self.by_remote.clear()
-
-
-def claim(engine: "Engine", ext_addr: int, ext_port: int, y_addr: int, y_port: int, now: float) -> None:
-    """An unsolicited UDP packet R:r -> X':x' leaves (or refreshes) an unreplied entry."""
-    key = (UDP, ext_addr, ext_port, y_addr, y_port)
-    expires = now + engine.t_udp_unreplied
-    found = engine.claims.get(key)
-    if found is not None:
-        found.expires = expires
-        return
-    if engine.max_sessions and len(engine.claims) + engine.counters.sessions_active >= engine.max_sessions:
-        return  # conntrack's table is full: the packet leaves nothing
-    made = Claim(key, expires)
-    engine.claims.add(made)
-    engine.schedule(expires, made)
-
-
-def avoid_clash(engine: "Engine", m: "Mapping", y_addr: int, y_port: int, now: float, events):
-    """The mapping a new session of ``m``'s internal endpoint to R:r uses: ``m`` itself
-    unless R claims ``m``'s external endpoint; then one of its own, for R only (or a Drop)."""
-    key = (UDP, m.external.addr, m.external.port, y_addr, y_port)
-    if not engine.claims.live(key, now):
-        return m
-    claimed = engine.claims.by_remote.get((UDP, y_addr, y_port), set())
-    in_use = engine.by_external.__contains__
-
-    def taken(proto: int, addr: int, port: int) -> bool:
-        return in_use((proto, addr, port)) or (addr, port) in claimed
-
-    x_addr, x_port = m.internal
-    if not m.sessions and m.kind == "dynamic":
-        # Made for this very packet: Linux never gave X':x to anyone, so neither do we.
-        _undo_new_mapping(engine, m, events)
-    return engine._new_mapping(UDP, x_addr, x_port, y_addr, y_port, (UDP, x_addr, x_port, y_addr, y_port),
-                               now, events, taken=taken, remote=f"{to_str(y_addr)}:{y_port}")
-
-
-def _undo_new_mapping(engine: "Engine", m: "Mapping", events) -> None:
-    engine._remove_mapping(m, m.created, None, None)
-    engine.counters.mappings_created -= 1
-    if events and events[-1].kind.value == "mapping-created" and events[-1].internal == str(m.internal):
-        events.pop()

@@ -20,6 +20,8 @@ from typing import Annotated, Optional
 
 from pydantic import ConfigDict, Field
 
+from natlab.engine.types import FlowKey
+
 _STRICT = ConfigDict(extra="forbid")
 
 Seconds = Annotated[float, Field(gt=0, description="seconds")]
@@ -36,6 +38,20 @@ class Dependency(str, Enum):
     ENDPOINT_INDEPENDENT = "endpoint-independent"
     ADDRESS_DEPENDENT = "address-dependent"
     ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
+
+    def key(self, flow: FlowKey) -> FlowKey:
+        """``flow`` trimmed to what this dependency keeps of the remote endpoint Y:y:
+        nothing (endpoint-independent), Y (address-dependent) or Y:y. Flows with equal
+        keys share a mapping (REQ-1) or pass the same filter (REQ-8)."""
+        if self is _EI:  # every new mapping asks: tuple.__new__ skips FlowKey's slower __new__
+            return _new_key(FlowKey, (flow[0], flow[1], flow[2], None, None))
+        if self is _AD:
+            return _new_key(FlowKey, (flow[0], flow[1], flow[2], flow[3], None))
+        return flow
+
+
+_EI, _AD = Dependency.ENDPOINT_INDEPENDENT, Dependency.ADDRESS_DEPENDENT
+_new_key = tuple.__new__
 
 
 class Pooling(str, Enum):

@@ -1,4 +1,4 @@
-"""Mappings and sessions: the NAT's state, and how it ages.
+"""Mappings and sessions: the records the NAT's state is made of, and TCP's states.
 
 Theory of operation
 -------------------
@@ -8,18 +8,9 @@ traffic with; they are what filtering consults (section 5) and what times out
 (section 4.3, RFC 5382 REQ-5): each session has its own idle timer, and a mapping
 lives as long as any of its sessions does. Linux conntrack ages the same way.
 
-Three indexes make lookups one dict probe each:
-
-- ``by_flow[(proto, X, x, Y, y)] -> Session``: outbound packets;
-- ``by_external[(proto, X', x')] -> Mapping``: inbound packets;
-- ``by_key[mapping key] -> Mapping``: new sessions find their mapping; the key is
-  the flow trimmed by the mapping's endpoint dependency (REQ-1).
-
-Expiry is lazy: a heap of (deadline, seq, session) entries; refreshing a session
-only moves its ``expires``; a popped entry that was refreshed is pushed again. A
-refresh that *shortens* a session (a FIN, a RST, a timer lowered live) pushes an
-earlier entry at once, so nothing outlives its deadline; ``armed`` tells the
-current entry from stale ones.
+These are mutable records with ``__slots__`` (one is touched per packet); the
+indexes over them and every change to them belong to
+:class:`natlab.engine.state.NatState`.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from enum import Enum
 from typing import Optional
 
 from natlab.engine.checksum_deltas import mapping_deltas
-from natlab.engine.types import Endpoint, Proto, to_str
+from natlab.engine.types import Endpoint, FlowKey, Proto, to_str
 
 
 class TcpState(str, Enum):
@@ -90,8 +81,7 @@ class Mapping:
         proto: int,
         internal: Endpoint,
         external: Endpoint,
-        key: tuple,
-        remote: str,
+        key: FlowKey,
         now: float,
         kind: str = "dynamic",
     ) -> None:
@@ -99,7 +89,8 @@ class Mapping:
         self.internal = internal
         self.external = external
         self.key = key
-        self.remote = remote
+        """The flow trimmed by the mapping's endpoint dependency (``Dependency.key``)."""
+        self.remote = key.remote_label
         self.kind = kind
         self.created = now
         self.sessions: dict[tuple[int, int], Session] = {}
@@ -129,7 +120,7 @@ class Session:
     __slots__ = ("mapping", "remote", "expires", "armed", "started", "seen", "state", "fin_out", "fin_in",
                  "dead", "flow")
 
-    def __init__(self, mapping: Mapping, remote: tuple[int, int], flow: tuple, expires: float,
+    def __init__(self, mapping: Mapping, remote: tuple[int, int], flow: FlowKey, expires: float,
                  started: float = 0.0) -> None:
         self.mapping = mapping
         self.remote = remote

@@ -1,4 +1,5 @@
-"""Small value types shared by the engine: sides, protocols, endpoints.
+"""Small value types shared by the engine: sides, protocols, endpoints, flow keys and
+the addresses a NAT owns.
 
 Addresses are plain ``int`` inside the engine (fast to hash and compare); the
 value types format them for people.
@@ -6,9 +7,10 @@ value types format them for people.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum, IntEnum
 from ipaddress import IPv4Address
-from typing import NamedTuple, Union
+from typing import Mapping, NamedTuple, Optional, Union
 
 AddressLike = Union[str, int, IPv4Address]
 
@@ -30,6 +32,9 @@ class Proto(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+_PROTO_NUMBERS = frozenset(int(p) for p in Proto)
 
 
 def to_int(address: AddressLike) -> int:
@@ -78,5 +83,63 @@ class Flow(NamedTuple):
     dst: Endpoint
 
     def __str__(self) -> str:
-        name = Proto(self.proto).label if self.proto in Proto._value2member_map_ else str(self.proto)
+        name = Proto(self.proto).label if self.proto in _PROTO_NUMBERS else str(self.proto)
         return f"{name} {self.src} -> {self.dst}"
+
+
+class FlowKey(NamedTuple):
+    """A flow as the NAT keys it: protocol, internal endpoint X:x, remote endpoint Y:y
+    (RFC 4787 section 4.1 terms; for ICMP queries x is the identifier, y is 0).
+
+    :meth:`natlab.engine.policy.Dependency.key` trims a flow to a mapping key; the parts
+    a dependency ignores are ``None``. A NamedTuple equals and hashes as the plain tuple
+    of its fields, so tables store FlowKey values while the per-packet path probes them
+    with a bare ``(proto, X, x, Y, y)`` tuple and allocates no FlowKey per packet.
+    """
+
+    proto: int
+    x_addr: int
+    x_port: int
+    y_addr: Optional[int] = None
+    y_port: Optional[int] = None
+
+    @property
+    def internal(self) -> Endpoint:
+        return Endpoint(self.x_addr, self.x_port)
+
+    @property
+    def remote_label(self) -> str:
+        """What the key keeps of the remote: "*" (nothing), "Y" or "Y:y" (as mapping tables show)."""
+        if self.y_addr is None:
+            return "*"
+        if self.y_port is None:
+            return to_str(self.y_addr)
+        return f"{to_str(self.y_addr)}:{self.y_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    """The external addresses a NAT answers for: its pool (RFC 4787 REQ-2) and its
+    static 1:1 externals. A value, rebuilt whenever the policy or the pool changes;
+    the dicts are never changed after it is made."""
+
+    pool: tuple[int, ...]
+    """The pool, in configured order (the first also carries port forwards)."""
+    pool_set: frozenset[int]
+    static_out: Mapping[int, int]
+    """Static 1:1 NAT, internal address -> external address."""
+    static_in: Mapping[int, int]
+    """Static 1:1 NAT, external address -> internal address."""
+
+    @classmethod
+    def of(cls, pool: tuple[int, ...], static_out: Mapping[int, int]) -> "Addresses":
+        return cls(pool, frozenset(pool), dict(static_out), {ext: i for i, ext in static_out.items()})
+
+    def owns(self, address: int) -> bool:
+        """Whether the outside must route ``address`` to this NAT (pool or static external)."""
+        return address in self.pool_set or address in self.static_in
+
+    @property
+    def external(self) -> tuple[int, ...]:
+        """The pool, then static externals: every address the NAT owns, in order."""
+        return self.pool + tuple(self.static_in)

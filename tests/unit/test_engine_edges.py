@@ -119,17 +119,17 @@ def test_a_full_block_cools_and_is_freed_when_its_last_mapping_ends():
     pol = policy(port_block=2, port_range=PortRange(1024, 1029), port_assignment=PortAssignment.SEQUENTIAL,
                  port_parity=False, timeouts={"udp": 120.0})
     nat = Nat(pol)
-    alloc = nat.engine.allocator
-    x1 = nat.engine.pool[0]
+    x1 = nat.engine.addresses.pool[0]
+    block = nat.engine.port_block_state
     nat.translated_out(udp(A, 5000, Y1, 80))
-    assert alloc.block_state(x1, 1024) == "heating"
+    assert block(x1, 1024) == "heating"
     nat.at(50).translated_out(udp(A, 5001, Y1, 80))
     nat.translated_out(udp(A, 5002, Y1, 80))  # 1024-1025 is full: a second block
-    assert alloc.block_state(x1, 1024) == "cooling"
+    assert block(x1, 1024) == "cooling"
     nat.at(121).expire()  # the first mapping ends, the second (t=50) lives on
-    assert alloc.block_state(x1, 1024) == "cooling"
+    assert block(x1, 1024) == "cooling"
     nat.at(171).expire()
-    assert alloc.block_state(x1, 1024) == "free"
+    assert block(x1, 1024) == "free"
 
 
 def test_port_parity_is_best_effort_and_falls_back_counted():
@@ -205,6 +205,7 @@ def test_unsolicited_flood_keeps_memory_bounded_by_max_sessions():
     for i in range(1000):
         nat.into(udp(f"198.51.{100 + i // 250}.{i % 250 + 1}", 7000, X1, 5000))
     c = nat.engine.counters.snapshot()
-    assert c["sessions_active"] == 100 and len(nat.engine.by_flow) == 100
+    sizes = nat.engine.table_sizes()
+    assert c["sessions_active"] == 100 and sizes["sessions"] == 100
     assert c["drops"]["session-limit"] == 901
-    assert len(nat.engine.heap) <= 101
+    assert sizes["timers"] <= 101
