@@ -174,10 +174,16 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         env[ENGINE_ENV] = engine
         spec = replace(spec, name=f"{spec.name}-{engine}")
     spec.spec_path.write_text(spec.to_json())
-    with _route_back(lab) if engine is not None else _nothing():
-        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
-                      spec.log_path, spec.control_socket, env):
-            yield
+    try:
+        with _route_back(lab) if engine is not None else _nothing():
+            with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
+                          spec.log_path, spec.control_socket, env):
+                yield
+    finally:
+        # A stopped gateway leaves its namespace closed (forwarding off, DROP rules: it
+        # fails closed); the next path measured there needs it open again.
+        _check(lab.exec("gw", [*python_module("natlab.bench.lab_bench"), "reopen", str(spec.spec_path)],
+                        capture_output=True, text=True, timeout=30))
 
 
 @contextmanager
@@ -428,13 +434,27 @@ def tcp_blast(host: str, port: int, seconds: float) -> dict:
 _TOOLS = {"udp-sink": udp_sink, "udp-blast": udp_blast, "tcp-sink": tcp_sink, "tcp-blast": tcp_blast}
 
 
+def reopen(spec_path: str) -> int:
+    """Undo a stopped gateway's closed state in its namespace (for the next bench path only)."""
+    from natlab.gateway.daemon import check_namespace
+    from natlab.gateway.rules import Rules, set_forwarding
+    from natlab.gateway.spec import GatewaySpec
+
+    spec = GatewaySpec.from_json(Path(spec_path).read_text())
+    check_namespace(spec.netns)  # never touch another namespace's firewall
+    Rules.from_spec(spec).remove()
+    return 0 if set_forwarding(True) else 1
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "accept-all":
         return accept_all(argv[1], argv[2])
+    if len(argv) == 2 and argv[0] == "reopen":
+        return reopen(argv[1])
     if len(argv) == 4 and argv[0] in _TOOLS:
         print(json.dumps(_TOOLS[argv[0]](argv[1], int(argv[2]), float(argv[3]))))
         return 0
-    print("usage: python -m natlab.bench.lab_bench accept-all SPEC READY | "
+    print("usage: python -m natlab.bench.lab_bench accept-all SPEC READY | reopen SPEC | "
           f"{{{','.join(_TOOLS)}}} HOST PORT SECONDS", file=sys.stderr)
     return 2
 

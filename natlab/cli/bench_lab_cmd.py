@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from natlab.cli.bench_cmd import bench_app
+from natlab.cli.bench_cmd import JsonOut, bench_app, write_json
 from natlab.cli.output import console
 
 AIM_PPS_SHARE = 0.5
@@ -28,6 +28,7 @@ def bench_nat(
     behaviour: Annotated[str, typer.Option(help="Preset the natlab gateway runs.")] = "rfc-recommended",
     python_tools: Annotated[bool, typer.Option(
         "--python-tools", help="Use the Python senders/receivers even when iperf3 is installed.")] = False,
+    json_out: JsonOut = None,
 ) -> None:
     """UDP packets/s and TCP Mbit/s through kernel NAT, a bare NFQUEUE pass-through and natlab."""
     from natlab.bench import lab_bench
@@ -38,6 +39,7 @@ def bench_nat(
                                progress=lambda what: status.update(f"measuring: {what}"),
                                use_iperf3=False if python_tools else None)
     bare = report.figures(lab_bench.BARE)
+    write_json(json_out, "nat", report, baseline=[lab_bench.KERNEL, lab_bench.BARE])
     table = Table(title=f"inside host -> gateway -> outside host, {report.seconds:g} s per figure, "
                         f"tool: {report.tool}, natlab preset: {report.behaviour}")
     table.add_column("path")

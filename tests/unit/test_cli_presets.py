@@ -77,3 +77,17 @@ def test_schema_prints_json_schema_and_writes_a_file(run, tmp_path):
     out = tmp_path / "s.json"
     assert run("schema", "policy", "-o", str(out)).exit_code == 0
     assert json.loads(out.read_text()) == policy
+
+
+def test_bench_engine_writes_its_figures_and_baseline_as_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from natlab.cli.app import app
+
+    out = tmp_path / "engine.json"
+    result = CliRunner().invoke(app, ["bench", "engine", "--flows", "50", "--seconds", "0.05",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["bench"] == "engine" and data["baseline"] == "bare struct rewrite"
+    assert data["figures"]["bare_pps"] > 0 and set(data["shares"]) == {"out", "in"}

@@ -1,0 +1,30 @@
+"""``natlab bench nat`` measures every path it compares (figures are not asserted).
+
+A gateway that stops leaves its namespace closed (it fails closed); the bench measures
+four paths one after another in one namespace, so each must get it open again, or the
+kernel-NAT baseline silently measures nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from natlab.bench import lab_bench
+from natlab.cli.app import app
+
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
+
+
+def test_bench_nat_measures_every_path_and_writes_json(tmp_path) -> None:
+    out = tmp_path / "nat.json"
+    result = CliRunner().invoke(app, ["bench", "nat", "--seconds", "1", "--python-tools", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["bench"] == "nat" and lab_bench.KERNEL in data["baseline"]
+    paths = {p["path"]: p for p in data["figures"]["paths"]}
+    assert set(paths) == {lab_bench.KERNEL, lab_bench.BARE, lab_bench.DAEMON, lab_bench.NATLAB}
+    for name, figures in paths.items():
+        assert figures["udp_pps"] and figures["tcp_mbps"], (name, figures["note"])
