@@ -75,7 +75,7 @@ def main() -> None:
                     subprocess.run(["ip", "-n", lab.outside, "route", "add", "192.168.77.0/24",
                                     "via", "203.0.113.1"], check=True)
                 if mode != "kernel":
-                    from natlab.presets import policy_from_dict, policy_to_dict
+                    from natlab.behaviours.presets import policy_from_dict, policy_to_dict
 
                     lab.start_gateway(lab.spec(policy_to_dict(policy_from_dict({}))), engine=mode)
                 results[mode] = measure(lab, args.seconds, args.flows)

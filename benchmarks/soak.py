@@ -172,7 +172,7 @@ def normal_traffic(lab: GwLab) -> dict[str, bool]:
 
 
 def soak(lab: GwLab, args: argparse.Namespace, tmp: Path) -> dict:
-    from natlab.presets import policy_to_dict, resolve
+    from natlab.behaviours.presets import policy_to_dict, resolve
 
     client = lab.start_gateway(lab.spec(policy_to_dict(resolve(args.behaviour).policy)))
     pid = lab.gateway.pid

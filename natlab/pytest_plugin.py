@@ -15,10 +15,10 @@ Lab fixtures, in the style of pytest-httpserver and pytest-docker:
 ``natlab_lab`` (session)
     The session's lab. On netns the :class:`natlab.lab.Lab`, brought up once
     per session and always taken down at its end, also after failures or
-    Ctrl-C. On memory the :class:`~natlab.scenario.memory_driver.MemoryDriver`
-    (its ``net`` is the :class:`~natlab.memnet.MemNet`).
+    Ctrl-C. On memory the :class:`~natlab.realisers.memory.driver.MemoryDriver`
+    (its ``net`` is the :class:`~natlab.realisers.memory.network.MemNet`).
 ``natlab_driver`` (session)
-    The :class:`~natlab.scenario.driver.Driver` for the session lab: the same
+    The :class:`~natlab.realisers.base.Driver` for the session lab: the same
     calls on every backend (``probe``, ``mappings``, ``set``, ``advance``, ...).
 ``natlab`` (function)
     A small :class:`LabFacade` over the driver. Before each test every
@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import pytest
 
-from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
+from natlab.realisers.base import Driver, Probe, ProbeResult, Unsupported
 
 BACKENDS = ("netns", "memory", "docker")
 DEFAULT_BACKEND = "netns"
@@ -55,7 +55,7 @@ _UNAVAILABLE = pytest.StashKey[dict]()
 
 def netns_unavailable_reason() -> str | None:
     """Why real-namespace tests cannot run here, or None if they can."""
-    from natlab.scenario.backends import unavailable
+    from natlab.realisers.registry import unavailable
 
     return unavailable("netns")
 
@@ -90,7 +90,7 @@ def _unavailable_tiers(config: pytest.Config) -> dict[str, str]:
     if reason is not None:
         found["netns"] = reason
     elif config.getoption("--natlab-backend") == "docker":
-        from natlab.scenario.backends import unavailable
+        from natlab.realisers.registry import unavailable
 
         if (docker := unavailable("docker")) is not None:
             found["docker"] = docker
@@ -173,7 +173,7 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
     if reason is not None:
         pytest.skip(tier_skip_reason("netns", reason))
     if natlab_backend == "docker":
-        from natlab.scenario.backends import unavailable
+        from natlab.realisers.registry import unavailable
 
         reason = unavailable("docker")
         if reason is not None:
@@ -193,13 +193,13 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
 @pytest.fixture(scope="session")
 def natlab_driver(request: pytest.FixtureRequest, natlab_backend: str,
                   natlab_topology: TopologySource) -> Iterator[Driver]:
-    """The :class:`~natlab.scenario.driver.Driver` for the session lab."""
+    """The :class:`~natlab.realisers.base.Driver` for the session lab."""
     if natlab_backend == "memory":
-        from natlab.scenario.memory_driver import MemoryDriver
+        from natlab.realisers.memory.driver import MemoryDriver
 
         driver: Any = MemoryDriver(natlab_topology)
     else:
-        from natlab.scenario.netns_driver import NetnsDriver
+        from natlab.realisers.netns.driver import NetnsDriver
 
         driver = NetnsDriver(request.getfixturevalue("natlab_lab"))
         driver.backend = natlab_backend  # docker labs are driven the same way
@@ -405,7 +405,7 @@ class LabFacade:
 def _netns_baseline(lab: Any) -> dict[str, dict[str, Any]]:
     """Each gateway's starting knobs (flattened) and pool, read from its control socket."""
     from natlab.gateway.client import GatewayClient
-    from natlab.overrides import flatten
+    from natlab.behaviours.overrides import flatten
 
     baseline = {}
     for name, entry in lab.state.gateways.items():

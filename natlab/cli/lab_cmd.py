@@ -1,7 +1,7 @@
 """Commands: up, down, status, exec, shell, hosts.
 
 A node's name is often enough: with several labs up, ``exec``/``shell`` find the
-one lab that has it (:func:`natlab.lab.state.resolve_node`); ``--lab`` picks one.
+one lab that has it (:func:`natlab.realisers.netns.state.resolve_node`); ``--lab`` picks one.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from natlab.cli.app import app
 from natlab.cli.gateway_cmd import knobs_text, policy_summary
 from natlab.cli.output import console, print_json
 from natlab.errors import ConfigError, ControlError, LabNotFound
-from natlab.lab import lab as lablib
-from natlab.lab import runner
-from natlab.lab.state import LabState, list_labs, resolve_lab, resolve_node
+from natlab.realisers.netns import lab as lablib
+from natlab.realisers.netns import build as runner
+from natlab.realisers.netns.state import LabState, list_labs, resolve_lab, resolve_node
 from natlab.words import plural
 
 LabOption = Annotated[Optional[str], typer.Option("--lab", "-l", help="lab name (default: the only one up)")]
@@ -164,8 +164,7 @@ def _lab_data(state: LabState) -> dict[str, Any]:
                     "gateway": state.networks.get(h["network"], {}).get("gateway")}
              for name, h in state.hosts.items()}
     if state.backend == "docker":
-        from natlab.lab import docker
-
+        from natlab.realisers.docker import containers as docker
         for name, app_state in docker.host_apps(state).items():
             hosts[name].update(app_state)
     gateways = {}

@@ -92,7 +92,7 @@ def _exit_status(reports: list[Any]) -> int:
 
 def _say_nothing_ran(reports: list[Any]) -> None:
     """The loud line on stderr: nothing ran, why, and what would make it run."""
-    from natlab.scenario.backends import check
+    from natlab.realisers.registry import check
 
     causes = sorted({r.skip_cause or r.reason for r in reports})
     typer.secho(f"natlab run: NOTHING RAN: all {len(reports)} scenario run(s) were skipped: "

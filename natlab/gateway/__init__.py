@@ -1,14 +1,14 @@
 """The gateway process: the sans-I/O engine behind NFQUEUE, one process per gateway.
 
 Modules: :mod:`~natlab.gateway.spec` (what the lab tells a gateway),
-:mod:`~natlab.gateway.daemon` (the select loop; ``python -m natlab.gateway
+:mod:`~natlab.datapaths.nfqueue.daemon` (the select loop; ``python -m natlab.gateway
 SPEC``), :mod:`~natlab.gateway.service` (state and control operations),
-:mod:`~natlab.gateway.nfq` (queues and verdicts), :mod:`~natlab.gateway.rules`
-(iptables, and failing closed), :mod:`~natlab.gateway.emit` (raw socket),
-:mod:`~natlab.gateway.watchdog` (is the kernel holding packets we never see?),
+:mod:`~natlab.datapaths.nfqueue.queues` (queues and verdicts), :mod:`~natlab.datapaths.nfqueue.rules`
+(iptables, and failing closed), :mod:`~natlab.datapaths.nfqueue.emit` (raw socket),
+:mod:`~natlab.datapaths.nfqueue.watchdog` (is the kernel holding packets we never see?),
 :mod:`~natlab.gateway.control` (the JSON-lines control socket),
 :mod:`~natlab.gateway.client` (:class:`GatewayClient`),
-:mod:`~natlab.gateway.capture` (pcap of both sides).
+:mod:`~natlab.datapaths.nfqueue.capture` (pcap of both sides).
 
 Control protocol (one JSON object per line on ``spec.control_socket``)::
 
@@ -29,7 +29,7 @@ Control protocol (one JSON object per line on ``spec.control_socket``)::
 Answers are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 
-from natlab.gateway.capture import Capture, capture
+from natlab.datapaths.nfqueue.capture import Capture, capture
 from natlab.gateway.client import GatewayClient
 from natlab.gateway.spec import GatewaySpec
 

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from natlab.gateway.daemon import serve
+    from natlab.datapaths.nfqueue.daemon import serve
     from natlab.gateway.spec import GatewaySpec
 
     try:

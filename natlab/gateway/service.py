@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 from natlab.engine.types import Side
 from natlab.engine.verdicts import Drop, Emit, Forward, Hairpin, Tick, drop_records
 from natlab.errors import NatlabError
-from natlab.gateway.nfq import Action, Outcome
+from natlab.datapaths.nfqueue.queues import Action, Outcome
 from natlab.packet.headers import summarize
 
 log = logging.getLogger("natlab.gateway")
@@ -62,7 +62,7 @@ class _NoPoolHooks:
 def _policy_dict(policy: Any) -> Any:
     if isinstance(policy, dict):
         return policy
-    from natlab.presets import policy_to_dict
+    from natlab.behaviours.presets import policy_to_dict
 
     return policy_to_dict(policy)
 
@@ -264,8 +264,8 @@ class Gateway:
         return {"events": recent[-limit:] if limit > 0 else []}
 
     def op_set(self, request: dict[str, Any]) -> dict[str, Any]:
-        from natlab.overrides import parse_assignments
-        from natlab.presets import apply_overrides
+        from natlab.behaviours.overrides import parse_assignments
+        from natlab.behaviours.presets import apply_overrides
 
         assignments = request.get("assignments")
         if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
@@ -336,7 +336,7 @@ class Gateway:
 
     def op_configure(self, request: dict[str, Any]) -> dict[str, Any]:
         """Replace the whole policy with a preset (plus overrides) and flush every mapping."""
-        from natlab.presets import resolve
+        from natlab.behaviours.presets import resolve
 
         behaviour, overrides = request.get("behaviour"), request.get("overrides") or {}
         if not isinstance(behaviour, str) or not behaviour:

@@ -31,7 +31,7 @@ class GatewaySpec:
     preset: str
     """Preset name the policy came from (for status/explain)."""
     policy: dict[str, Any]
-    """The full resolved policy as plain data (``natlab.presets.policy_to_dict``)."""
+    """The full resolved policy as plain data (``natlab.behaviours.presets.policy_to_dict``)."""
     seed: int
     """Seed for the engine's ``random.Random``."""
     run_dir: str

@@ -80,7 +80,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from natlab.pytest_plugin import tier_skip_reason
         from natlab.scenario import run_scenario, skip_reason
-        from natlab.scenario.backends import unavailable
+        from natlab.realisers.registry import unavailable
 
         if self.backend in self.scenario.backends and (missing := unavailable(self.backend)):
             pytest.skip(tier_skip_reason(self.backend, missing))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from natlab.words import plural
 from natlab.errors import NatlabError
 from natlab.scenario import checks
-from natlab.scenario.driver import Driver, Probe, Unsupported
+from natlab.realisers.base import Driver, Probe, Unsupported
 from natlab.scenario.load import knob_assignments, undot
 from natlab.scenario.model import PROBE_ACTIONS, Scenario, Step
 from natlab.scenario.report import ERROR, FAILED, SKIPPED, ScenarioReport, StepReport
@@ -50,7 +50,7 @@ def static_skip_reason(scn: Scenario, backend: str) -> Optional[str]:
 def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     """(reason, cause): the reason names the scenario's step; the cause is shared by every
     scenario skipped for the same thing, so a summary can group them."""
-    from natlab.scenario.backends import unavailable
+    from natlab.realisers.registry import unavailable
 
     found = _static_skip(scn, backend)
     if found:
@@ -92,7 +92,7 @@ class _Context:
 
 def run(scn: Scenario, backend: str, progress: Progress = lambda _: None) -> ScenarioReport:
     """Run ``scn`` on ``backend``; never raises for a failing step (see the report)."""
-    from natlab.scenario.backends import open_driver
+    from natlab.realisers.registry import open_driver
 
     report = ScenarioReport(scn.name, scn.file, backend, scn.seed)
     started = time.monotonic()

@@ -3,7 +3,7 @@
 YAML is read by :mod:`natlab.yamlsrc` (safe loading, a line for every key),
 validated by the strict models in :mod:`natlab.topology.model`, checked and
 completed by :func:`natlab.topology.addressing.build`; finally each gateway's
-behaviour is resolved once through :mod:`natlab.presets` so that an unknown
+behaviour is resolved once through :mod:`natlab.behaviours.presets` so that an unknown
 preset or a bad override fails here, before anything is created. The address
 knobs of each policy (``static``, ``forwards``) are checked against the
 gateway's pool and subnets (:mod:`natlab.topology.conflicts`), and once the
@@ -225,8 +225,8 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
     Checked means: the preset loads, the overrides fit it, and the address
     knobs (static, forwards) fit the gateway's pool and subnets (``around``).
     """
-    from natlab import presets
-    from natlab.overrides import undot
+    from natlab.behaviours import presets
+    from natlab.behaviours.overrides import undot
 
     behaviour = entry.behaviour
     if looks_like_path(behaviour) and not Path(behaviour).is_absolute():

@@ -18,8 +18,9 @@ from typing import Iterator, Optional
 
 import pytest
 
-from natlab.lab import docker, runner
+from natlab.realisers.docker import containers as docker
 
+from natlab.realisers.netns import build as runner
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 USER_IMAGE = "natlab-test-udp-app:latest"

@@ -11,8 +11,8 @@ import pytest
 
 from natlab.errors import LabError, TopologyError
 from natlab.gateway.spec import GatewaySpec
-from natlab.lab import docker
-from natlab.lab.state import LabState
+from natlab.realisers.docker import containers as docker
+from natlab.realisers.netns.state import LabState
 from natlab.topology import from_data, load
 
 TWO_HOMES = Path(__file__).resolve().parents[2] / "topologies" / "two-homes.yaml"

@@ -19,14 +19,14 @@ import pytest
 
 import natlab.lab
 from natlab.gateway.client import GatewayClient
-from natlab.lab.lab import Lab
+from natlab.realisers.netns.lab import Lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 
 
 def probe_argv(command: str, *args: object) -> list[str]:
-    """``python -m natlab.probe COMMAND ARGS`` (see natlab/probe.py for the JSON lines each prints)."""
-    return [sys.executable, "-m", "natlab.probe", command, *map(str, args)]
+    """``python -m natlab.hostprogs.probe COMMAND ARGS`` (see natlab/probe.py for the JSON lines each prints)."""
+    return [sys.executable, "-m", "natlab.hostprogs.probe", command, *map(str, args)]
 
 
 def run_probe(lab: Lab, host: str, command: str, *args: object, timeout: float = 30) -> list[dict]:

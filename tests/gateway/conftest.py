@@ -163,7 +163,7 @@ class GwLab:
 
 
 def _probe(command: str, *args: object) -> list[str]:
-    return [sys.executable, "-m", "natlab.probe", command, *map(str, args)]
+    return [sys.executable, "-m", "natlab.hostprogs.probe", command, *map(str, args)]
 
 
 def split(endpoint: str) -> tuple[str, int]:

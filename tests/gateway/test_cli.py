@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from natlab.cli.app import app
 import natlab.cli  # noqa: F401  (registers the commands)
 from natlab.errors import ControlError
-from natlab.gateway.capture import Capture
+from natlab.datapaths.nfqueue.capture import Capture
 
 pytestmark = pytest.mark.netns
 EIM_APDF = {"mapping": "endpoint-independent", "filtering": "address-and-port-dependent"}
@@ -20,8 +20,8 @@ EIM_APDF = {"mapping": "endpoint-independent", "filtering": "address-and-port-de
 @pytest.fixture
 def live(gwlab, tmp_path, monkeypatch):
     """A running gateway registered in a lab state under NATLAB_RUN_DIR, with one mapping."""
-    from natlab.lab.state import LabState
-    from natlab.presets import policy_from_dict, policy_to_dict
+    from natlab.realisers.netns.state import LabState
+    from natlab.behaviours.presets import policy_from_dict, policy_to_dict
 
     monkeypatch.setenv("NATLAB_RUN_DIR", str(tmp_path / "run"))
     spec = gwlab.spec(policy_to_dict(policy_from_dict(EIM_APDF)))

@@ -10,10 +10,10 @@ import struct
 import pytest
 
 from natlab.gateway.control import MAX_DEPTH, ControlServer, nesting_depth
-from natlab.gateway.nfq import config_message, parse_queue_stats
-from natlab.gateway.rules import closed_rules, fwd_rules, pre_rules
+from natlab.datapaths.nfqueue.queues import config_message, parse_queue_stats
+from natlab.datapaths.nfqueue.rules import closed_rules, fwd_rules, pre_rules
 from natlab.gateway.service import allowed_preset
-from natlab.gateway.watchdog import QueueWatchdog
+from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
 
 
 def test_closed_rules_drop_what_the_queue_rules_match_and_keep_no_early_return():

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from natlab.errors import ControlError
-from natlab.gateway.nfq import KERNEL_COPY_MAX
+from natlab.datapaths.nfqueue.queues import KERNEL_COPY_MAX
 from natlab.shipped import shipped_dir
 
 from .conftest import split
@@ -41,7 +41,7 @@ OUTSIDE_NET = "203.0.113.0/24"
 
 
 def _policy() -> dict:
-    from natlab.presets import policy_to_dict, resolve
+    from natlab.behaviours.presets import policy_to_dict, resolve
 
     return policy_to_dict(resolve("full-cone").policy)
 

@@ -19,7 +19,7 @@ APDM = {"mapping": "address-and-port-dependent", "filtering": "address-and-port-
 
 
 def _policy(data):
-    from natlab.presets import policy_from_dict, policy_to_dict
+    from natlab.behaviours.presets import policy_from_dict, policy_to_dict
 
     return policy_to_dict(policy_from_dict(data))
 

@@ -11,7 +11,7 @@ import random
 
 from natlab.engine import Engine
 from natlab.gateway.service import Gateway
-from natlab.presets import resolve
+from natlab.behaviours.presets import resolve
 
 from .test_service import Sent, make_spec
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from natlab.lab import runner
+from natlab.realisers.netns import build as runner
 from natlab.topology import Topology, from_data, load
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 import natlab.cli  # noqa: F401  (registers the commands)
 from natlab.cli.app import app
 from natlab.errors import LabNotFound
-from natlab.lab import runner
-
+from natlab.realisers.netns import build as runner
 from .conftest import TOPOLOGIES
 
 pytestmark = pytest.mark.netns

@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
-from natlab.lab import procs, up
+from natlab.lab import up
 
+
+from natlab.realisers.netns import procs
 from .helpers import udp_source_seen
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
@@ -22,7 +24,7 @@ def test_child_python_ignores_a_natlab_folder_in_the_cwd(tmp_path) -> None:
     import natlab
 
     (tmp_path / "natlab").mkdir()
-    interpreter = procs.python_module("natlab.probe")[:-2]  # python -P, without "-m module"
+    interpreter = procs.python_module("natlab.hostprogs.probe")[:-2]  # python -P, without "-m module"
     code = "import natlab; print(natlab.__file__)"
     done = subprocess.run([*interpreter, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.stdout.strip() == natlab.__file__, done.stderr
@@ -43,5 +45,5 @@ def test_gateways_start_from_a_folder_holding_an_empty_natlab(topology, lab_name
 
 
 def test_python_module_keeps_this_interpreter_and_safe_path() -> None:
-    assert procs.python_module("natlab.probe", "listen") == [sys.executable, "-P", "-m",
-                                                              "natlab.probe", "listen"]
+    assert procs.python_module("natlab.hostprogs.probe", "listen") == [sys.executable, "-P", "-m",
+                                                              "natlab.hostprogs.probe", "listen"]

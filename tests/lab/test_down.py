@@ -10,8 +10,11 @@ from typer.testing import CliRunner
 
 import natlab.cli  # noqa: F401  (registers the commands)
 from natlab.cli.app import app
-from natlab.lab import down, down_all, netns, procs, runner, up
-from natlab.lab.state import LabState, list_labs
+from natlab.lab import down, down_all, up
+from natlab.realisers.netns import namespaces as netns
+from natlab.realisers.netns import procs
+from natlab.realisers.netns import build as runner
+from natlab.realisers.netns.state import LabState, list_labs
 
 from .helpers import wait_for
 

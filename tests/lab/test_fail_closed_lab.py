@@ -8,8 +8,12 @@ import subprocess
 
 import pytest
 
-from natlab.lab import down, netns, procs, up
-from natlab.lab.state import LabState
+from natlab.lab import down, up
+
+from natlab.realisers.netns import namespaces as netns
+
+from natlab.realisers.netns import procs
+from natlab.realisers.netns.state import LabState
 
 from .helpers import wait_for
 

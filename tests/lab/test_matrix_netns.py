@@ -10,8 +10,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from natlab.matrix import CLASSIC, EXPECTED_CLASSIC
-from natlab.matrix_lab import UserApp, run_lab_matrix
+from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
+from natlab.matrix.lab import UserApp, run_lab_matrix
 
 
 @pytest.mark.netns
@@ -35,11 +35,11 @@ def test_the_classic_matrix_on_netns_agrees_with_rfc_4787(lab_name) -> None:
 @pytest.mark.usefixtures("needs_daemon")
 def test_a_user_app_plugs_in_with_its_own_server_and_a_success_regex(lab_name) -> None:
     app = UserApp(
-        side_a="{python} -m natlab.peer punch --server {server} --session {session} --name {self} "
+        side_a="{python} -m natlab.hostprogs.peer punch --server {server} --session {session} --name {self} "
                "--sport {sport} --timeout 2",
-        side_b="{python} -m natlab.peer punch --server {server_addr}:{server_port} --session {session} "
+        side_b="{python} -m natlab.hostprogs.peer punch --server {server_addr}:{server_port} --session {session} "
                "--name {self} --timeout 2",
-        server="{python} -m natlab.peer rendezvous --port {server_port}",
+        server="{python} -m natlab.hostprogs.peer rendezvous --port {server_port}",
         success=r'"event": "punched".*"peer": "(alice|bob)"',
     )
     run = run_lab_matrix(("full-cone", "symmetric"), seed=1, app=app, lab_name=lab_name)
@@ -64,8 +64,7 @@ def test_a_success_regex_that_never_matches_fails_every_pair(lab_name) -> None:
 @pytest.mark.usefixtures("needs_daemon")
 def test_the_cli_runs_the_netns_backend(tmp_path) -> None:
     from natlab.cli import app
-    from natlab.lab import runner
-
+    from natlab.realisers.netns import build as runner
     out = tmp_path / "m.json"
     try:
         result = CliRunner().invoke(app, ["matrix", "--backend", "netns", "--behaviours", "full-cone",
@@ -86,7 +85,7 @@ def test_configure_replaces_the_policy_with_a_preset_and_flushes_mappings() -> N
     from natlab.gateway.service import Gateway
     from natlab.gateway.spec import GatewaySpec
     from natlab.packet import build
-    from natlab.presets import resolve
+    from natlab.behaviours.presets import resolve
 
     class Sent:
         def send(self, packet):

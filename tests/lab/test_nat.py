@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from natlab.lab import netns, up
+from natlab.lab import up
 
+
+from natlab.realisers.netns import namespaces as netns
 from .helpers import ping, root_snapshot, udp_source_seen
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
@@ -47,8 +49,7 @@ def test_shipped_topology_comes_up_and_reaches_the_internet(topology, lab_name, 
 
 def test_a_failing_gateway_rolls_the_whole_lab_back(topology, lab_name, monkeypatch) -> None:
     from natlab.errors import LabError
-    from natlab.lab import runner
-
+    from natlab.realisers.netns import build as runner
     monkeypatch.setattr(runner, "SOCKET_TIMEOUT", 0.0)
     with pytest.raises(LabError, match="gateway 'nat'.*control socket"):
         up(topology("one-home"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from natlab.errors import LabError
-from natlab.lab import LabState, netns, procs, up
-from natlab.lab.netns import namespace_tags
+from natlab.lab import LabState, up
+from natlab.realisers.netns import namespaces as netns
+from natlab.realisers.netns import procs
+from natlab.realisers.netns.namespaces import namespace_tags
 
 from .helpers import ping, root_snapshot, wait_for
 

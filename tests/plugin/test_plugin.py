@@ -40,11 +40,11 @@ import pytest
 @pytest.mark.netns
 def test_probe_through_nat_makes_a_mapping(natlab):
     server = natlab.host("server")
-    reflector = server.popen([sys.executable, "-m", "natlab.probe", "udp-reflect", "--port", 3478],
+    reflector = server.popen([sys.executable, "-m", "natlab.hostprogs.probe", "udp-reflect", "--port", 3478],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert json.loads(reflector.stdout.readline())["event"] == "listening"
-        done = natlab.host("alice").run([sys.executable, "-m", "natlab.probe", "udp-send",
+        done = natlab.host("alice").run([sys.executable, "-m", "natlab.hostprogs.probe", "udp-send",
                                          "--to", f"{server.address}:3478", "--sport", 40000])
         assert done.returncode == 0, done.stderr
         seen = json.loads(done.stdout)["data"].split()[-1]
@@ -189,8 +189,7 @@ def test_topology_ini_is_relative_to_the_ini_file(pytester: pytest.Pytester) -> 
 @pytest.mark.parametrize("ending", ["raise AssertionError('boom')", "raise KeyboardInterrupt"])
 def test_lab_is_taken_down_when_a_test_fails_or_is_interrupted(pytester: pytest.Pytester, ending: str) -> None:
     import natlab.lab
-    from natlab.lab import netns
-
+    from natlab.realisers.netns import namespaces as netns
     pytester.makeconftest(INLINE_TOPOLOGY)
     pytester.makepyfile(
         "import pathlib\n"

@@ -29,7 +29,7 @@ sys.modules["netfilterqueue"] = None  # find_spec says "not installed"
 NOT_ROOT = "import os\nos.geteuid = lambda: 65534\n"
 NO_DOCKER = '''
 import natlab.pytest_plugin
-import natlab.scenario.backends as backends
+import natlab.realisers.registry as backends
 natlab.pytest_plugin.netns_unavailable_reason = lambda: None
 backends.check = lambda b: (backends.Unavailable(b, "no Docker engine is reachable (pretend)")
                             if b == "docker" else None)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from natlab.engine.policy import Policy, PortForward, Protocol, StaticNat
 from natlab.errors import ConfigError, errors_of
-from natlab.presets import apply_overrides
+from natlab.behaviours.presets import apply_overrides
 from natlab.shipped import shipped_dir
 from natlab.topology.conflicts import gateway_problems, policy_problems, pool_problems
 from natlab.validate import validate_file

@@ -11,7 +11,7 @@ import pytest
 
 from enginekit import A, Nat, X1, Y1, Y2, policy, src_of, udp, udp_round_trip
 from natlab.engine import Dependency, DropReason, InboundFirst, Refresh
-from natlab.presets import load_preset
+from natlab.behaviours.presets import load_preset
 
 APDF = Dependency.ADDRESS_AND_PORT_DEPENDENT
 REMAP = policy(filtering=APDF, inbound_first=InboundFirst.REMAP, refresh=Refresh.BOTH,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from natlab.matrix import CLASSIC, EXPECTED_CLASSIC, format_matrix, punch, reflexive, run_matrix, two_homes
+from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC, format_matrix, punch, reflexive, run_matrix, two_homes
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -5,10 +5,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from natlab.engine import Engine, Side
-from natlab.memnet import Datagram, Delivered, Dropped, MemNet
+from natlab.realisers.memory.network import Datagram, Delivered, Dropped, MemNet
 from natlab.packet import build
 from natlab.packet.headers import parse_packet
-from natlab.presets import resolve
+from natlab.behaviours.presets import resolve
 from natlab.topology.load import load
 
 SERVER, POOL = "198.51.100.10", "203.0.113.1"

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from natlab.gateway.service import Gateway
-from natlab.scenario.driver import Probe, Unsupported
-from natlab.scenario.memory_driver import MemoryDriver
+from natlab.realisers.base import Probe, Unsupported
+from natlab.realisers.memory.driver import MemoryDriver
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 SERVER, SERVER_2 = "203.0.113.100", "203.0.113.101"

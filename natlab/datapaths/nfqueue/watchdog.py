@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Every :data:`INTERVAL` seconds the daemon calls :meth:`QueueWatchdog.check`
 with the kernel's view of our queues (``queue_total``: packets waiting for a
-verdict, from :func:`natlab.gateway.nfq.queue_stats`) and the number of packets
+verdict, from :func:`natlab.datapaths.nfqueue.queues.queue_stats`) and the number of packets
 the gateway has taken off them so far. The state is
 
 - ``ok``: nothing waits;

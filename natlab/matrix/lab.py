@@ -2,17 +2,17 @@
 
 Theory of operation
 -------------------
-The same experiment as :mod:`natlab.matrix`, with kernel sockets and the gateway
+The same experiment as :mod:`natlab.matrix.memory`, with kernel sockets and the gateway
 processes instead of the in-memory twin. One lab is brought up once
 (:func:`matrix_topology`): alice behind ``nat-a`` and bob behind ``nat-b``, both
 homes on the same private subnet as real homes are, and a public ``server``
-host running the rendezvous of :mod:`natlab.peer` for the whole matrix. For each
+host running the rendezvous of :mod:`natlab.hostprogs.peer` for the whole matrix. For each
 ordered pair of presets (A, B) both gateways are switched with the ``configure``
 control op (the whole policy replaced, mappings flushed), then both sides are
 started at once in their namespaces and waited for; a side that overruns its
 time is killed (by its Popen object).
 
-A side is the built-in peer (``python -m natlab.peer punch``) unless a
+A side is the built-in peer (``python -m natlab.hostprogs.peer punch``) unless a
 :class:`UserApp` is given: a command template for each side and optionally one
 for the server, with placeholders filled per pair (see :data:`PLACEHOLDERS`).
 A pair succeeded when both sides exited 0 and, if a ``success`` regex is given,
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator, Optional, Sequence
 
 from natlab.errors import ConfigError, LabError
-from natlab.lab.procs import python_module
-from natlab.matrix import CLASSIC
+from natlab.realisers.netns.procs import python_module
+from natlab.matrix.memory import CLASSIC
 
 __all__ = ["LabMatrix", "PLACEHOLDERS", "PairRun", "SideRun", "UserApp", "fill", "judge",
            "matrix_topology", "run_lab_matrix"]
@@ -132,7 +132,7 @@ def side_fields(side: str, presets: dict[str, str], session: str, timeout: float
 
 
 def builtin_peer(fields: dict[str, Any]) -> list[str]:
-    return [*python_module("natlab.peer"), "punch", "--server", fields["server"],
+    return [*python_module("natlab.hostprogs.peer"), "punch", "--server", fields["server"],
             "--session", fields["session"], "--name", fields["self"],
             "--sport", str(fields["sport"]), "--timeout", fields["timeout"]]
 
@@ -190,7 +190,7 @@ class PairRun:
 
 @dataclass
 class LabMatrix:
-    """The matrix as :func:`natlab.matrix.run_matrix` gives it, plus every pair's detail."""
+    """The matrix as :func:`natlab.matrix.memory.run_matrix` gives it, plus every pair's detail."""
 
     seed: int
     app: Optional[UserApp]
@@ -249,7 +249,7 @@ def _start_server(lab: Any, app: Optional[UserApp], timeout: float) -> _Started:
         server = _Started(lab, "server", fill(app.server, fields))
         ready = lambda: time.monotonic() - server.started > 0.5  # noqa: E731 - no readiness signal
     else:
-        argv = [*python_module("natlab.peer"), "rendezvous", "--port", str(RENDEZVOUS_PORT)]
+        argv = [*python_module("natlab.hostprogs.peer"), "rendezvous", "--port", str(RENDEZVOUS_PORT)]
         server = _Started(lab, "server", argv)
         ready = lambda: '"listening"' in server.text()[0]  # noqa: E731
     deadline = time.monotonic() + 10.0

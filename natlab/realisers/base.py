@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`Driver` is the one face every backend shows to the scenario runner
-and to the pytest plugin: the netns lab (:mod:`natlab.scenario.netns_driver`),
-its in-memory twin (:mod:`natlab.scenario.memory_driver`) and Docker labs. It
+and to the pytest plugin: the netns lab (:mod:`natlab.realisers.netns.driver`),
+its in-memory twin (:mod:`natlab.realisers.memory.driver`) and Docker labs. It
 speaks in host and gateway *names* and in values: a :class:`Probe` in, a
 :class:`ProbeResult` out; mapping rows as plain dicts, shaped exactly as the
 gateway control socket's ``mappings`` op returns them (``MappingView.to_dict()``

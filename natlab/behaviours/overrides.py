@@ -2,7 +2,7 @@
 
 ``natlab set GW timeouts.udp=30`` and ``natlab explain NAME --set k=v`` turn
 their arguments into a nested partial policy dict with :func:`parse_assignments`;
-:func:`natlab.presets.apply_overrides` merges and validates it. Values are YAML
+:func:`natlab.behaviours.presets.apply_overrides` merges and validates it. Values are YAML
 scalars (``30``, ``false``, ``null``, ``address-dependent``); an empty value is
 null. :func:`flatten` goes the other way, for display.
 

@@ -2,7 +2,7 @@
 
 Rows are alice's preset, columns bob's; a cell is green when hole punching
 succeeded and red when it failed. A cell whose outcome differs from an expected
-table (RFC 4787's prediction, :data:`natlab.matrix.EXPECTED_CLASSIC`) carries a
+table (RFC 4787's prediction, :data:`natlab.matrix.memory.EXPECTED_CLASSIC`) carries a
 "!" and a thick outline. The title names the backend and the seed.
 
 PNG is not written: it would need an imaging library (Pillow or matplotlib),

@@ -29,8 +29,10 @@ from typing import Callable, Optional
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
 from natlab.gateway.spec import GatewaySpec
-from natlab.lab import docker, netns, procs
-from natlab.lab.state import STATE_FILE, LabState, list_labs, run_dir_of
+from natlab.realisers.docker import containers as docker
+from natlab.realisers.netns import namespaces as netns
+from natlab.realisers.netns import procs
+from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
 from natlab.topology.model import NAME_PATTERN, Gateway, Node, Topology
 
 SOCKET_TIMEOUT = 5.0
@@ -186,8 +188,7 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int) -> None
 
 
 def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
-    from natlab import presets
-
+    from natlab.behaviours import presets
     preset = presets.resolve(gw.behaviour, overrides=gw.overrides or None)
     return GatewaySpec(
         lab=topo.name, name=gw.name, netns=netns.ns_name(topo.name, gw.name),

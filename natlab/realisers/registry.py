@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Any, Optional
 
-from natlab.scenario.driver import Driver
+from natlab.realisers.base import Driver
 from natlab.topology.model import Topology
 
 __all__ = ["Unavailable", "check", "open_driver", "unavailable"]
@@ -62,7 +62,7 @@ def unavailable(backend: str) -> Optional[str]:
 
 def _docker_unavailable() -> Optional[str]:
     try:
-        from natlab.lab import docker as docker_backend  # type: ignore[attr-defined]
+        from natlab.realisers.docker import containers as docker_backend  # type: ignore[attr-defined]
     except ImportError:
         return "the Docker backend is not installed in this natlab"
     reason = getattr(docker_backend, "unavailable", None)
@@ -71,8 +71,8 @@ def _docker_unavailable() -> Optional[str]:
 
 def free_lab_name(topo: Topology) -> str:
     """The topology's own name, or NAME-2, NAME-3 ... if a lab already has it."""
-    from natlab.lab import netns
-    from natlab.lab.state import list_labs
+    from natlab.realisers.netns import namespaces as netns
+    from natlab.realisers.netns.state import list_labs
 
     taken = set(list_labs()) | netns.all_tagged_labs()
     if topo.name not in taken:
@@ -87,11 +87,11 @@ def free_lab_name(topo: Topology) -> str:
 def open_driver(topo: Topology, seed: int, backend: str) -> Driver:
     """Bring ``topo`` up on ``backend``; the driver takes it down on ``close()``."""
     if backend == "memory":
-        from natlab.scenario.memory_driver import MemoryDriver
+        from natlab.realisers.memory.driver import MemoryDriver
 
         return MemoryDriver(topo, seed)
     import natlab.lab
-    from natlab.scenario.netns_driver import NetnsDriver
+    from natlab.realisers.netns.driver import NetnsDriver
 
     named = dataclasses.replace(topo, name=free_lab_name(topo))
     lab: Any = natlab.lab.up(named) if backend == "netns" else natlab.lab.up(named, backend=backend)

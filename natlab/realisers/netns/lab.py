@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from natlab.errors import LabError
-from natlab.lab import netns, runner
-from natlab.lab.state import LabState, resolve_lab
+from natlab.realisers.netns import namespaces as netns
+from natlab.realisers.netns import build as runner
+from natlab.realisers.netns.state import LabState, resolve_lab
 from natlab.topology import load
 from natlab.topology.model import Topology
 
@@ -56,8 +57,7 @@ class Lab:
         A container that has stopped (its app exited) is a :class:`LabError` giving
         the exit code and its last output, not the daemon's "is not running".
         """
-        from natlab.lab import docker
-
+        from natlab.realisers.docker import containers as docker
         docker.require_running(self.state, node)
         return docker.exec_argv(self.state, node, argv, tty=tty, env=env)
 

@@ -36,7 +36,7 @@ from pydantic.fields import FieldInfo
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, ErrorList
 from natlab.model_errors import did_you_mean, without_explained_missing
-from natlab.overrides import knob_lines, undot
+from natlab.behaviours.overrides import knob_lines, undot
 from natlab.shipped import shipped_dir
 from natlab.yamlsrc import Doc, dotted, load
 

@@ -1,8 +1,8 @@
-"""The :class:`~natlab.scenario.driver.Driver` for the in-memory twin (no root, a manual clock).
+"""The :class:`~natlab.realisers.base.Driver` for the in-memory twin (no root, a manual clock).
 
 Theory of operation
 -------------------
-A :class:`MemoryDriver` holds a :class:`natlab.memnet.MemNet` built from the
+A :class:`MemoryDriver` holds a :class:`natlab.realisers.memory.network.MemNet` built from the
 topology. A probe is what the netns probe programs do, played out in memory
 at once: the receiver binds (UDP) or listens (TCP) on its port, the sender
 binds its source port and sends; the host stacks answer as a kernel would
@@ -26,9 +26,9 @@ from typing import Any, Optional, Sequence, Union
 
 from natlab.engine.types import to_str
 from natlab.errors import ConfigError
-from natlab.memnet import Delivered, Dropped, MemNet, Outcome
+from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
-from natlab.scenario.driver import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
+from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
 
 __all__ = ["MemoryDriver"]
 
@@ -215,15 +215,15 @@ class MemoryDriver:
         return {**nat.engine.counters.snapshot(), "gateway": dict(nat.stats)}
 
     def set(self, gateway: str, assignments: Sequence[str]) -> None:
-        from natlab.overrides import parse_assignments
-        from natlab.presets import apply_overrides
+        from natlab.behaviours.overrides import parse_assignments
+        from natlab.behaviours.presets import apply_overrides
 
         nat = self._nat(gateway)
         policy = apply_overrides(nat.engine.policy, parse_assignments(assignments))
         self.net.reconfigure(gateway, policy, " ".join(assignments))
 
     def configure(self, gateway: str, behaviour: str, overrides: Optional[dict[str, Any]] = None) -> None:
-        from natlab.presets import resolve
+        from natlab.behaviours.presets import resolve
 
         self._nat(gateway)
         policy = resolve(behaviour, overrides or None).policy

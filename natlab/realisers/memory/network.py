@@ -12,7 +12,7 @@ every other network (joined by routers or not) is the internet.
 A packet in a realm is routed by its destination address, first match wins:
 
 1. a host of this realm with that address: the host's stack takes it
-   (:mod:`natlab.memnet_stack`) and whatever it answers is routed in turn;
+   (:mod:`natlab.realisers.memory.stack`) and whatever it answers is routed in turn;
 2. a NAT whose outside is in this realm and whose pool (or a static 1:1
    external) holds the address: ``engine.process(OUTSIDE)``; a ``Forward``
    continues inside that NAT;
@@ -43,7 +43,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from natlab.engine import Drop, Engine, Forward, Hairpin, MappingView, Policy, Side
 from natlab.engine.types import AddressLike, to_int, to_str
 from natlab.engine.verdicts import Tick, drop_records
-from natlab.memnet_stack import HostStack, TcpConn
+from natlab.realisers.memory.stack import HostStack, TcpConn
 from natlab.packet import build
 from natlab.packet.headers import PROTO_UDP, parse_packet, summarize
 
@@ -159,7 +159,7 @@ class MemNet:
         ``seed`` (default: the topology's) fixes every gateway's ports; with the
         topology's own seed each engine gets exactly the seed its netns gateway gets.
         """
-        from natlab.presets import resolve
+        from natlab.behaviours.presets import resolve
         from natlab.topology.addressing import derive_seed
 
         lab_seed = topo.seed if seed is None else seed

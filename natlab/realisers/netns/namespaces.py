@@ -48,7 +48,7 @@ FORWARDER_SYSCTLS = {
 GATEWAY_SYSCTLS = {**FORWARDER_SYSCTLS, "net.ipv4.ip_forward": "0"}
 """For a gateway: the same, but closed until its process is up. The gateway daemon turns
 forwarding on once its queue rules are in place and off before it lets go of them, so a
-gateway namespace is never a plain router (see :mod:`natlab.gateway.rules`)."""
+gateway namespace is never a plain router (see :mod:`natlab.datapaths.nfqueue.rules`)."""
 COMMON_SYSCTLS = {
     # IPv6 chatter (router solicitations, MLD) would only add noise to captures.
     "net.ipv6.conf.all.disable_ipv6": "1",

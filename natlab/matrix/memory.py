@@ -43,8 +43,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterable
 
-from natlab.memnet import MemNet
-from natlab.presets import resolve
+from natlab.realisers.memory.network import MemNet
+from natlab.behaviours.presets import resolve
 
 __all__ = ["CLASSIC", "EXPECTED_CLASSIC", "PunchResult", "format_matrix", "punch", "reflexive", "run_matrix", "two_homes"]
 

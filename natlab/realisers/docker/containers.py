@@ -8,7 +8,7 @@ the labels ``natlab.lab``, ``natlab.node`` and ``natlab.role``. Right after it
 starts, its network namespace is named ``natlab-<lab>-<node>`` with
 ``ip netns attach``; from there on the lab is built exactly as a netns lab: the
 switch namespace, bridges, veths, addresses, routes and sysctls are all set from
-outside, by :mod:`natlab.lab.netns`. Users' containers need no capabilities.
+outside, by :mod:`natlab.realisers.netns.namespaces`. Users' containers need no capabilities.
 
 Processes then join a sandbox's namespace (``--network container:<sandbox>``, the
 Kubernetes "pod" pattern), so they start only once the network is wired:
@@ -53,8 +53,9 @@ from typing import Optional, Sequence
 
 from natlab.errors import BackendUnavailable, LabError, TopologyError
 from natlab.gateway.spec import GatewaySpec
-from natlab.lab import netns, procs
-from natlab.lab.state import LabState
+from natlab.realisers.netns import namespaces as netns
+from natlab.realisers.netns import procs
+from natlab.realisers.netns.state import LabState
 from natlab.topology.model import Host, Node, Topology
 
 BACKENDS = ("netns", "docker")
@@ -230,7 +231,7 @@ def preflight(topo: Topology) -> None:
 
 def plan(topo: Topology, state: LabState) -> None:
     """Record every container ``up`` is about to create (before creating any)."""
-    from natlab.lab.runner import stub_gateways
+    from natlab.realisers.netns.build import stub_gateways
 
     state.backend = "docker"
     state.image = natlab_image()

@@ -12,7 +12,7 @@ wake-up fd for signals, with the nearest of the engine's deadline, the control
 clients' idle timeout and the queue watchdog's next look as timeout. SIGTERM or
 SIGINT end the loop and the process exits 0; any other exception ends it too.
 
-Whatever ends it, teardown fails closed (see :mod:`natlab.gateway.rules`):
+Whatever ends it, teardown fails closed (see :mod:`natlab.datapaths.nfqueue.rules`):
 forwarding off first, then the queue rules swapped for DROP rules that stay
 until ``natlab down``, then the queues unbound and the socket removed. After
 ``kill -9`` the queue rules stay; with no listener the kernel drops what they
@@ -33,13 +33,13 @@ from typing import Any, Sequence
 
 from natlab.errors import LabError
 from natlab.gateway.control import ControlServer
-from natlab.gateway.emit import RawSender
-from natlab.gateway.iface import OutsideAddresses
-from natlab.gateway.nfq import Queues
-from natlab.gateway.rules import Rules, forwarding, set_forwarding
+from natlab.datapaths.nfqueue.emit import RawSender
+from natlab.datapaths.nfqueue.iface import OutsideAddresses
+from natlab.datapaths.nfqueue.queues import Queues
+from natlab.datapaths.nfqueue.rules import Rules, forwarding, set_forwarding
 from natlab.gateway.service import Gateway
 from natlab.gateway.spec import GatewaySpec
-from natlab.gateway.watchdog import QueueWatchdog
+from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
 
 log = logging.getLogger("natlab.gateway")
 
@@ -68,7 +68,7 @@ def build_engine(spec: GatewaySpec) -> tuple[Any, Any]:
 
         return PassthroughEngine(spec.policy, spec.pool, rng), dict(spec.policy)
     from natlab.engine import Engine
-    from natlab.presets import policy_from_dict
+    from natlab.behaviours.presets import policy_from_dict
 
     policy = policy_from_dict(spec.policy)
     return Engine(policy, spec.pool, rng), policy

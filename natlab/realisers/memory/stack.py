@@ -1,4 +1,4 @@
-"""Minimal host stacks for :mod:`natlab.memnet`: what a Linux kernel answers by itself.
+"""Minimal host stacks for :mod:`natlab.realisers.memory.network`: what a Linux kernel answers by itself.
 
 Theory of operation
 -------------------
@@ -17,7 +17,7 @@ same probe sees the same thing on both backends:
   to the end and closes would.
 
 :meth:`HostStack.receive` takes one packet addressed to the host and returns
-the packets the host sends in answer; :class:`natlab.memnet.MemNet` routes
+the packets the host sends in answer; :class:`natlab.realisers.memory.network.MemNet` routes
 them. Every packet the host gets is also kept in ``inbox`` (what a raw socket
 or a listening program would see). With ``answers=False`` the host is a sink
 that keeps everything and answers nothing (the original MemNet behaviour).

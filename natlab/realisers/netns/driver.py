@@ -1,7 +1,7 @@
-"""The :class:`~natlab.scenario.driver.Driver` for a real network-namespace lab.
+"""The :class:`~natlab.realisers.base.Driver` for a real network-namespace lab.
 
-Probes are real kernel sockets: ``python -m natlab.probe listen`` starts in the
-receiving host's namespace, then ``python -m natlab.probe send`` in the sender's;
+Probes are real kernel sockets: ``python -m natlab.hostprogs.probe listen`` starts in the
+receiving host's namespace, then ``python -m natlab.hostprogs.probe send`` in the sender's;
 both print JSON lines, read back here. Gateway operations go to each gateway's
 control socket. Spawned commands write to files in the lab's run directory, so
 their output survives them and lands in the report.
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from natlab.errors import LabError
-from natlab.lab.procs import python_module
-from natlab.scenario.driver import Probe, ProbeResult, RunResult
+from natlab.realisers.netns.procs import python_module
+from natlab.realisers.base import Probe, ProbeResult, RunResult
 
 __all__ = ["NetnsDriver"]
 
@@ -78,7 +78,7 @@ class NetnsDriver:
         common = ["--proto", probe.proto, "--token", token]
         listener = None
         if probe.receiver is not None:
-            argv = [*python_module("natlab.probe"), "listen", *common,
+            argv = [*python_module("natlab.hostprogs.probe"), "listen", *common,
                     "--port", str(probe.port_at_receiver), "--timeout", str(probe.timeout * 2 + 1)]
             if probe.reply:
                 argv.append("--reply")
@@ -86,7 +86,7 @@ class NetnsDriver:
                                       stderr=subprocess.PIPE, text=True)
             self._await_listening(listener, probe)
         to = probe.dst if probe.proto == "icmp" else f"{probe.dst}:{probe.dport}"
-        argv = [*python_module("natlab.probe"), "send", *common, "--to", to,
+        argv = [*python_module("natlab.hostprogs.probe"), "send", *common, "--to", to,
                 "--sport", str(probe.sport), "--timeout", str(probe.timeout)]
         if probe.reply:
             argv.append("--reply")

@@ -59,7 +59,7 @@ class LabState:
     routers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """name -> {netns, addresses: {network: address}}"""
     backend: str = "netns"
-    """``netns`` or ``docker`` (:mod:`natlab.lab.docker`)."""
+    """``netns`` or ``docker`` (:mod:`natlab.realisers.docker.containers`)."""
     image: Optional[str] = None
     """Docker backend: the natlab image its containers run."""
     containers: dict[str, dict[str, str]] = field(default_factory=dict)
