@@ -166,7 +166,7 @@ def _masquerade(lab, outside_iface: str) -> Iterator[None]:
 
 @contextmanager
 def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
-    from natlab.datapaths.nfqueue.daemon import ENGINE_ENV
+    from natlab.gateway.service import ENGINE_ENV
 
     env = dict(os.environ)
     env.pop(ENGINE_ENV, None)

@@ -14,7 +14,6 @@ from natlab.cli.app import app
 from natlab.cli.output import console
 from natlab.errors import ConfigError
 
-BACKENDS = ("memory", "netns")
 
 
 @app.command()
@@ -37,18 +36,19 @@ def matrix(
     from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
     from natlab.behaviours.presets import load_preset
 
-    if backend not in BACKENDS:
-        raise ConfigError("unknown matrix backend", got=backend, hint="use --backend memory or --backend netns")
+    from natlab.realisers.registry import get, names as realiser_names
+
+    realiser = get(backend, among=realiser_names(runs_matrix=True), what="matrix backend")
     names = tuple(n.strip() for n in behaviours.split(",") if n.strip()) or CLASSIC
     for name in names:
         load_preset(name)  # a clear error naming the known presets
-    user_app = _user_app(backend, side_a, side_b, server_cmd, success)
+    user_app = _user_app(realiser, side_a, side_b, server_cmd, success)
     if svg_out:
         from natlab.matrix.heatmap import check_svg_path
 
         check_svg_path(svg_out)  # before the run, not after it
     detail: dict[tuple[str, str], Any] = {}
-    if backend == "memory":
+    if not realiser.runs_programs:  # the in-process twin: punch rounds on a manual clock
         from natlab.matrix.memory import run_matrix
 
         results = run_matrix(names, seed=seed, rounds=rounds)
@@ -80,15 +80,17 @@ def matrix(
         write_svg(svg_out, results, seed=seed, backend=backend, expected=expected)
 
 
-def _user_app(backend: str, side_a: Optional[str], side_b: Optional[str], server_cmd: Optional[str],
+def _user_app(realiser: Any, side_a: Optional[str], side_b: Optional[str], server_cmd: Optional[str],
               success: Optional[str]) -> Any:
     given = [opt for opt, value in (("--side-a", side_a), ("--side-b", side_b), ("--server-cmd", server_cmd),
                                     ("--success", success)) if value is not None]
     if not given:
         return None
-    if backend != "netns":
-        raise ConfigError("a user app runs only on the netns backend", got=given,
-                          hint="add --backend netns (as root); the in-memory twin has no processes")
+    if not realiser.runs_programs:
+        from natlab.realisers.registry import DEFAULT
+
+        raise ConfigError(f"a user app runs only on the {DEFAULT} backend", got=given,
+                          hint=f"add --backend {DEFAULT} (as root); the {realiser.name} backend has no processes")
     if side_a is None or side_b is None:
         raise ConfigError("a user app needs a command for both sides", got=given,
                           hint="give --side-a CMD and --side-b CMD")

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from natlab.datapaths.registry import DEFAULT as DEFAULT_DATAPATH
+
 
 @dataclass(frozen=True)
 class GatewaySpec:
@@ -46,6 +48,8 @@ class GatewaySpec:
     """Folders whose preset files ``configure`` may load (the topology file's folder,
     ``$NATLAB_BEHAVIOURS`` and the folders of path behaviours, as at ``natlab up``);
     preset names are always accepted."""
+    datapath: str = DEFAULT_DATAPATH
+    """How packets reach this gateway: a name in :mod:`natlab.datapaths.registry`."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

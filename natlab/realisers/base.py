@@ -1,8 +1,16 @@
-"""What a scenario (or a test) asks of a lab, whatever realises it.
+"""The realiser seam: what makes a lab, and what a scenario (or a test) asks of it.
 
 Theory of operation
 -------------------
-A :class:`Driver` is the one face every backend shows to the scenario runner
+A :class:`Realiser` makes nodes and links and runs programs in them: network
+namespaces (:mod:`natlab.realisers.netns`), containers
+(:mod:`natlab.realisers.docker`) or the in-memory network
+(:mod:`natlab.realisers.memory`). Each is one object in
+:mod:`natlab.realisers.registry`, chosen there by name; nobody else compares
+backend names. Callers ask a realiser's traits (``runs_programs``,
+``makes_labs``, ...) instead.
+
+A :class:`Driver` is the one face every realiser's lab shows to the scenario runner
 and to the pytest plugin: the netns lab (:mod:`natlab.realisers.netns.driver`),
 its in-memory twin (:mod:`natlab.realisers.memory.driver`) and Docker labs. It
 speaks in host and gateway *names* and in values: a :class:`Probe` in, a
@@ -17,11 +25,15 @@ program) raises :class:`Unsupported`; the runner turns that into a clear skip.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from natlab.errors import NatlabError
 
-__all__ = ["Driver", "Probe", "ProbeResult", "RunResult", "Unsupported", "PROTOCOLS"]
+if TYPE_CHECKING:
+    from natlab.topology.model import Topology
+
+__all__ = ["Driver", "Probe", "ProbeResult", "Realiser", "RunResult", "Unavailable", "Unsupported",
+           "PROTOCOLS"]
 
 PROTOCOLS = ("udp", "tcp", "icmp")
 
@@ -102,11 +114,51 @@ class RunResult:
     stderr: str
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a realiser cannot run on this machine."""
+
+    backend: str
+    reason: str
+    """What is missing, with how to get it: "needs root (...)", "NetfilterQueue is not installed (pip ...)"."""
+    needs_root: bool = False
+    """The only problem found so far is privileges: root would do, or the memory backend."""
+
+
+class Realiser(Protocol):
+    """How a topology's nodes and links are made, and programs run in them.
+
+    Traits say what callers may expect, so nobody compares names:
+    """
+
+    name: str
+    """Its name in the registry (``--backend NAME``, ``backend:`` in files)."""
+    summary: str
+    needs_root: bool
+    """Makes kernel objects: its tests carry the ``netns`` marker and skip without root."""
+    runs_programs: bool
+    """Hosts run real programs (``run``/``spawn`` steps, ``host().run``)."""
+    makes_labs: bool
+    """Labs with a state file and gateway control sockets (``natlab up``/``status``/``set``)."""
+    realtime: bool
+    """Time is the wall clock (False: a manual clock that ``sleep`` moves at once)."""
+    scenario_default: bool
+    """Scenario files run here when no backend is chosen."""
+    runs_matrix: bool
+    """``natlab matrix --backend NAME`` can run here."""
+
+    def unavailable(self) -> Optional[Unavailable]:
+        """Why it cannot run on this machine, or None if it can (no side effects)."""
+
+    def open(self, topology: "Topology", seed: Optional[int] = None) -> "Driver":
+        """Realise ``topology`` as a fresh lab; the driver takes it down on ``close()``."""
+
+
 class Driver(Protocol):
     """A lab that is up, driven by node names. Every method may raise :class:`Unsupported`."""
 
     backend: str
-    """"netns", "memory" or "docker"."""
+    """The name of the realiser that made it (see :mod:`natlab.realisers.registry`)."""
 
     def hosts(self) -> list[str]: ...
     def gateways(self) -> list[str]: ...

@@ -66,10 +66,12 @@ def _static_skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     if backend not in scn.backends:
         cause = f"the scenario runs only on {', '.join(scn.backends)}"
         return cause, cause
-    if backend == "memory":
+    from natlab.realisers.registry import DEFAULT, get
+
+    if not get(backend).runs_programs:
         step = scn.needs_processes()
         if step is not None:
-            cause = "the memory backend cannot run programs (run it with --backend netns)"
+            cause = f"the {backend} backend cannot run programs (run it with --backend {DEFAULT})"
             return f"{step.label} runs a program; {cause}", cause
     return None
 
@@ -276,7 +278,9 @@ def _wait(ctx: _Context, step: Step) -> StepReport:
 def _wait_mappings(ctx: _Context, step: Step) -> StepReport:
     spec = step.spec
     expect = step.expect if step.expect is not None else None
-    waited, poll = 0.0, MEMORY_POLL if ctx.driver.backend == "memory" else POLL
+    from natlab.realisers.registry import get
+
+    waited, poll = 0.0, POLL if get(ctx.driver.backend).realtime else MEMORY_POLL
     while True:
         out = _new(step, ctx, "")
         rows = checks.matching_rows(ctx, spec.mappings, ctx.driver.mappings(spec.mappings.gateway))

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from natlab.realisers.registry import names as _realiser_names
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 """Lab, network and node names: they end up in namespace names."""
 
@@ -79,12 +81,16 @@ class RouterEntry(_Strict):
         default_factory=dict, description="address per network (default: picked)")
 
 
+_LabBackend = Literal[_realiser_names(makes_labs=True)]  # type: ignore[valid-type]
+"""The realisers a topology may name (those that make labs), from the one registry."""
+
+
 class TopologyFile(_Strict):
     """The whole file."""
 
     name: Name
     seed: int = 0
-    backend: Optional[Literal["netns", "docker"]] = Field(
+    backend: Optional[_LabBackend] = Field(
         None, description="how the lab is realised (default netns; natlab up --backend overrides)")
     networks: dict[Name, NetworkEntry] = Field(min_length=1)
     gateways: dict[Name, GatewayEntry] = Field(default_factory=dict)

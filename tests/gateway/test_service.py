@@ -15,7 +15,7 @@ from natlab.engine.verdicts import Drop, DropReason, Emit, Event, EventKind, For
 from natlab.errors import ControlError
 from natlab.gateway.client import GatewayClient
 from natlab.gateway.control import ControlServer
-from natlab.datapaths.nfqueue.queues import Action
+from natlab.gateway.outcome import Action
 from natlab.gateway.passthrough import PassthroughEngine
 from natlab.gateway.service import Gateway
 from natlab.gateway.spec import GatewaySpec

@@ -1,8 +1,9 @@
-"""The gateway process: one single-threaded select loop in the gateway's namespace.
+"""The NFQUEUE datapath's gateway process: one single-threaded select loop in the gateway's namespace.
 
 Theory of operation
 -------------------
-``serve(spec)`` checks it runs in ``spec.netns`` (it refuses to touch any other
+:class:`NfqueueDatapath` builds the :class:`~natlab.gateway.service.Gateway`
+with a raw-socket sender and kernel pool hooks; ``serve`` checks it runs in ``spec.netns`` (it refuses to touch any other
 namespace's firewall), then sets up, in this order: the raw socket for packets
 the gateway emits, both NFQUEUEs, the iptables rules, forwarding on, and last
 the control socket: once ``spec.control_socket`` exists the gateway is ready.
@@ -23,28 +24,24 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import selectors
 import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from natlab.errors import LabError
-from natlab.gateway.control import ControlServer
 from natlab.datapaths.nfqueue.emit import RawSender
 from natlab.datapaths.nfqueue.iface import OutsideAddresses
 from natlab.datapaths.nfqueue.queues import Queues
 from natlab.datapaths.nfqueue.rules import Rules, forwarding, set_forwarding
-from natlab.gateway.service import Gateway
-from natlab.gateway.spec import GatewaySpec
 from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
+from natlab.errors import LabError
+from natlab.gateway.control import ControlServer
+from natlab.gateway.service import Gateway, build_engine
+from natlab.gateway.spec import GatewaySpec
 
 log = logging.getLogger("natlab.gateway")
-
-ENGINE_ENV = "NATLAB_GATEWAY_ENGINE"
-"""``passthrough`` selects :class:`~natlab.gateway.passthrough.PassthroughEngine`."""
 
 
 def check_namespace(netns: str) -> None:
@@ -58,20 +55,6 @@ def check_namespace(netns: str) -> None:
     if (want.st_dev, want.st_ino) != (have.st_dev, have.st_ino):
         raise LabError(f"the gateway must run inside namespace {netns}",
                        hint=f"ip netns exec {netns} python -m natlab.gateway <spec>")
-
-
-def build_engine(spec: GatewaySpec) -> tuple[Any, Any]:
-    """The engine the spec asks for, and its policy value."""
-    rng = random.Random(spec.seed)
-    if os.environ.get(ENGINE_ENV, "nat") == "passthrough":
-        from natlab.gateway.passthrough import PassthroughEngine
-
-        return PassthroughEngine(spec.policy, spec.pool, rng), dict(spec.policy)
-    from natlab.engine import Engine
-    from natlab.behaviours.presets import policy_from_dict
-
-    policy = policy_from_dict(spec.policy)
-    return Engine(policy, spec.pool, rng), policy
 
 
 class _KernelPool:
@@ -94,15 +77,43 @@ class _KernelPool:
         self.rules.set_static(static)
 
 
+class NfqueueDatapath:
+    """Packets from the kernel's NFQUEUEs; emits through a raw socket; pool changes as addresses and rules."""
+
+    name = "nfqueue"
+    summary = "NFQUEUE in the gateway's namespace (libnetfilter_queue), a raw socket for emits"
+    in_process = False
+
+    def unavailable(self) -> Optional[str]:
+        import importlib.util
+
+        if importlib.util.find_spec("netfilterqueue") is None:
+            return "NetfilterQueue is not installed (pip install 'natlab[nfqueue]')"
+        return None
+
+    def gateway(self, spec: GatewaySpec, engine: Any, policy: Any) -> Gateway:
+        """The service with a raw-socket sender and kernel pool hooks (nothing opened yet)."""
+        rules = Rules.from_spec(spec)
+        return Gateway(spec, engine, policy, sender=RawSender(spec.mark),
+                       pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
+
+    def serve(self, gateway: Gateway) -> int:
+        return _serve(gateway)
+
+
 def serve(spec: GatewaySpec) -> int:
-    """Run the gateway until SIGTERM/SIGINT; returns the exit status."""
+    """Run the gateway of ``spec`` until SIGTERM/SIGINT; returns the exit status."""
+    datapath = NfqueueDatapath()
+    return datapath.serve(datapath.gateway(spec, *build_engine(spec)))
+
+
+def _serve(gateway: Gateway) -> int:
+    spec = gateway.spec
     check_namespace(spec.netns)
-    engine, policy = build_engine(spec)
+    engine = gateway.engine
     selector = selectors.DefaultSelector()
-    sender = RawSender(spec.mark)
-    rules = Rules.from_spec(spec)
-    gateway = Gateway(spec, engine, policy, sender=sender,
-                      pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
+    sender = gateway.sender
+    rules = gateway.pool_hooks.rules
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
     watchdog = QueueWatchdog()
     gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,

@@ -28,11 +28,11 @@ import socket
 import struct
 import warnings
 from pathlib import Path
-from enum import Enum
-from typing import Callable, NamedTuple, Optional
+from typing import Callable
 
 from natlab.engine.types import Side
 from natlab.errors import BackendUnavailable
+from natlab.gateway.outcome import Action, Outcome
 
 log = logging.getLogger("natlab.gateway")
 
@@ -122,18 +122,6 @@ def queue_stats() -> dict[int, dict[str, int]]:
         return parse_queue_stats(PROC_QUEUES.read_text())
     except OSError:
         return {}
-
-
-class Action(str, Enum):
-    ACCEPT = "accept"
-    DROP = "drop"
-
-
-class Outcome(NamedTuple):
-    """What to do with a queued packet: accept (maybe with new bytes) or drop."""
-
-    action: Action
-    data: Optional[bytes] = None
 
 
 class Queues:

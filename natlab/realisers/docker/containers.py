@@ -51,14 +51,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from natlab.errors import BackendUnavailable, LabError, TopologyError
+from natlab.errors import BackendUnavailable, LabError
 from natlab.gateway.spec import GatewaySpec
 from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import LabState
 from natlab.topology.model import Host, Node, Topology
 
-BACKENDS = ("netns", "docker")
 IMAGE_ENV = "NATLAB_IMAGE"
 DEFAULT_IMAGE = "natlab:latest"
 LABEL_LAB = "natlab.lab"
@@ -74,20 +73,6 @@ BUILD_HINT = "bash docker/build-image.sh (docker/make-local-base.sh first withou
 def natlab_image() -> str:
     """The natlab image: ``$NATLAB_IMAGE`` or ``natlab:latest``."""
     return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
-
-
-def backend_of(topo: Topology, requested: Optional[str]) -> str:
-    """The backend to use: the caller's, else the file's, else netns; checked against the file."""
-    backend = requested or topo.backend or "netns"
-    if backend not in BACKENDS:
-        raise LabError("unknown backend", got=backend, hint="netns or docker")
-    if backend != "docker":
-        imaged = [h.name for h in topo.hosts if h.image or h.env or h.volumes]
-        if imaged:
-            raise TopologyError("image, env and volumes need the docker backend", got=imaged[0],
-                                file=topo.file, key=f"hosts.{imaged[0]}",
-                                hint="natlab up --backend docker FILE, or backend: docker")
-    return backend
 
 
 # --- pure: names and command lines ------------------------------------------------

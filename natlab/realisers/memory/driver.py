@@ -11,10 +11,12 @@ receiver's and the sender's inboxes. Where a packet was dropped, ``detail``
 is the engine's drop reason ("filtered", "no-mapping", ...); an ICMP port
 unreachable or a RST back is "refused", as on netns.
 
-Gateway operations call the engines directly with each gateway's own clock
-(``advance`` moves one, ``sleep`` moves all). Mapping rows and events are
-shaped as the gateway control socket shapes them. Running programs is the one
-thing memory cannot do: it raises :class:`Unsupported`.
+Gateway operations are control requests to each NAT's
+:class:`~natlab.gateway.service.Gateway` (the service a netns gateway process
+runs), so mapping rows, events, counters and ``set``/``configure`` behave as on
+netns by construction; each gateway has its own clock (``advance`` moves one,
+``sleep`` moves all). Running programs is the one thing memory cannot do: it
+raises :class:`Unsupported`.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class MemoryDriver:
 
     def addresses(self, node: str) -> list[str]:
         if node in self.net.nats:
-            return [to_str(a) for a in self.net.nat(node).engine.pool]
+            return list(self.net.gateway(node).pool)
         return self.net.addresses(self._host(node))
 
     def _host(self, name: str) -> str:
@@ -195,53 +197,36 @@ class MemoryDriver:
         """Nothing to stop (``spawn`` never starts anything here), so a runner's cleanup just works."""
         return {}
 
-    # -- gateways ----------------------------------------------------------------------
+    # -- gateways: control requests, as a netns gateway's socket takes them ------------
+    def _request(self, gateway: str, op: str, **args: Any) -> dict[str, Any]:
+        self._nat(gateway)
+        return self.net.request(gateway, {"op": op, **args})
+
     def mappings(self, gateway: str) -> list[dict[str, Any]]:
         """Rows as the control socket's ``mappings`` op: ``MappingView.to_dict()`` plus ``expires_in``."""
-        nat, now = self._nat(gateway), self.net.now_of(gateway)
-        rows = []
-        for view in nat.engine.mappings(now):
-            row = view.to_dict()
-            row["expires_in"] = None if view.expires is None else round(view.expires - now, 3)
-            rows.append(row)
+        rows = self._request(gateway, "mappings")["mappings"]
         return json.loads(json.dumps(rows))  # as they come off the socket: lists, not tuples
 
     def events(self, gateway: str, limit: int = 20) -> list[dict[str, Any]]:
-        recent = list(self._nat(gateway).events)
-        return [dict(e) for e in recent[-limit:]] if limit > 0 else []
+        return [dict(e) for e in self._request(gateway, "events", limit=limit)["events"]]
 
     def counters(self, gateway: str) -> dict[str, Any]:
-        nat = self._nat(gateway)
-        return {**nat.engine.counters.snapshot(), "gateway": dict(nat.stats)}
+        return self._request(gateway, "counters")["counters"]
 
     def set(self, gateway: str, assignments: Sequence[str]) -> None:
-        from natlab.behaviours.overrides import parse_assignments
-        from natlab.behaviours.presets import apply_overrides
-
-        nat = self._nat(gateway)
-        policy = apply_overrides(nat.engine.policy, parse_assignments(assignments))
-        self.net.reconfigure(gateway, policy, " ".join(assignments))
+        self._request(gateway, "set", assignments=list(assignments))
 
     def configure(self, gateway: str, behaviour: str, overrides: Optional[dict[str, Any]] = None) -> None:
-        from natlab.behaviours.presets import resolve
-
-        self._nat(gateway)
-        policy = resolve(behaviour, overrides or None).policy
-        detail = " ".join([behaviour, *(f"{k}={v}" for k, v in sorted((overrides or {}).items()))])
-        self.net.reconfigure(gateway, policy, detail)
-        self.net.flush(gateway)
+        self._request(gateway, "configure", behaviour=behaviour, overrides=dict(overrides or {}))
 
     def advance(self, gateway: str, seconds: float) -> None:
-        self._nat(gateway)
-        self.net.advance_gateway(gateway, seconds)
+        self._request(gateway, "advance", seconds=seconds)
 
     def reboot(self, gateway: str) -> None:
-        self._nat(gateway)
-        self.net.flush(gateway)
+        self._request(gateway, "flush")
 
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
-        self._nat(gateway)
-        self.net.set_pool(gateway, list(pool))
+        self._request(gateway, "set-pool", pool=list(pool))
 
     def sleep(self, seconds: float) -> None:
         self.net.advance(seconds)

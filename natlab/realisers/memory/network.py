@@ -14,18 +14,22 @@ A packet in a realm is routed by its destination address, first match wins:
 1. a host of this realm with that address: the host's stack takes it
    (:mod:`natlab.realisers.memory.stack`) and whatever it answers is routed in turn;
 2. a NAT whose outside is in this realm and whose pool (or a static 1:1
-   external) holds the address: ``engine.process(OUTSIDE)``; a ``Forward``
+   external) holds the address: its gateway's ``process(OUTSIDE)``; a ``Forward``
    continues inside that NAT;
 3. if the realm is a NAT's inside and the address is outside its
-   ``inside_prefix``: ``engine.process(INSIDE)``; a ``Forward`` continues in the
+   ``inside_prefix``: ``process(INSIDE)``; a ``Forward`` continues in the
    parent realm, a ``Hairpin`` turns back into this realm;
 4. otherwise the packet is dropped for want of a route.
 
-Packets an engine emits itself (``Emit``) are routed the same way, from the
-realm on the side they leave by. Time is manual: ``advance`` moves everyone's
-clock, ``advance_gateway`` only one NAT's (like the control socket's
-``advance``); each NAT runs on ``now + its offset``. Every NAT keeps the events
-its engine reports, numbered like a real gateway's (``natlab events``).
+Every NAT is a real :class:`~natlab.gateway.service.Gateway` on the memory
+datapath (:mod:`natlab.datapaths.memory`): the very service a netns gateway
+process runs, so counters, events, mapping rows and the control operations
+(``set``, ``configure``, ``advance``, ``flush``, ``set-pool``) are the same on
+every tier by construction; :meth:`MemNet.request` is its control socket.
+Packets a gateway originates (emits, hairpins) leave through its sender and are
+routed from the gateway by destination. Time is manual: ``advance`` moves
+everyone's clock, ``advance_gateway`` only one NAT's (the ``advance`` op); each
+NAT runs on ``now + its offset``.
 
 Randomness is seeded: from a topology, each NAT's engine gets its gateway's
 seed (as the netns gateway does); built by hand, one ``random.Random(seed)``
@@ -34,24 +38,25 @@ hands each NAT its own.
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import ipaddress
 import random
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
 
-from natlab.engine import Drop, Engine, Forward, Hairpin, MappingView, Policy, Side
+from natlab.datapaths.memory import MemoryDatapath
+from natlab.engine import Engine, Forward, Hairpin, MappingView, Policy, Side
 from natlab.engine.types import AddressLike, to_int, to_str
-from natlab.engine.verdicts import Tick, drop_records
-from natlab.realisers.memory.stack import HostStack, TcpConn
+from natlab.gateway.service import Gateway
+from natlab.gateway.spec import GatewaySpec
 from natlab.packet import build
-from natlab.packet.headers import PROTO_UDP, parse_packet, summarize
+from natlab.packet.headers import PROTO_UDP, parse_packet
+from natlab.realisers.memory.stack import HostStack, TcpConn
 
 __all__ = ["Datagram", "Delivered", "Dropped", "MemNet", "Outcome"]
 
 INTERNET: Optional[str] = None
 _MAX_HOPS = 16
-EVENT_RING = 10_000
 
 
 @dataclass(frozen=True)
@@ -101,35 +106,41 @@ class _Host:
 
 @dataclass
 class _Nat:
+    """One NAT of the network: its gateway service, its inside prefix, the realm of its outside."""
+
     name: str
-    engine: Engine
+    gateway: Gateway
     inside: ipaddress.IPv4Network
     realm: Optional[str]  # where its outside is
-    offset: float = 0.0
-    """How far this NAT's clock is ahead of the network's (``advance_gateway``)."""
-    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=EVENT_RING))
-    seq: int = 0
-    stats: dict[str, int] = field(default_factory=lambda: {
-        "packets_inside": 0, "packets_outside": 0, "emitted": 0, "hairpins_sent": 0})
+
+    @property
+    def engine(self) -> Engine:
+        return self.gateway.engine
+
+    @property
+    def events(self) -> Any:
+        """The gateway's event ring, numbered as ``natlab events`` numbers them."""
+        return self.gateway.events
+
+    @property
+    def seq(self) -> int:
+        return self.gateway.seq
+
+    @property
+    def offset(self) -> float:
+        """How far this NAT's clock is ahead of the network's (``advance_gateway``)."""
+        return self.gateway.offset
 
     @property
     def pool(self) -> frozenset[int]:
-        return self.engine.pool_set
+        return frozenset(to_int(a) for a in self.gateway.pool)
 
     def routes_to(self, address: int) -> bool:
         """Whether the outside must send ``address`` to this NAT: pool or static external."""
-        return address in self.engine.pool_set or address in self.engine.static_in
+        return any(to_int(a) == address for a in self.engine.external_addresses)
 
     def mappings(self) -> tuple[MappingView, ...]:
         return self.engine.mappings()
-
-    def record(self, entry: dict[str, Any], now: float) -> None:
-        """Keep one event, numbered and stamped like the gateway service does."""
-        self.seq += 1
-        entry["seq"] = self.seq
-        entry.setdefault("at", round(now, 6))
-        entry["gateway"] = self.name
-        self.events.append(entry)
 
 
 def _realm_name(realm: Optional[str]) -> str:
@@ -151,6 +162,7 @@ class MemNet:
         self.now = 0.0
         self.hosts: dict[str, _Host] = {}
         self.nats: dict[str, _Nat] = {}
+        self.datapath = MemoryDatapath(self)
 
     @classmethod
     def from_topology(cls, topo: Any, seed: Optional[int] = None) -> "MemNet":
@@ -160,21 +172,24 @@ class MemNet:
         topology's own seed each engine gets exactly the seed its netns gateway gets.
         """
         from natlab.behaviours.presets import resolve
+        from natlab.behaviours.folders import behaviour_dirs
         from natlab.topology.addressing import derive_seed
 
         lab_seed = topo.seed if seed is None else seed
         net = cls(lab_seed, stacks=True, name=topo.name)
         realm_of = {gw.inside: gw.name for gw in topo.gateways}
+        dirs = behaviour_dirs(topo)
         pending = list(topo.gateways)
         while pending:  # outer NATs first: a chained NAT needs its parent's realm
             ready = [gw for gw in pending if realm_of.get(gw.outside) in (None, *net.nats)]
             if not ready:
                 raise ValueError(f"gateways chained in a loop: {[gw.name for gw in pending]}")
             for gw in ready:
-                policy = resolve(gw.behaviour, overrides=gw.overrides or None).policy
+                preset = resolve(gw.behaviour, overrides=gw.overrides or None)
                 engine_seed = gw.seed if lab_seed == topo.seed else derive_seed(lab_seed, gw.name)
-                net.add_nat(gw.name, policy, [str(a) for a in gw.pool], str(topo.network(gw.inside).subnet),
-                            behind=realm_of.get(gw.outside), seed=engine_seed)
+                net.add_nat(gw.name, preset.policy, [str(a) for a in gw.pool], str(topo.network(gw.inside).subnet),
+                            behind=realm_of.get(gw.outside), seed=engine_seed, preset=preset.name,
+                            outside_subnet=str(topo.network(gw.outside).subnet), behaviour_dirs=dirs)
                 pending.remove(gw)
         for host in topo.hosts:
             net.add_host(host.name, [str(a) for a in host.addresses], behind=realm_of.get(host.legs[0].network))
@@ -182,15 +197,27 @@ class MemNet:
 
     # -- building ------------------------------------------------------------------
     def add_nat(self, name: str, policy: Policy, pool: Sequence[AddressLike], inside_prefix: str,
-                *, behind: Optional[str] = None, seed: Optional[int] = None) -> _Nat:
+                *, behind: Optional[str] = None, seed: Optional[int] = None, preset: str = "",
+                outside_subnet: str = "", behaviour_dirs: Sequence[str] = ()) -> _Nat:
         """A NAT with ``pool`` on its outside (the internet, or ``behind``'s inside).
 
         ``seed`` seeds its engine; by default it is drawn from the network's RNG.
+        ``preset`` (for ``status``), ``outside_subnet`` (a live policy is checked
+        against it) and ``behaviour_dirs`` (where ``configure`` may load preset
+        files) are what a lab's gateway spec says.
         """
+        from natlab.behaviours.presets import policy_to_dict
+
         self._check_new(name)
         self._check_realm(behind)
-        rng = random.Random(self.rng.getrandbits(64) if seed is None else seed)
-        nat = _Nat(name, Engine(policy, pool, rng), ipaddress.IPv4Network(inside_prefix), behind)
+        engine_seed = self.rng.getrandbits(64) if seed is None else seed
+        addresses = tuple(to_str(to_int(a)) for a in pool)
+        spec = GatewaySpec(lab=self.name, name=name, netns="", inside_ifaces=(), outside_iface="",
+                           inside_subnets=(inside_prefix,), outside_subnet=outside_subnet, pool=addresses,
+                           preset=preset, policy=policy_to_dict(policy), seed=engine_seed, run_dir="",
+                           behaviour_dirs=tuple(behaviour_dirs), datapath=self.datapath.name)
+        engine = Engine(policy, pool, random.Random(engine_seed))
+        nat = _Nat(name, self.datapath.gateway(spec, engine, policy), ipaddress.IPv4Network(inside_prefix), behind)
         self.nats[name] = nat
         return nat
 
@@ -219,6 +246,14 @@ class MemNet:
     # -- using -----------------------------------------------------------------------
     def nat(self, name: str) -> _Nat:
         return self.nats[name]
+
+    def gateway(self, name: str) -> Gateway:
+        """The NAT's gateway service (the same class a netns gateway process runs)."""
+        return self.nats[name].gateway
+
+    def request(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A control request to one NAT, as its control socket would take it; errors raised."""
+        return self.nats[name].gateway.request(request)
 
     def stack(self, host: str) -> HostStack:
         """The host's stack: bind/listen/close ports, its TCP connections, its inbox."""
@@ -266,39 +301,29 @@ class MemNet:
     # -- time and gateway operations -------------------------------------------------
     def now_of(self, nat: str) -> float:
         """A NAT's clock: the network's, plus what ``advance_gateway`` added."""
-        return self.now + self.nats[nat].offset
+        return self.nats[nat].gateway.now()
 
     def advance(self, seconds: float) -> None:
         """Move everyone's clock on and let every NAT expire what is due."""
         self.now += seconds
         for nat in self.nats.values():
-            self._tick(nat, nat.engine.expire(self.now + nat.offset))
+            nat.gateway.expire()
 
-    def advance_gateway(self, name: str, seconds: float) -> Tick:
-        """Move one NAT's clock on (time travel) and let it expire what is due; what it did."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
-        nat = self.nats[name]
-        nat.offset += seconds
-        return self._tick(nat, nat.engine.expire(self.now_of(name)))
+    def advance_gateway(self, name: str, seconds: float) -> dict[str, Any]:
+        """Move one NAT's clock on (time travel) and let it expire what is due (the ``advance`` op)."""
+        return self.request(name, {"op": "advance", "seconds": seconds})
 
-    def reconfigure(self, name: str, policy: Policy, detail: str = "") -> Tick:
+    def reconfigure(self, name: str, policy: Policy, detail: str = "") -> None:
         """Apply a new policy to one NAT live (mappings stay unless the mapping behaviour changed)."""
-        tick = self._tick(self.nats[name], self.nats[name].engine.reconfigure(policy, self.now_of(name)))
-        self.nats[name].record({"kind": "reconfigured", "detail": detail}, self.now_of(name))
-        return tick
+        self.nats[name].gateway.apply_policy(policy, detail)
 
-    def flush(self, name: str) -> Tick:
+    def flush(self, name: str) -> dict[str, Any]:
         """Reboot one NAT: every dynamic mapping is forgotten."""
-        return self._tick(self.nats[name], self.nats[name].engine.flush(self.now_of(name)))
+        return self.request(name, {"op": "flush"})
 
-    def set_pool(self, name: str, pool: Sequence[AddressLike]) -> Tick:
+    def set_pool(self, name: str, pool: Sequence[AddressLike]) -> dict[str, Any]:
         """Change one NAT's external addresses; routing follows the engine's pool at once."""
-        nat = self.nats[name]
-        tick = self._tick(nat, nat.engine.set_pool(pool, self.now_of(name)))
-        nat.record({"kind": "pool-changed", "detail": " ".join(to_str(to_int(a)) for a in pool)},
-                   self.now_of(name))
-        return tick
+        return self.request(name, {"op": "set-pool", "pool": [to_str(to_int(a)) for a in pool]})
 
     # -- routing -----------------------------------------------------------------------
     def _route(self, data: bytes, realm: Optional[str], path: tuple[str, ...]) -> Outcome:
@@ -317,42 +342,23 @@ class MemNet:
             return self._through(self.nats[realm], data, Side.INSIDE, path)
         return Dropped(_realm_name(realm), "no-route", path)
 
+    def route_from(self, nat: str, data: bytes, inside: bool) -> Outcome:
+        """A packet a NAT's gateway originates, from its inside or its outside (the memory datapath)."""
+        gw = self.nats[nat]
+        return self._route(data, gw.name if inside else gw.realm, (gw.name,))
+
     def _through(self, nat: _Nat, data: bytes, side: Side, path: tuple[str, ...]) -> Outcome:
-        now = self.now + nat.offset
-        nat.stats["packets_inside" if side is Side.INSIDE else "packets_outside"] += 1
-        verdict = nat.engine.process(data, side, now)
+        verdict = nat.gateway.process(data, side)
         path = path + (nat.name,)
-        if isinstance(verdict, Drop):
-            self._record_drop(nat, verdict, data, side, now)
-            self._emit(nat, verdict.emits)
-            return Dropped(nat.name, verdict.reason.value, path)
-        self._record_events(nat, verdict.events, now)
-        self._emit(nat, verdict.emits)
-        if isinstance(verdict, Hairpin):
-            nat.stats["hairpins_sent"] += 1
-            return self._route(bytes(verdict.data), nat.name, path)
-        assert isinstance(verdict, Forward)
-        onward = nat.name if side is Side.OUTSIDE else nat.realm
-        return self._route(bytes(verdict.data), onward, path)
-
-    def _emit(self, nat: _Nat, emits: Iterable[Any]) -> None:
-        for e in emits:
-            nat.stats["emitted"] += 1
-            self._route(bytes(e.data), nat.name if e.side is Side.INSIDE else nat.realm, (nat.name,))
-
-    def _tick(self, nat: _Nat, tick: Tick) -> Tick:
-        self._record_events(nat, tick.events, self.now + nat.offset)
-        self._emit(nat, tick.emits)
-        return tick
-
-    # -- events ------------------------------------------------------------------------
-    @staticmethod
-    def _record_events(nat: _Nat, events: Iterable[Any], now: float) -> None:
-        for event in events:
-            nat.record(event.to_dict(), now)
-
-    @staticmethod
-    def _record_drop(nat: _Nat, verdict: Drop, data: bytes, side: Side, now: float) -> None:
-        """As the gateway service records a drop (:func:`natlab.engine.verdicts.drop_records`)."""
-        for entry in drop_records(verdict, side, summarize(data)):
-            nat.record(entry, now)
+        kind = type(verdict)
+        if kind is Forward:
+            onward = nat.name if side is Side.OUTSIDE else nat.realm
+            return self._route(bytes(verdict.data), onward, path)
+        if kind is Hairpin:
+            out = nat.gateway.send_hairpin(verdict.data)  # routed back in by its sender
+            if out is None:
+                return Dropped(nat.name, "emit-error", path)
+            return dataclasses.replace(out, path=path[:-1] + out.path)
+        if verdict is None:  # truncated or an engine error: the gateway recorded why
+            return Dropped(nat.name, nat.gateway.events[-1].get("reason", "dropped"), path)
+        return Dropped(nat.name, verdict.reason.value, path)

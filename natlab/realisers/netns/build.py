@@ -25,14 +25,14 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
 from natlab.gateway.spec import GatewaySpec
-from natlab.realisers.docker import containers as docker
 from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
+from natlab.behaviours.folders import behaviour_dirs
 from natlab.topology.model import NAME_PATTERN, Gateway, Node, Topology
 
 SOCKET_TIMEOUT = 5.0
@@ -95,19 +95,20 @@ def check_paths(topo: Topology) -> None:
 def up(topo: Topology, progress: Progress = _quiet, backend: Optional[str] = None) -> LabState:
     """Realise ``topo``; on any failure, remove what was made and re-raise.
 
-    ``backend`` (``netns`` or ``docker``) overrides the file's ``backend:`` key.
+    ``backend`` (a realiser that makes labs: netns, docker) overrides the file's ``backend:`` key.
     """
-    backend = docker.backend_of(topo, backend)
+    from natlab.realisers.registry import lab_realiser
+
+    realiser = lab_realiser(topo, backend)
     check_paths(topo)
     preflight(topo)
-    if backend == "docker":
-        docker.preflight(topo)
+    realiser.preflight(topo)
     state = plan_state(topo)
-    if backend == "docker":
-        docker.plan(topo, state)
+    state.backend = realiser.name
+    realiser.plan(topo, state)
     state.save()
     try:
-        _build(topo, state, progress)
+        _build(topo, state, progress, realiser)
     except BaseException:
         down(topo.name)
         raise
@@ -141,7 +142,7 @@ def plan_state(topo: Topology) -> LabState:
     return state
 
 
-def _build(topo: Topology, state: LabState, progress: Progress) -> None:
+def _build(topo: Topology, state: LabState, progress: Progress, realiser: Any) -> None:
     lab = topo.name
     sw = netns.switch_ns(lab)
     progress(f"switch namespace {sw}")
@@ -150,35 +151,24 @@ def _build(topo: Topology, state: LabState, progress: Progress) -> None:
         netns.add_bridge(sw, state.networks[net.name]["bridge"], lab)
     for index, node in enumerate(topo.nodes):
         progress(f"{node.kind} {node.name}")
-        _build_node(topo, state, node, index)
+        _build_node(topo, state, node, index, realiser)
     for gw in topo.gateways:
         if stub_gateways():
             continue
         progress(f"gateway process {gw.name}")
-        if state.backend == "docker":
-            docker.start_gateway(state, gateway_spec(topo, gw, state.run_dir))
-        else:
-            _start_gateway(topo, state, gw)
+        realiser.start_gateway(topo, state, gw)
     for host in topo.hosts:
-        if state.backend == "docker" and "app" in state.containers.get(host.name, {}):
-            progress(f"container of {host.name}")
-            docker.start_app(state, host)
-        elif host.command:
-            progress(f"command on {host.name}")
-            _start_command(state, host.name, host.command)
+        # The realiser says what it starts as it starts it (progress is a log line, not a step).
+        said = realiser.start_host(state, host)
+        if said:
+            progress(said)
 
 
-def _build_node(topo: Topology, state: LabState, node: Node, index: int) -> None:
+def _build_node(topo: Topology, state: LabState, node: Node, index: int, realiser: Any) -> None:
     lab = topo.name
     ns = netns.ns_name(lab, node.name)
     forwards = node.kind in ("gateway", "router")
-    if state.backend == "docker":
-        # A gateway container cannot write /proc/sys: its namespace forwards from the
-        # start, and the daemon's DROP rules close it when it stops.
-        docker.create_node(state, node, netns.FORWARDER_SYSCTLS if forwards else {})
-    else:
-        closed = node.kind == "gateway" and not stub_gateways()
-        netns.create(ns, netns.GATEWAY_SYSCTLS if closed else netns.FORWARDER_SYSCTLS if forwards else {})
+    realiser.make_node(state, node, forwards)
     for leg_no, leg in enumerate(node.legs):
         bridge = state.networks[leg.network]["bridge"]
         netns.attach(lab, netns.switch_ns(lab), bridge, f"n{index}l{leg_no}", ns, leg.iface)
@@ -200,18 +190,7 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         behaviour_dirs=behaviour_dirs(topo))
 
 
-def behaviour_dirs(topo: Topology) -> tuple[str, ...]:
-    """Where ``configure`` may load preset files from: the folders the lab was started with."""
-    from natlab.topology.load import looks_like_path
-
-    dirs = [p for p in os.environ.get("NATLAB_BEHAVIOURS", "").split(os.pathsep) if p]
-    if topo.file:
-        dirs.append(str(Path(topo.file).parent))
-    dirs += [str(Path(g.behaviour).parent) for g in topo.gateways if looks_like_path(g.behaviour)]
-    return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
-
-
-def _start_gateway(topo: Topology, state: LabState, gw: Gateway) -> None:
+def start_gateway_process(topo: Topology, state: LabState, gw: Gateway) -> None:
     spec = gateway_spec(topo, gw, state.run_dir)
     entry = state.gateways[gw.name]
     entry.update(spec_path=str(spec.spec_path), control_socket=str(spec.control_socket),
@@ -231,7 +210,7 @@ def _start_gateway(topo: Topology, state: LabState, gw: Gateway) -> None:
         time.sleep(0.05)
 
 
-def _start_command(state: LabState, host: str, command: str) -> None:
+def start_command(state: LabState, host: str, command: str) -> None:
     entry = state.hosts[host]
     log = Path(state.run_dir) / f"host-{host}.log"
     proc = procs.start(entry["netns"], ["sh", "-c", command], log)
@@ -259,8 +238,11 @@ def down(name: str, must_exist: bool = False) -> list[str]:
         state = None
     except LabError:
         state = None  # unreadable: fall back to the tag sweep
-    if state is None or state.backend == "docker":
-        docker.remove_lab(name, required=state is not None)
+    from natlab.realisers.registry import REALISERS
+
+    for realiser in REALISERS.values():
+        if realiser.makes_labs and (state is None or state.backend == realiser.name):
+            realiser.remove(name, recorded=state is not None)
     _stop_recorded(state)
     others = list_labs()
     namespaces = set(netns.lab_namespaces(name, others))
@@ -293,12 +275,22 @@ def lab_exists(name: str) -> bool:
     """Anything of lab ``name`` is left: its run directory, a namespace or a container."""
     if run_dir_of(name).exists():
         return True
-    return bool(netns.lab_namespaces(name, list_labs()) or docker.lab_containers(name))
+    return bool(netns.lab_namespaces(name, list_labs())) or any(r.lab_left(name) for r in _lab_realisers())
+
+
+def _lab_realisers() -> list[Any]:
+    from natlab.realisers.registry import REALISERS
+
+    return [r for r in REALISERS.values() if r.makes_labs]
+
+
+def _labs_left() -> set[str]:
+    return set().union(*(r.labs_left() for r in _lab_realisers()))
 
 
 def known_labs() -> list[str]:
     """Labs something is left of: run directories, switch namespaces, labelled containers."""
-    return sorted(set(list_labs()) | set(netns.untagged_switches()) | docker.labelled_labs())
+    return sorted(set(list_labs()) | set(netns.untagged_switches()) | _labs_left())
 
 
 def unknown_lab(name: str) -> LabNotFound:
@@ -313,7 +305,7 @@ def unknown_lab(name: str) -> LabNotFound:
 def down_all() -> list[str]:
     """Remove every lab with a run directory or a tagged namespace."""
     labs = set(list_labs()) | netns.all_tagged_labs() | set(netns.untagged_switches())
-    labs |= docker.labelled_labs()
+    labs |= _labs_left()
     for lab in sorted(labs):
         down(lab)
     return sorted(labs)
@@ -321,3 +313,15 @@ def down_all() -> list[str]:
 
 def gateway_alive(entry: dict) -> bool:
     return procs.is_ours(entry.get("pid"), entry.get("pid_start"), entry.get("spec_path"))
+
+
+def free_lab_name(topo: Topology) -> str:
+    """The topology's own name, or NAME-2, NAME-3 ... if a lab already has it."""
+    taken = set(list_labs()) | netns.all_tagged_labs()
+    if topo.name not in taken:
+        return topo.name
+    for n in range(2, 1000):
+        name = f"{topo.name[:26]}-{n}"
+        if name not in taken:
+            return name
+    return f"{topo.name[:24]}-{os.getpid() % 100000}"
