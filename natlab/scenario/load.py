@@ -361,10 +361,9 @@ def _around(topo: Any, gateway: str) -> Optional[Surroundings]:
 
 
 def _policy_of(topo: Any, gateway: str) -> Policy:
-    from natlab.behaviours import presets
     gw = next((g for g in topo.gateways if g.name == gateway), None) if topo else None
     # An unknown gateway or a broken topology is reported elsewhere; knob names still get checked.
-    return presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy if gw else Policy()
+    return gw.policy if gw is not None and gw.policy is not None else Policy()
 
 
 def _check_knobs(doc: Doc, path: tuple, topo: Any, gateway: str, knobs: dict) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from natlab.engine.policy import Policy
 from natlab.realisers.registry import names as _realiser_names
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
@@ -156,12 +157,28 @@ class Host(Node):
 @dataclass(frozen=True)
 class Gateway(Node):
     behaviour: str = ""
+    """The preset as the file names it (a name, or an absolute path)."""
     inside: str = ""
     outside: str = ""
     address: IPv4Address = IPv4Address(0)
     pool: tuple[IPv4Address, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """The file's overrides, nested (kept for display; ``policy`` already has them)."""
     seed: int = 0
+    policy: Optional[Policy] = field(default=None, compare=False, hash=False)
+    """The behaviour resolved once, at load: the preset with the overrides applied.
+    Realisers and datapaths use this value; nobody resolves the preset again."""
+    preset: str = ""
+    """The preset's own name (for ``status`` and the gateway spec)."""
+
+    def resolved_policy(self) -> Policy:
+        """:attr:`policy`, which every loaded topology has (a hand-built one must set it)."""
+        if self.policy is None:
+            from natlab.errors import ConfigError
+
+            raise ConfigError(f"gateway {self.name!r} has no resolved policy", got=self.behaviour,
+                              hint="load the topology with natlab.topology.load / from_data")
+        return self.policy
 
 
 @dataclass(frozen=True)

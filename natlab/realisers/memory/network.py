@@ -171,7 +171,6 @@ class MemNet:
         ``seed`` (default: the topology's) fixes every gateway's ports; with the
         topology's own seed each engine gets exactly the seed its netns gateway gets.
         """
-        from natlab.behaviours.presets import resolve
         from natlab.behaviours.folders import behaviour_dirs
         from natlab.topology.addressing import derive_seed
 
@@ -185,10 +184,10 @@ class MemNet:
             if not ready:
                 raise ValueError(f"gateways chained in a loop: {[gw.name for gw in pending]}")
             for gw in ready:
-                preset = resolve(gw.behaviour, overrides=gw.overrides or None)
                 engine_seed = gw.seed if lab_seed == topo.seed else derive_seed(lab_seed, gw.name)
-                net.add_nat(gw.name, preset.policy, [str(a) for a in gw.pool], str(topo.network(gw.inside).subnet),
-                            behind=realm_of.get(gw.outside), seed=engine_seed, preset=preset.name,
+                net.add_nat(gw.name, gw.resolved_policy(), [str(a) for a in gw.pool],
+                            str(topo.network(gw.inside).subnet),
+                            behind=realm_of.get(gw.outside), seed=engine_seed, preset=gw.preset,
                             outside_subnet=str(topo.network(gw.outside).subnet), behaviour_dirs=dirs)
                 pending.remove(gw)
         for host in topo.hosts:

@@ -179,14 +179,13 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int, realise
 
 def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
     from natlab.behaviours import presets
-    preset = presets.resolve(gw.behaviour, overrides=gw.overrides or None)
     return GatewaySpec(
         lab=topo.name, name=gw.name, netns=netns.ns_name(topo.name, gw.name),
         inside_ifaces=("in0",), outside_iface="out0",
         inside_subnets=(str(topo.network(gw.inside).subnet),),
         outside_subnet=str(topo.network(gw.outside).subnet),
-        pool=tuple(str(a) for a in gw.pool), preset=preset.name,
-        policy=presets.policy_to_dict(preset.policy), seed=gw.seed, run_dir=run_dir,
+        pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
+        policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
         behaviour_dirs=behaviour_dirs(topo))
 
 
