@@ -2,7 +2,7 @@
 
     sudo /opt/nlvenv/bin/python benchmarks/nfqueue_bench.py [--seconds 3] [--flows 1]
 
-Builds the three-namespace topology of ``tests/gateway`` (natlab-gwtest-...),
+Builds the three-namespace topology of ``tests/netns/gateway`` (natlab-gwtest-...),
 then for each mode measures what the outside host receives while the inside
 host sends as fast as it can: ``kernel`` (no gateway process, plain forwarding:
 the baseline), ``passthrough`` (NFQUEUE round trip, no NAT) and ``nat`` (the

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/soak.py [--count 1000000] [--rate 20000] [--seconds 300]
 
-Builds the three-namespace topology of ``tests/gateway`` (``natlab-gwtest-soak-<hex>``:
+Builds the three-namespace topology of ``tests/netns/gateway`` (``natlab-gwtest-soak-<hex>``:
 inside host, gateway, outside host; nothing in the root namespace), starts the real
 gateway (``python -m natlab.gateway``, preset ``--behaviour``), and then:
 

@@ -422,7 +422,7 @@ def test_run_on_memory_refuses_an_invalid_static_set_live(tmp_path: Path) -> Non
 
 SHIPPED = sorted([*(ROOT / "topologies").glob("*.yaml"), *shipped_dir("behaviours").glob("*.yaml"),
                   *shipped_dir("scenarios").glob("*.yaml"),
-                  *(ROOT / "tests" / "e2e" / "topologies").glob("*.yaml")])
+                  *(ROOT / "tests" / "netns" / "e2e" / "topologies").glob("*.yaml")])
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import ask, start_reflector, stop_reflector
+from labkit import ask, start_reflector, stop_reflector
 from natlab.lab import up
 from natlab.topology import from_data
 

@@ -20,8 +20,8 @@ import natlab.cli  # noqa: F401  (registers the commands)
 from natlab.cli.app import app
 from natlab.errors import LabNotFound
 from natlab.realisers.netns import build as runner
-from .conftest import TOPOLOGIES
 
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 pytestmark = pytest.mark.netns
 
 

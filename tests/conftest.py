@@ -1,8 +1,15 @@
-"""Fixtures for real-namespace lab tests: unique lab names, guaranteed teardown.
+"""Fixtures every tier shares (one place): lab names, topologies renamed to them, stub gateways.
 
-Every test lab is named ``t<6 hex>`` so its namespaces (``natlab-t1a2b3c-*``) can
-never collide with a user's lab or another test's; each is taken down at
-teardown whatever happened.
+Tiers are folders: ``unit/`` (engine, packet, config, CLI, the gateway service),
+``property/`` (hypothesis against a reference model), ``memory/`` (the in-memory
+twin, the matrix, scenarios and the pytest plugin in memory), ``netns/``
+(``-m netns``: real namespaces, root) and ``docker/`` (``-m docker``). Helpers
+shared across them are modules here: :mod:`enginekit`, :mod:`gatewaykit`,
+:mod:`labkit` (``pythonpath = ["tests"]`` in pyproject.toml).
+
+Every test lab is named ``t<6 hex>`` (``d<6 hex>`` in the docker tier) so its
+namespaces and containers can never collide with a user's lab or another
+test's; each is taken down at teardown whatever happened.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import pytest
 from natlab.realisers.netns import build as runner
 from natlab.topology import Topology, from_data, load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TOPOLOGIES = REPO / "topologies"
 HAVE_DAEMON = importlib.util.find_spec("natlab.gateway.__main__") is not None
 
@@ -47,9 +54,9 @@ def needs_daemon() -> None:
 
 
 @pytest.fixture
-def lab_name() -> Iterator[str]:
-    """A fresh lab name; whatever was built under it is removed at teardown."""
-    name = f"t{secrets.token_hex(3)}"
+def lab_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh lab name; whatever was built (or carries it) is removed at teardown."""
+    name = f"{'d' if request.node.get_closest_marker('docker') else 't'}{secrets.token_hex(3)}"
     yield name
     runner.down(name)
 

@@ -8,7 +8,7 @@ from natlab.lab import up
 
 
 from natlab.realisers.netns import namespaces as netns
-from .helpers import ping, root_snapshot, udp_source_seen
+from labkit import ping, root_snapshot, udp_source_seen
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
 

@@ -1,31 +1,25 @@
-"""Fixtures for the netns tier: module-scoped labs and the probes tests run in their hosts.
+"""Helpers every lab test uses: probes run in a lab's hosts, and small waits.
 
-A lab comes up once per module (1-2 s); tests switch knobs with
-``GatewayClient.set`` and start from an empty table with ``flush``. Everything
-a test learns comes from real kernel sockets in the lab's hosts: what a
-reflector saw, what a listener received.
+The built-in probes (:mod:`natlab.hostprogs.probe`) print JSON lines; these run
+them in a node and read what they saw. Imported by module name (pytest puts
+``tests/`` on ``sys.path``): ``from labkit import ask, probe_argv``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-import pytest
-
-import natlab.lab
 from natlab.gateway.client import GatewayClient
-from natlab.realisers.netns.lab import Lab
-
-TOPOLOGIES = Path(__file__).parent / "topologies"
+from natlab.lab import Lab
 
 
 def probe_argv(command: str, *args: object) -> list[str]:
-    """``python -m natlab.hostprogs.probe COMMAND ARGS`` (see natlab/probe.py for the JSON lines each prints)."""
+    """``python -m natlab.hostprogs.probe COMMAND ARGS`` (see natlab/hostprogs/probe.py for the JSON lines each prints)."""
     return [sys.executable, "-m", "natlab.hostprogs.probe", command, *map(str, args)]
 
 
@@ -108,38 +102,70 @@ def gateway(lab: Lab, name: str) -> GatewayClient:
     return GatewayClient(lab.state.gateways[name]["control_socket"], name=name)
 
 
-def _lab(path: Path) -> Iterator[Lab]:
-    with natlab.lab.up(path) as lab:
-        yield lab
+UDP_ECHO = """
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))  # reply from the address addressed
+print("ready", flush=True)
+data, peer = s.recvfrom(100)
+s.sendto(data, peer)
+print(json.dumps(peer), flush=True)
+"""
+
+UDP_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
+print(s.recvfrom(100)[0].decode())
+"""
 
 
-REFLECT_PORTS = (3478, 3479)
+def udp_source_seen(lab: Lab, client: str, server: str, address: str, port: int = 4000) -> tuple[str, int]:
+    """Send one datagram from ``client`` to ``server`` at ``address``; the source the server saw."""
+    import sys
+
+    listener = lab.popen(server, [sys.executable, "-c", UDP_ECHO, address, str(port)],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        done = lab.exec(client, [sys.executable, "-c", UDP_SEND, address, str(port)],
+                        capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "hello"
+        ip, sport = json.loads(listener.stdout.readline())
+        return ip, sport
+    finally:
+        listener.kill()
+        listener.wait()
 
 
-def _lab_with_reflectors(topology: Path) -> Iterator[Lab]:
-    """A lab with a reflector on every address and port of s1 and s2."""
-    for lab in _lab(topology):
-        procs = [start_reflector(lab, host, [f"{a}:{p}" for a in lab.host_addresses(host) for p in REFLECT_PORTS])
-                 for host in ("s1", "s2")]
-        try:
-            yield lab
-        finally:
-            for proc in procs:
-                stop_reflector(proc)
+def wait_for(condition, timeout: float = 3.0) -> bool:
+    """Poll ``condition`` until true or ``timeout`` seconds passed (no fixed sleeps)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
-@pytest.fixture(scope="module")
-def one_nat() -> Iterator[Lab]:
-    """e2e-one-nat.yaml: alice and bob behind one NAT; s1 and s2 reflecting."""
-    yield from _lab_with_reflectors(TOPOLOGIES / "e2e-one-nat.yaml")
+def ping(lab: Lab, node: str, address: str) -> bool:
+    done = lab.exec(node, ["ping", "-c", "1", "-W", "2", address], capture_output=True)
+    return done.returncode == 0
 
 
-@pytest.fixture(scope="module")
-def pool_lab() -> Iterator[Lab]:
-    """e2e-pool.yaml: one NAT with a pool of two; s1 and s2 reflecting."""
-    yield from _lab_with_reflectors(TOPOLOGIES / "e2e-pool.yaml")
+def root_snapshot() -> dict[str, str]:
+    """The root namespace's links, addresses, routes and iptables rules (read-only)."""
 
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True).stdout
 
-@pytest.fixture(scope="module")
-def double_nat() -> Iterator[Lab]:
-    yield from _lab(TOPOLOGIES / "e2e-double-nat.yaml")
+    links = "\n".join(line.split(":")[1].strip().split("@")[0]
+                      for line in run("ip", "-o", "link").splitlines())
+    rules = re.sub(r"\[\d+:\d+\]", "", "\n".join(
+        line for line in run("iptables-save").splitlines() if not line.startswith("#")))
+    return {"links": links, "addrs": run("ip", "-o", "addr"), "routes": run("ip", "route"),
+            "iptables": rules}

@@ -15,7 +15,7 @@ from natlab.lab import up
 
 
 from natlab.realisers.netns import procs
-from .helpers import udp_source_seen
+from labkit import udp_source_seen
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
 

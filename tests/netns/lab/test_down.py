@@ -16,7 +16,7 @@ from natlab.realisers.netns import procs
 from natlab.realisers.netns import build as runner
 from natlab.realisers.netns.state import LabState, list_labs
 
-from .helpers import wait_for
+from labkit import wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from conftest import ask, gateway
+from labkit import ask, gateway
 
 pytestmark = pytest.mark.netns
 

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import stop
+from labkit import stop
 
 pytestmark = pytest.mark.netns
 

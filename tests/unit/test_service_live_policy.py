@@ -13,7 +13,7 @@ from natlab.engine import Engine
 from natlab.gateway.service import Gateway
 from natlab.behaviours.presets import resolve
 
-from .test_service import Sent, make_spec
+from gatewaykit import Sent, make_spec
 
 
 class Hooks:

@@ -6,7 +6,6 @@ import json
 import selectors
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -18,27 +17,12 @@ from natlab.gateway.control import ControlServer
 from natlab.gateway.outcome import Action
 from natlab.gateway.passthrough import PassthroughEngine
 from natlab.gateway.service import Gateway
-from natlab.gateway.spec import GatewaySpec
+from gatewaykit import Sent, make_spec
 from natlab.packet import build
 
 
 def _udp(src="192.168.77.2", dst="203.0.113.2", sport=5000, dport=7000, payload=b"hi") -> bytes:
     return build.udp(src, sport, dst, dport, payload)
-
-
-def make_spec(tmp_path: Path, pool=("203.0.113.10",)) -> GatewaySpec:
-    return GatewaySpec(lab="t", name="nat-a", netns="natlab-t-nat-a", inside_ifaces=("in0",),
-                       outside_iface="out0", inside_subnets=("192.168.77.0/24",),
-                       outside_subnet="203.0.113.0/24", pool=tuple(pool), preset="rfc",
-                       policy={}, seed=1, run_dir=str(tmp_path))
-
-
-class Sent:
-    def __init__(self):
-        self.packets = []
-
-    def send(self, packet):
-        self.packets.append(bytes(packet))
 
 
 class ScriptedEngine(PassthroughEngine):

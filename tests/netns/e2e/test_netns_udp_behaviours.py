@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from conftest import Held, ask, gateway, send_from
+from labkit import Held, ask, gateway, send_from
 
 pytestmark = pytest.mark.netns
 

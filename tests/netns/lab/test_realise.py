@@ -10,7 +10,7 @@ from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.namespaces import namespace_tags
 
-from .helpers import ping, root_snapshot, wait_for
+from labkit import ping, root_snapshot, wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -15,7 +15,7 @@ from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import LabState
 
-from .helpers import wait_for
+from labkit import wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 import natlab.lab
+from labkit import gateway, send_from
 from natlab.topology import load
 
-from conftest import TOPOLOGIES, gateway, send_from
+TOPOLOGIES = Path(__file__).parent / "topologies"
 
 pytestmark = pytest.mark.netns
 
