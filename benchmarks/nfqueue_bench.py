@@ -2,7 +2,7 @@
 
     sudo /opt/nlvenv/bin/python benchmarks/nfqueue_bench.py [--seconds 3] [--flows 1]
 
-Builds the three-namespace topology of ``tests/gateway`` (natlab-gwtest-...),
+Builds the three-namespace topology of ``tests/netns/gateway`` (natlab-gwtest-...),
 then for each mode measures what the outside host receives while the inside
 host sends as fast as it can: ``kernel`` (no gateway process, plain forwarding:
 the baseline), ``passthrough`` (NFQUEUE round trip, no NAT) and ``nat`` (the
@@ -75,7 +75,7 @@ def main() -> None:
                     subprocess.run(["ip", "-n", lab.outside, "route", "add", "192.168.77.0/24",
                                     "via", "203.0.113.1"], check=True)
                 if mode != "kernel":
-                    from natlab.presets import policy_from_dict, policy_to_dict
+                    from natlab.behaviours.presets import policy_from_dict, policy_to_dict
 
                     lab.start_gateway(lab.spec(policy_to_dict(policy_from_dict({}))), engine=mode)
                 results[mode] = measure(lab, args.seconds, args.flows)

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/soak.py [--count 1000000] [--rate 20000] [--seconds 300]
 
-Builds the three-namespace topology of ``tests/gateway`` (``natlab-gwtest-soak-<hex>``:
+Builds the three-namespace topology of ``tests/netns/gateway`` (``natlab-gwtest-soak-<hex>``:
 inside host, gateway, outside host; nothing in the root namespace), starts the real
 gateway (``python -m natlab.gateway``, preset ``--behaviour``), and then:
 
@@ -172,7 +172,7 @@ def normal_traffic(lab: GwLab) -> dict[str, bool]:
 
 
 def soak(lab: GwLab, args: argparse.Namespace, tmp: Path) -> dict:
-    from natlab.presets import policy_to_dict, resolve
+    from natlab.behaviours.presets import policy_to_dict, resolve
 
     client = lab.start_gateway(lab.spec(policy_to_dict(resolve(args.behaviour).policy)))
     pid = lab.gateway.pid

@@ -5,6 +5,7 @@
     NatlabError                  base; message is "what: got (hint)"
     ├── ConfigError              your file, preset, override or call is wrong
     │   ├── TopologyError        ... in a topology (addresses, names, references)
+    │   ├── UnknownBackend       ... a realiser or datapath name no registry knows (also a LabError)
     │   └── ConfigErrors         several of the above at once, sorted by file and line
     │       └── TopologyErrors   ... all of them TopologyErrors
     ├── LabError                 realising or driving a lab failed
@@ -191,6 +192,14 @@ class BackendUnavailable(LabError):
 
 class LabNotFound(LabError):
     """No such lab (or several labs are up and none was named)."""
+
+
+class UnknownBackend(ConfigError, LabError):
+    """A realiser or datapath name that its registry does not know ("did you mean" in the hint).
+
+    A :class:`ConfigError` (the name is the caller's mistake) that is also a
+    :class:`LabError`, as callers of ``natlab.lab.up`` have always caught it.
+    """
 
 
 class ControlError(NatlabError):

@@ -15,10 +15,10 @@ Lab fixtures, in the style of pytest-httpserver and pytest-docker:
 ``natlab_lab`` (session)
     The session's lab. On netns the :class:`natlab.lab.Lab`, brought up once
     per session and always taken down at its end, also after failures or
-    Ctrl-C. On memory the :class:`~natlab.scenario.memory_driver.MemoryDriver`
-    (its ``net`` is the :class:`~natlab.memnet.MemNet`).
+    Ctrl-C. On memory the :class:`~natlab.realisers.memory.driver.MemoryDriver`
+    (its ``net`` is the :class:`~natlab.realisers.memory.network.MemNet`).
 ``natlab_driver`` (session)
-    The :class:`~natlab.scenario.driver.Driver` for the session lab: the same
+    The :class:`~natlab.realisers.base.Driver` for the session lab: the same
     calls on every backend (``probe``, ``mappings``, ``set``, ``advance``, ...).
 ``natlab`` (function)
     A small :class:`LabFacade` over the driver. Before each test every
@@ -44,27 +44,27 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import pytest
 
-from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
+from natlab.realisers import registry
+from natlab.realisers.base import Driver, Probe, ProbeResult, Realiser, Unsupported
 
-BACKENDS = ("netns", "memory", "docker")
-DEFAULT_BACKEND = "netns"
+DEFAULT_BACKEND = registry.DEFAULT
 """What the lab fixtures use when ``--natlab-backend`` is not given."""
+KERNEL_TIER = "netns"
+"""The marker (and tier name) of tests that need root and real namespaces."""
 _UP_LABS = pytest.StashKey[list]()
 _UNAVAILABLE = pytest.StashKey[dict]()
 
 
 def netns_unavailable_reason() -> str | None:
     """Why real-namespace tests cannot run here, or None if they can."""
-    from natlab.scenario.backends import unavailable
-
-    return unavailable("netns")
+    return registry.unavailable(DEFAULT_BACKEND)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("natlab", "natlab NAT labs")
     group.addoption("--natlab-topology", metavar="PATH", default=None,
                     help="topology YAML the natlab_lab fixture brings up (once per session)")
-    group.addoption("--natlab-backend", choices=BACKENDS, default=None,
+    group.addoption("--natlab-backend", choices=registry.names(), default=None,
                     help="where labs run: netns (real namespaces, root; the lab fixtures' default), "
                          "memory (the in-memory twin, no root) or docker")
     parser.addini("natlab_topology", "topology YAML for natlab_lab, relative to the ini file", default="")
@@ -84,16 +84,15 @@ def tier_skip_reason(tier: str, reason: str) -> str:
 
 
 def _unavailable_tiers(config: pytest.Config) -> dict[str, str]:
-    """Tier -> why it cannot run here: netns always, docker when it is the chosen backend."""
+    """Tier -> why it cannot run here: netns always, another kernel realiser when it is the chosen one."""
     found = {}
     reason = netns_unavailable_reason()
+    chosen = config.getoption("--natlab-backend")
     if reason is not None:
-        found["netns"] = reason
-    elif config.getoption("--natlab-backend") == "docker":
-        from natlab.scenario.backends import unavailable
-
-        if (docker := unavailable("docker")) is not None:
-            found["docker"] = docker
+        found[KERNEL_TIER] = reason
+    elif chosen and chosen != DEFAULT_BACKEND and registry.get(chosen).needs_root:
+        if (other := registry.unavailable(chosen)) is not None:
+            found[chosen] = other
     return found
 
 
@@ -107,9 +106,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = netns_unavailable_reason()
     if reason is None:
         return
-    skip = pytest.mark.skip(reason=tier_skip_reason("netns", reason))
+    skip = pytest.mark.skip(reason=tier_skip_reason(KERNEL_TIER, reason))
     for item in items:
-        if "netns" in item.keywords:
+        if KERNEL_TIER in item.keywords:
             item.add_marker(skip)
 
 
@@ -161,8 +160,9 @@ def natlab_backend(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natlab_backend: str,
                natlab_topology: TopologySource) -> Iterator[Any]:
-    """The session's lab: netns, up once and down at the end whatever happens; memory, the driver."""
-    if natlab_backend == "memory":
+    """The session's lab: netns/docker, up once and down at the end whatever happens; memory, the driver."""
+    realiser = registry.get(natlab_backend)
+    if not realiser.makes_labs:
         yield request.getfixturevalue("natlab_driver")
         return
     import natlab.lab
@@ -171,16 +171,13 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
     spec = from_data(natlab_topology) if isinstance(natlab_topology, dict) else natlab_topology
     reason = netns_unavailable_reason()
     if reason is not None:
-        pytest.skip(tier_skip_reason("netns", reason))
-    if natlab_backend == "docker":
-        from natlab.scenario.backends import unavailable
-
-        reason = unavailable("docker")
+        pytest.skip(tier_skip_reason(KERNEL_TIER, reason))
+    if natlab_backend != DEFAULT_BACKEND:
+        reason = registry.unavailable(natlab_backend)
         if reason is not None:
-            pytest.skip(tier_skip_reason("docker", reason))
-        lab = natlab.lab.up(spec, backend="docker")
-    else:
-        lab = natlab.lab.up(spec)
+            pytest.skip(tier_skip_reason(natlab_backend, reason))
+    # Not given: the topology file's own backend: key still decides (as natlab up).
+    lab = natlab.lab.up(spec, backend=pytestconfig.getoption("--natlab-backend"))
     up_labs = pytestconfig.stash[_UP_LABS]
     up_labs.append(lab)
     try:
@@ -193,20 +190,25 @@ def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natl
 @pytest.fixture(scope="session")
 def natlab_driver(request: pytest.FixtureRequest, natlab_backend: str,
                   natlab_topology: TopologySource) -> Iterator[Driver]:
-    """The :class:`~natlab.scenario.driver.Driver` for the session lab."""
-    if natlab_backend == "memory":
-        from natlab.scenario.memory_driver import MemoryDriver
-
-        driver: Any = MemoryDriver(natlab_topology)
+    """The :class:`~natlab.realisers.base.Driver` for the session lab."""
+    realiser: Any = registry.get(natlab_backend)
+    if realiser.makes_labs:
+        driver: Any = realiser.driver(request.getfixturevalue("natlab_lab"))
     else:
-        from natlab.scenario.netns_driver import NetnsDriver
-
-        driver = NetnsDriver(request.getfixturevalue("natlab_lab"))
-        driver.backend = natlab_backend  # docker labs are driven the same way
+        driver = realiser.open(_topology_value(natlab_topology))
     try:
         yield driver
     finally:
         driver.close()  # stops what it spawned; the lab itself is natlab_lab's to take down
+
+
+def _topology_value(source: TopologySource) -> Any:
+    """A path, a dict or a Topology, as the Topology value a realiser takes."""
+    from natlab.topology.load import from_data, load
+
+    if isinstance(source, (str, Path)):
+        return load(source)
+    return from_data(source) if isinstance(source, dict) else source
 
 
 T = TypeVar("T")
@@ -246,7 +248,7 @@ class HostHandle:
         netns/docker: a :class:`subprocess.CompletedProcess`. memory: the test is skipped.
         """
         command = [str(a) for a in argv]
-        if self._facade.backend != "memory":
+        if self._facade.realiser.runs_programs:
             kw.setdefault("capture_output", True)
             kw.setdefault("text", True)
             kw.setdefault("timeout", 30)
@@ -255,7 +257,7 @@ class HostHandle:
 
     def popen(self, argv: Sequence[object], **kw: Any) -> subprocess.Popen:
         """Start ``argv`` in the host (netns/docker; memory skips the test)."""
-        if self._facade.backend == "memory":
+        if not self._facade.realiser.runs_programs:
             _or_skip(self._facade.backend, lambda: self._driver.spawn(self.name, [str(a) for a in argv], "popen"))
         return self._facade.lab.popen(self.name, [str(a) for a in argv], **kw)
 
@@ -286,7 +288,7 @@ class GatewayHandle:
     @property
     def client(self) -> Any:
         """The gateway's control-socket client (netns/docker only)."""
-        if self._facade.backend == "memory":
+        if not self._facade.realiser.makes_labs:
             raise AttributeError(f"gateway {self.name!r} has no control socket on the "
                                  f"{self._facade.backend} backend; use the handle's methods")
         from natlab.gateway.client import GatewayClient
@@ -338,6 +340,7 @@ class LabFacade:
                  baseline: Optional[dict[str, dict[str, Any]]] = None) -> None:
         self.driver = driver
         self.backend = driver.backend
+        self.realiser: Realiser = registry.get(driver.backend)
         self.lab = driver if lab is None else lab
         self.baseline = baseline or {}
         """Per gateway: its starting knobs (flattened) and ``pool``, to undo changes (netns)."""
@@ -387,7 +390,7 @@ class LabFacade:
 
     def reset(self) -> None:
         """Every gateway back to its starting knobs and pool, then rebooted (no mappings)."""
-        if self.backend == "memory":
+        if not self.realiser.makes_labs:  # in memory, rebuilding from the topology is cheap
             self.driver.reset()  # type: ignore[attr-defined]
         else:
             for name in self.gateways:
@@ -405,7 +408,7 @@ class LabFacade:
 def _netns_baseline(lab: Any) -> dict[str, dict[str, Any]]:
     """Each gateway's starting knobs (flattened) and pool, read from its control socket."""
     from natlab.gateway.client import GatewayClient
-    from natlab.overrides import flatten
+    from natlab.behaviours.overrides import flatten
 
     baseline = {}
     for name, entry in lab.state.gateways.items():
@@ -417,7 +420,7 @@ def _netns_baseline(lab: Any) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def _natlab_session_facade(request: pytest.FixtureRequest, natlab_backend: str,
                            natlab_driver: Driver) -> LabFacade:
-    if natlab_backend == "memory":
+    if not registry.get(natlab_backend).makes_labs:
         return LabFacade(natlab_driver)
     lab = request.getfixturevalue("natlab_lab")
     return LabFacade(natlab_driver, lab, _netns_baseline(lab))

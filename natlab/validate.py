@@ -83,7 +83,7 @@ def _is_behaviour(data: dict[str, Any]) -> bool:
 
 
 def _validate_behaviour(doc: Doc) -> str:
-    from natlab.presets import preset_from_doc  # lazy: presets imports pydantic models
+    from natlab.behaviours.presets import preset_from_doc  # lazy: presets imports pydantic models
 
     preset = preset_from_doc(doc)
     p = preset.policy

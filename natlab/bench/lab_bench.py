@@ -12,7 +12,7 @@ then installs what it needs in the gateway's namespace, is measured, and is
 removed again before the next:
 
 - ``natlab``: the real gateway process, ``python -m natlab.gateway <spec>``,
-  with the spec the lab realiser would write (:func:`natlab.lab.runner.gateway_spec`).
+  with the spec the lab realiser would write (:func:`natlab.realisers.netns.build.gateway_spec`).
 - ``natlab daemon, pass-through engine``: the same process with
   ``NATLAB_GATEWAY_ENGINE=passthrough``: the daemon's plumbing without NAT logic.
 - ``bare NFQUEUE pass-through``: natlab's own iptables rules (same queues, same
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from natlab.errors import LabError
-from natlab.lab.procs import python_module
+from natlab.realisers.netns.procs import python_module
 
 INSIDE_SUBNET = "192.168.50.0/24"
 OUTSIDE_SUBNET = "203.0.113.0/24"
@@ -114,8 +114,8 @@ def topology(name: str, behaviour: str):
 def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Progress = _quiet,
         use_iperf3: Optional[bool] = None) -> Report:
     """Bring the lab up, measure every path, take the lab down."""
-    from natlab.lab import runner
-    from natlab.lab.lab import Lab
+    from natlab.realisers.netns import build as runner
+    from natlab.realisers.netns.lab import Lab
 
     if use_iperf3 is None:
         use_iperf3 = shutil.which("iperf3") is not None
@@ -166,7 +166,7 @@ def _masquerade(lab, outside_iface: str) -> Iterator[None]:
 
 @contextmanager
 def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
-    from natlab.gateway.daemon import ENGINE_ENV
+    from natlab.gateway.service import ENGINE_ENV
 
     env = dict(os.environ)
     env.pop(ENGINE_ENV, None)
@@ -199,8 +199,7 @@ def _accept_all(lab, spec) -> Iterator[None]:
 
 @contextmanager
 def _process(lab, ns: str, argv: list[str], log_path: Path, ready: Path, env) -> Iterator[None]:
-    from natlab.lab import procs
-
+    from natlab.realisers.netns import procs
     proc = procs.start(ns, argv, log_path, env=env)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -279,8 +278,7 @@ class _Meter:
 
     def _iperf3(self, extra: list[str]) -> dict:
         """One iperf3 client run against a fresh one-shot server (``-1``) on the outside host."""
-        from natlab.lab import procs
-
+        from natlab.realisers.netns import procs
         log = Path(self.lab.state.run_dir) / "iperf3-server.log"
         server = procs.start(self.lab.netns("server"), ["iperf3", "-s", "-1", "-B", SERVER, "-p", str(PORT)], log)
         try:
@@ -322,9 +320,9 @@ def accept_all(spec_path: str, ready_path: str) -> int:
     """Bind natlab's two queues, install natlab's rules, accept every packet unchanged."""
     from netfilterqueue import NetfilterQueue
 
-    from natlab.gateway.daemon import check_namespace
-    from natlab.gateway.nfq import COPY_RANGE, MAX_QUEUE_LEN
-    from natlab.gateway.rules import Rules
+    from natlab.datapaths.nfqueue.daemon import check_namespace
+    from natlab.datapaths.nfqueue.queues import COPY_RANGE, MAX_QUEUE_LEN
+    from natlab.datapaths.nfqueue.rules import Rules
     from natlab.gateway.spec import GatewaySpec
 
     spec = GatewaySpec.from_json(Path(spec_path).read_text())

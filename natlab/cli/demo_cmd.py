@@ -13,14 +13,14 @@ from rich.table import Table
 
 from natlab.cli import output
 from natlab.cli.app import app
-from natlab.lab.procs import python_module
+from natlab.realisers.netns.procs import python_module
 from natlab.shipped import shipped_file
 
 SERVER = "203.0.113.100:3478"
 
 
 def _probe(lab: Any, host: str, *args: str, timeout: float = 10.0) -> tuple[int, list[dict]]:
-    done = lab.exec(host, [*python_module("natlab.probe"), *args],
+    done = lab.exec(host, [*python_module("natlab.hostprogs.probe"), *args],
                     capture_output=True, text=True, timeout=timeout)
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -39,7 +39,7 @@ def demo(
     console.print(f"[bold]natlab demo[/]: bringing up {path}")
     lab = up(path, progress=lambda msg: console.print(f"  {msg}", style="dim"))
     try:
-        reflector = lab.popen("server", [*python_module("natlab.probe"), "udp-reflect",
+        reflector = lab.popen("server", [*python_module("natlab.hostprogs.probe"), "udp-reflect",
                                          "--port", "3478", "--count", "2", "--timeout", "15"],
                               stdout=subprocess.PIPE, text=True)
         reflector.stdout.readline()  # "listening"
@@ -76,7 +76,7 @@ def _punch(lab: Any, console: Console, seen: dict[str, str]) -> None:
         return
     console.print(f"hole punch: alice -> {seen['bob']}, bob -> {seen['alice']} (3 s)")
     procs = {
-        host: lab.popen(host, [*python_module("natlab.probe"), "udp-punch", "--sport", "40000",
+        host: lab.popen(host, [*python_module("natlab.hostprogs.probe"), "udp-punch", "--sport", "40000",
                                "--peer", seen[peer], "--timeout", "3"], stdout=subprocess.PIPE, text=True)
         for host, peer in (("alice", "bob"), ("bob", "alice"))
     }

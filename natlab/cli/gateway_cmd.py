@@ -2,7 +2,7 @@
 flush, counters, capture.
 
 Each finds the gateway's control socket through the lab's state
-(:func:`natlab.lab.state.resolve_node`: without ``--lab``, the one lab up that has
+(:func:`natlab.realisers.netns.state.resolve_node`: without ``--lab``, the one lab up that has
 a gateway of that name) and calls :class:`GatewayClient`.
 """
 
@@ -32,7 +32,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _gateway(gw: str, lab: Optional[str]) -> dict[str, Any]:
-    from natlab.lab.state import resolve_node
+    from natlab.realisers.netns.state import resolve_node
 
     state = resolve_node(gw, lab, kinds=("gateways",))
     if gw not in state.gateways:
@@ -107,7 +107,7 @@ def events(gw: Gw, lab: LabOpt = None,
 def set_(gw: Gw, assignments: Annotated[list[str], typer.Argument(help="knob=value, e.g. timeouts.udp=30", show_default=False)],
          lab: LabOpt = None) -> None:
     """Change a running gateway's policy (like a preset override)."""
-    from natlab.overrides import flatten
+    from natlab.behaviours.overrides import flatten
 
     policy = flatten(client_for(gw, lab).set(assignments))
     for item in assignments:
@@ -122,8 +122,8 @@ def policy_summary(preset: str, policy: dict[str, Any]) -> dict[str, Any]:
 
     ``changed`` is None when the preset cannot be read here (a file that moved).
     """
-    from natlab.overrides import flatten
-    from natlab.presets import policy_to_dict, resolve
+    from natlab.behaviours.overrides import flatten
+    from natlab.behaviours.presets import policy_to_dict, resolve
 
     try:
         base: Optional[dict[str, Any]] = flatten(policy_to_dict(resolve(preset).policy))
@@ -149,8 +149,8 @@ def configure(gw: Gw, behaviour: Annotated[str, typer.Argument(
                   help="knob=value overrides, as for natlab set.", show_default=False)] = None,
               lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     """Switch a running gateway to another preset (plus overrides); its mappings are flushed."""
-    from natlab.overrides import parse_assignments
-    from natlab.presets import resolve
+    from natlab.behaviours.overrides import parse_assignments
+    from natlab.behaviours.presets import resolve
     from natlab.topology.load import looks_like_path
 
     overrides = parse_assignments(assignments or [])
@@ -223,7 +223,7 @@ def capture(gw: Gw, lab: LabOpt = None,
             output: Annotated[Optional[Path], typer.Option("--output", "-o", help="pcap file (default: GW-TIME.pcap).")] = None,
             duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).", min=0)] = None) -> None:
     """Capture both sides of a gateway to a pcap file (for Wireshark or tshark)."""
-    from natlab.gateway.capture import capture as run_capture
+    from natlab.datapaths.nfqueue.capture import capture as run_capture
 
     netns = _gateway(gw, lab)["netns"]
     output = output or Path(f"{gw}-{datetime.now():%Y%m%d-%H%M%S}.pcap")

@@ -1,12 +1,11 @@
 """Commands: up, down, status, exec, shell, hosts.
 
 A node's name is often enough: with several labs up, ``exec``/``shell`` find the
-one lab that has it (:func:`natlab.lab.state.resolve_node`); ``--lab`` picks one.
+one lab that has it (:func:`natlab.realisers.netns.state.resolve_node`); ``--lab`` picks one.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,9 @@ from natlab.cli.app import app
 from natlab.cli.gateway_cmd import knobs_text, policy_summary
 from natlab.cli.output import console, print_json
 from natlab.errors import ConfigError, ControlError, LabNotFound
-from natlab.lab import lab as lablib
-from natlab.lab import runner
-from natlab.lab.state import LabState, list_labs, resolve_lab, resolve_node
+from natlab.realisers.registry import DEFAULT, of_state
+from natlab.realisers.netns import build as runner
+from natlab.realisers.netns.state import LabState, list_labs, resolve_lab, resolve_node
 from natlab.words import plural
 
 LabOption = Annotated[Optional[str], typer.Option("--lab", "-l", help="lab name (default: the only one up)")]
@@ -108,7 +107,7 @@ def status(lab: LabArg = None, lab_opt: LabOption = None, as_json: JsonOpt = Fal
             continue
         phase = "" if data["phase"] == "up" else f" [yellow]({data['phase']})[/]"
         out.print(f"lab [bold]{data['name']}[/]{phase} from {data['file'] or '-'}"
-                  + (" (docker)" if data["backend"] == "docker" else ""))
+                  + ("" if data["backend"] == DEFAULT else f" ({data['backend']})"))
         _print_lab(data)
 
 
@@ -120,10 +119,7 @@ def exec_(
 ) -> None:
     """Run a command in a node's namespace (docker labs: in its container); its exit code is natlab's."""
     state = resolve_node(host, lab)
-    if state.backend == "docker":
-        argv = lablib.Lab(state).container_argv(host, cmd, tty=sys.stdin.isatty() and sys.stdout.isatty())
-    else:
-        argv = lablib.Lab(state).argv(host, cmd)
+    argv = of_state(state).exec_argv(state, host, cmd, tty=sys.stdin.isatty() and sys.stdout.isatty())
     raise typer.Exit(subprocess.run(argv).returncode)
 
 
@@ -132,16 +128,8 @@ def shell(host: Annotated[str, typer.Argument(help="host, gateway or router")],
           lab: LabOption = None) -> None:
     """An interactive shell in a node's namespace (docker labs: in its container)."""
     state = resolve_node(host, lab)
-    if state.backend == "docker":
-        env = {"PS1": f"[{state.name}:{host}] # ", "NATLAB_LAB": state.name, "NATLAB_NODE": host}
-        argv = lablib.Lab(state).container_argv(host, ["sh", "-i"], tty=sys.stdin.isatty(), env=env)
-        raise typer.Exit(subprocess.run(argv).returncode)
-    sh = os.environ.get("SHELL") or "/bin/sh"
-    argv = [sh, "--norc", "-i"] if Path(sh).name == "bash" else [sh, "-i"]
-    env = {**os.environ, "PS1": f"[{state.name}:{host}] \\w\\$ ", "NATLAB_LAB": state.name,
-           "NATLAB_NODE": host}
-    done = subprocess.run(lablib.Lab(state).argv(host, argv), env=env)
-    raise typer.Exit(done.returncode)
+    argv, env = of_state(state).shell(state, host, tty=sys.stdin.isatty())
+    raise typer.Exit(subprocess.run(argv, env=env).returncode)
 
 
 @app.command()
@@ -163,11 +151,8 @@ def _lab_data(state: LabState) -> dict[str, Any]:
     hosts = {name: {"network": h["network"], "addresses": h["addresses"],
                     "gateway": state.networks.get(h["network"], {}).get("gateway")}
              for name, h in state.hosts.items()}
-    if state.backend == "docker":
-        from natlab.lab import docker
-
-        for name, app_state in docker.host_apps(state).items():
-            hosts[name].update(app_state)
+    for name, extra in of_state(state).host_extras(state).items():
+        hosts[name].update(extra)
     gateways = {}
     for name, gw in state.gateways.items():
         answer = _live_status(name, gw)
@@ -238,12 +223,12 @@ def _print_lab(data: dict[str, Any]) -> None:
 
 
 def _hosts_table(data: dict[str, Any]) -> Table:
-    docker = data["backend"] == "docker"
+    extras = any("app" in host for host in data["hosts"].values())  # the docker realiser's columns
     table = Table(title="hosts", title_justify="left")
-    for col in ("name", "network", "addresses", "gateway", *(("image", "app") if docker else ())):
+    for col in ("name", "network", "addresses", "gateway", *(("image", "app") if extras else ())):
         table.add_column(col)
     for name, host in data["hosts"].items():
-        extra = (host.get("image", "-"), _app_cell(host.get("app", "-"))) if docker else ()
+        extra = (host.get("image", "-"), _app_cell(host.get("app", "-"))) if extras else ()
         table.add_row(name, host["network"], " ".join(host["addresses"]), host["gateway"] or "-", *extra)
     return table
 

@@ -14,7 +14,6 @@ from natlab.cli.app import app
 from natlab.cli.output import console
 from natlab.errors import ConfigError
 
-BACKENDS = ("memory", "netns")
 
 
 @app.command()
@@ -34,27 +33,28 @@ def matrix(
     success: Annotated[Optional[str], typer.Option(help="A regex each side's output must match (besides exit 0).")] = None,
 ) -> None:
     """Hole punching between every pair of presets in a two-homes topology, with a public rendezvous."""
-    from natlab.matrix import CLASSIC, EXPECTED_CLASSIC
-    from natlab.presets import load_preset
+    from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
+    from natlab.behaviours.presets import load_preset
 
-    if backend not in BACKENDS:
-        raise ConfigError("unknown matrix backend", got=backend, hint="use --backend memory or --backend netns")
+    from natlab.realisers.registry import get, names as realiser_names
+
+    realiser = get(backend, among=realiser_names(runs_matrix=True), what="matrix backend")
     names = tuple(n.strip() for n in behaviours.split(",") if n.strip()) or CLASSIC
     for name in names:
         load_preset(name)  # a clear error naming the known presets
-    user_app = _user_app(backend, side_a, side_b, server_cmd, success)
+    user_app = _user_app(realiser, side_a, side_b, server_cmd, success)
     if svg_out:
-        from natlab.heatmap import check_svg_path
+        from natlab.matrix.heatmap import check_svg_path
 
         check_svg_path(svg_out)  # before the run, not after it
     detail: dict[tuple[str, str], Any] = {}
-    if backend == "memory":
-        from natlab.matrix import run_matrix
+    if not realiser.runs_programs:  # the in-process twin: punch rounds on a manual clock
+        from natlab.matrix.memory import run_matrix
 
         results = run_matrix(names, seed=seed, rounds=rounds)
         how = f"in memory (seed {seed}, {rounds} rounds)"
     else:
-        from natlab.matrix_lab import run_lab_matrix
+        from natlab.matrix.lab import run_lab_matrix
 
         progress_out = Console(stderr=True)
         run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, progress=lambda p: progress_out.print(
@@ -75,24 +75,26 @@ def matrix(
                 "mismatches": [{"alice": a, "bob": b} for a, b in mismatches]}
         json_out.write_text(json.dumps(data, indent=2) + "\n")
     if svg_out:
-        from natlab.heatmap import write_svg
+        from natlab.matrix.heatmap import write_svg
 
         write_svg(svg_out, results, seed=seed, backend=backend, expected=expected)
 
 
-def _user_app(backend: str, side_a: Optional[str], side_b: Optional[str], server_cmd: Optional[str],
+def _user_app(realiser: Any, side_a: Optional[str], side_b: Optional[str], server_cmd: Optional[str],
               success: Optional[str]) -> Any:
     given = [opt for opt, value in (("--side-a", side_a), ("--side-b", side_b), ("--server-cmd", server_cmd),
                                     ("--success", success)) if value is not None]
     if not given:
         return None
-    if backend != "netns":
-        raise ConfigError("a user app runs only on the netns backend", got=given,
-                          hint="add --backend netns (as root); the in-memory twin has no processes")
+    if not realiser.runs_programs:
+        from natlab.realisers.registry import DEFAULT
+
+        raise ConfigError(f"a user app runs only on the {DEFAULT} backend", got=given,
+                          hint=f"add --backend {DEFAULT} (as root); the {realiser.name} backend has no processes")
     if side_a is None or side_b is None:
         raise ConfigError("a user app needs a command for both sides", got=given,
                           hint="give --side-a CMD and --side-b CMD")
-    from natlab.matrix_lab import UserApp
+    from natlab.matrix.lab import UserApp
 
     return UserApp(side_a, side_b, server_cmd, success)
 

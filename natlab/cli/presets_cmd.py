@@ -1,6 +1,6 @@
 """Commands about behaviours: ``behaviours``, ``explain``, ``validate``, ``schema``.
 
-Thin wrappers over :mod:`natlab.presets`, :mod:`natlab.overrides` and
+Thin wrappers over :mod:`natlab.behaviours.presets`, :mod:`natlab.behaviours.overrides` and
 :mod:`natlab.validate`. Errors are :class:`~natlab.errors.NatlabError` and are
 printed by :func:`natlab.errors.report` (one line each).
 """
@@ -20,8 +20,8 @@ from natlab.cli.app import app
 from natlab.cli.output import console, dependency_abbrev, show_value
 from natlab.engine.policy import Policy
 from natlab.errors import ConfigError, report
-from natlab.overrides import flatten, parse_assignments
-from natlab.presets import (Preset, behaviour_schema, list_presets, policy_schema,
+from natlab.behaviours.overrides import flatten, parse_assignments
+from natlab.behaviours.presets import (Preset, behaviour_schema, list_presets, policy_schema,
                             policy_to_dict, resolve)
 from natlab.validate import validate_file
 

@@ -16,7 +16,8 @@ from natlab.cli.app import app
 from natlab.words import plural
 from natlab.errors import ConfigError
 
-BACKEND_CHOICES = ("netns", "memory", "docker", "all")
+ALL = "all"
+"""``--backend all``: every realiser each scenario allows."""
 EXIT_PASSED, EXIT_FAILED, EXIT_NOTHING_RAN = 0, 1, 4
 """Every scenario that ran passed; a step failed or errored (or a file is invalid); all were skipped."""
 
@@ -50,14 +51,16 @@ def run(
     """
     from natlab.scenario import load, render_text, run_scenario, write_json, write_junit
 
-    if backend not in BACKEND_CHOICES:
-        raise ConfigError("unknown backend", got=backend, hint="one of " + ", ".join(BACKEND_CHOICES))
+    from natlab.realisers.registry import get, names as realiser_names
+
+    if backend != ALL:
+        get(backend, among=(*realiser_names(), ALL))  # UnknownBackend, with "did you mean"
     scenarios = [load(f) for f in _files(files)]  # every file validated before any lab is made
     if not scenarios:
         raise ConfigError("no scenario files given", got=[str(f) for f in files])
     reports = []
     for scn in scenarios:
-        for b in (scn.backends if backend == "all" else (backend,)):
+        for b in (scn.backends if backend == ALL else (backend,)):
             report = run_scenario(scn, b)
             reports.append(report)
             colour = {"passed": "green", "skipped": "yellow"}.get(report.status, "red")
@@ -93,7 +96,7 @@ def _exit_status(reports: list[Any]) -> int:
 
 def _say_nothing_ran(reports: list[Any]) -> None:
     """The loud line on stderr: nothing ran, why, and what would make it run."""
-    from natlab.scenario.backends import check
+    from natlab.realisers.registry import check
 
     causes = sorted({r.skip_cause or r.reason for r in reports})
     runs = plural(len(reports), "scenario run")

@@ -1,14 +1,15 @@
-"""The gateway process: the sans-I/O engine behind NFQUEUE, one process per gateway.
+"""The gateway: one sans-I/O service per NAT (engine + clock + events + control ops), every tier.
 
 Modules: :mod:`~natlab.gateway.spec` (what the lab tells a gateway),
-:mod:`~natlab.gateway.daemon` (the select loop; ``python -m natlab.gateway
-SPEC``), :mod:`~natlab.gateway.service` (state and control operations),
-:mod:`~natlab.gateway.nfq` (queues and verdicts), :mod:`~natlab.gateway.rules`
-(iptables, and failing closed), :mod:`~natlab.gateway.emit` (raw socket),
-:mod:`~natlab.gateway.watchdog` (is the kernel holding packets we never see?),
+:mod:`~natlab.gateway.service` (:class:`Gateway`: state and control operations),
+:mod:`~natlab.gateway.outcome` (the neutral accept/drop a datapath applies),
 :mod:`~natlab.gateway.control` (the JSON-lines control socket),
 :mod:`~natlab.gateway.client` (:class:`GatewayClient`),
-:mod:`~natlab.gateway.capture` (pcap of both sides).
+``python -m natlab.gateway SPEC`` (:mod:`~natlab.gateway.__main__`: serve ``SPEC`` on
+its datapath, chosen by name in :mod:`natlab.datapaths.registry`).
+
+The datapaths that feed it live in :mod:`natlab.datapaths` (NFQUEUE:
+:mod:`natlab.datapaths.nfqueue`; in memory: :mod:`natlab.datapaths.memory`).
 
 Control protocol (one JSON object per line on ``spec.control_socket``)::
 
@@ -29,8 +30,7 @@ Control protocol (one JSON object per line on ``spec.control_socket``)::
 Answers are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 
-from natlab.gateway.capture import Capture, capture
 from natlab.gateway.client import GatewayClient
 from natlab.gateway.spec import GatewaySpec
 
-__all__ = ["Capture", "GatewayClient", "GatewaySpec", "capture"]
+__all__ = ["GatewayClient", "GatewaySpec"]

@@ -30,17 +30,21 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 from natlab.engine.types import Side
 from natlab.engine.verdicts import Drop, Emit, Forward, Hairpin, Tick, drop_records
 from natlab.errors import NatlabError
-from natlab.gateway.nfq import Action, Outcome
+from natlab.gateway.outcome import DROP, Action, Outcome
 from natlab.packet.headers import summarize
 
 log = logging.getLogger("natlab.gateway")
 
 EVENT_RING = 10_000
-DROP = Outcome(Action.DROP)
 
 
 class Sender(Protocol):
-    def send(self, packet: bytes | bytearray) -> None: ...
+    """Where packets the gateway originates leave (a raw socket; the in-memory network).
+
+    Its answer is the datapath's to use (memory: where the packet went); the gateway ignores it.
+    """
+
+    def send(self, packet: bytes | bytearray) -> Any: ...
 
 
 class PoolHooks(Protocol):
@@ -62,9 +66,29 @@ class _NoPoolHooks:
 def _policy_dict(policy: Any) -> Any:
     if isinstance(policy, dict):
         return policy
-    from natlab.presets import policy_to_dict
+    from natlab.behaviours.presets import policy_to_dict
 
     return policy_to_dict(policy)
+
+
+ENGINE_ENV = "NATLAB_GATEWAY_ENGINE"
+"""``passthrough`` selects :class:`~natlab.gateway.passthrough.PassthroughEngine` (benchmarks)."""
+
+
+def build_engine(spec: Any) -> tuple[Any, Any]:
+    """The engine a :class:`~natlab.gateway.spec.GatewaySpec` asks for, and its policy value."""
+    import random
+
+    rng = random.Random(spec.seed)
+    if os.environ.get(ENGINE_ENV, "nat") == "passthrough":
+        from natlab.gateway.passthrough import PassthroughEngine
+
+        return PassthroughEngine(spec.policy, spec.pool, rng), dict(spec.policy)
+    from natlab.behaviours.presets import policy_from_dict
+    from natlab.engine import Engine
+
+    policy = policy_from_dict(spec.policy)
+    return Engine(policy, spec.pool, rng), policy
 
 
 class Gateway:
@@ -77,7 +101,7 @@ class Gateway:
         sender: Sender,
         pool_hooks: PoolHooks | None = None,
         clock: Callable[[], float] = time.monotonic,
-        wallclock: Callable[[], float] = time.time,
+        wallclock: Callable[[], float] | None = time.time,
         publish: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.spec = spec
@@ -119,9 +143,37 @@ class Gateway:
         if deadline is not None and deadline <= now:
             self._tick(self.engine.expire(now))
 
+    def expire(self) -> Tick:
+        """Let the engine expire whatever is due now (events recorded, emits sent)."""
+        return self._tick(self.engine.expire(self.now()))
+
     # --- packets -------------------------------------------------------------
 
     def on_packet(self, data: bytes, side: Side) -> Outcome:
+        """One packet from a datapath that gives verdicts (NFQUEUE): accept with new bytes, or drop.
+
+        A hairpinned packet leaves through the sender and the original is dropped.
+        """
+        verdict = self.process(data, side)
+        kind = type(verdict)
+        if kind is Forward:
+            return Outcome(Action.ACCEPT, verdict.data)
+        if kind is Hairpin:
+            self.send_hairpin(verdict.data)
+        return DROP
+
+    def send_hairpin(self, packet: bytes | bytearray) -> Any:
+        """Send a hairpinned packet back inside; what the sender answered (None if it failed)."""
+        self.stats["hairpins_sent"] += 1
+        return self._send(packet)
+
+    def process(self, data: bytes, side: Side) -> Any:
+        """The engine's verdict on one packet, with the bookkeeping every datapath shares.
+
+        Counts it, records its events (or its drop), sends the emits; a hairpinned
+        packet is the caller's to send (:meth:`send_hairpin`). None: dropped before
+        the engine gave a verdict (truncated, or an engine error), recorded as such.
+        """
         if side is Side.INSIDE:
             self.stats["packets_inside"] += 1
         else:
@@ -131,32 +183,20 @@ class Gateway:
             self.stats["truncated"] += 1
             self._record({"kind": "dropped", "reason": "truncated", "side": side.value,
                           "packet": summarize(data)}, self.now())
-            return DROP
+            return None
         now = self.now()
         try:
             verdict = self.engine.process(data, side, now)
         except Exception as err:  # noqa: BLE001 - see the module docstring
             self._engine_error(err, data, side, now)
-            return DROP
-        kind = type(verdict)
-        if kind is Forward:
-            if verdict.events:
-                self._record_events(verdict.events, now)
-            if verdict.emits:
-                self._send_emits(verdict.emits)
-            return Outcome(Action.ACCEPT, verdict.data)
-        if kind is Hairpin:
-            if verdict.events:
-                self._record_events(verdict.events, now)
-            self.stats["hairpins_sent"] += 1
-            self._send(verdict.data)
-            if verdict.emits:
-                self._send_emits(verdict.emits)
-            return DROP
-        self._record_drop(verdict, data, side, now)
+            return None
+        if type(verdict) is Drop:
+            self._record_drop(verdict, data, side, now)
+        elif verdict.events:
+            self._record_events(verdict.events, now)
         if verdict.emits:
             self._send_emits(verdict.emits)
-        return DROP
+        return verdict
 
     def _record_drop(self, verdict: Drop, data: bytes, side: Side, now: float) -> None:
         for entry in drop_records(verdict, side, summarize(data)):
@@ -176,13 +216,15 @@ class Gateway:
 
     # --- emits and events ----------------------------------------------------
 
-    def _send(self, packet: bytes | bytearray) -> None:
+    def _send(self, packet: bytes | bytearray) -> Any:
         try:
-            self.sender.send(packet)
+            answer = self.sender.send(packet)
             self.stats["emitted"] += 1
+            return answer
         except OSError as err:
             self.stats["emit_errors"] += 1
             log.warning("could not send %s: %s", summarize(bytes(packet)), err)
+            return None
 
     def _send_emits(self, emits: Iterable[Emit]) -> None:
         for emit in emits:
@@ -203,7 +245,8 @@ class Gateway:
     def _record(self, entry: dict[str, Any], now: float) -> None:
         self.seq += 1
         entry["seq"] = self.seq
-        entry["ts"] = round(self.wallclock(), 6)
+        if self.wallclock is not None:  # None: no wall clock (the in-memory network), no "ts"
+            entry["ts"] = round(self.wallclock(), 6)
         entry.setdefault("at", round(now, 6))
         entry["gateway"] = self.spec.name
         self.events.append(entry)
@@ -215,14 +258,21 @@ class Gateway:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request in, one response out (see :mod:`natlab.gateway.control`)."""
         op = request.get("op")
-        method = self._OPS.get(op) if isinstance(op, str) else None
-        if method is None:
+        if not isinstance(op, str) or op not in self._OPS:
             return {"ok": False, "error": f"unknown op {op!r} (ops: {', '.join(sorted(self._OPS))})"}
         try:
-            return {"ok": True, **method(self, request)}
+            return {"ok": True, **self.request(request)}
         except (ValueError, TypeError, KeyError, NatlabError) as err:
             message = getattr(err, "message", None) or str(err)
             return {"ok": False, "error": message}
+
+    def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control request, its errors raised as they are (in-process callers: the memory tier)."""
+        op = request.get("op")
+        method = self._OPS.get(op) if isinstance(op, str) else None
+        if method is None:
+            raise ValueError(f"unknown op {op!r} (ops: {', '.join(sorted(self._OPS))})")
+        return method(self, request)
 
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "name": self.spec.name}
@@ -264,16 +314,20 @@ class Gateway:
         return {"events": recent[-limit:] if limit > 0 else []}
 
     def op_set(self, request: dict[str, Any]) -> dict[str, Any]:
-        from natlab.overrides import parse_assignments
-        from natlab.presets import apply_overrides
+        from natlab.behaviours.overrides import parse_assignments
+        from natlab.behaviours.presets import apply_overrides
 
         assignments = request.get("assignments")
         if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
             raise ValueError('"assignments" must be a list of "knob=value" strings')
         policy = apply_overrides(self.policy, parse_assignments(assignments), **self._surroundings())
-        self._reconfigure(policy)
-        self._record({"kind": "reconfigured", "detail": " ".join(assignments)}, self.now())
+        self.apply_policy(policy, " ".join(assignments))
         return {"policy": _policy_dict(policy)}
+
+    def apply_policy(self, policy: Any, detail: str = "") -> None:
+        """A new policy value, live (mappings stay unless the mapping behaviour changed)."""
+        self._reconfigure(policy)
+        self._record({"kind": "reconfigured", "detail": detail}, self.now())
 
     def _reconfigure(self, policy: Any) -> None:
         """A new policy; static 1:1 externals it adds or drops answer ARP (or stop) like the
@@ -336,7 +390,7 @@ class Gateway:
 
     def op_configure(self, request: dict[str, Any]) -> dict[str, Any]:
         """Replace the whole policy with a preset (plus overrides) and flush every mapping."""
-        from natlab.presets import resolve
+        from natlab.behaviours.presets import resolve
 
         behaviour, overrides = request.get("behaviour"), request.get("overrides") or {}
         if not isinstance(behaviour, str) or not behaviour:

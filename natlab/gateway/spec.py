@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from natlab.datapaths.registry import DEFAULT as DEFAULT_DATAPATH
+
 
 @dataclass(frozen=True)
 class GatewaySpec:
@@ -31,7 +33,7 @@ class GatewaySpec:
     preset: str
     """Preset name the policy came from (for status/explain)."""
     policy: dict[str, Any]
-    """The full resolved policy as plain data (``natlab.presets.policy_to_dict``)."""
+    """The full resolved policy as plain data (``natlab.behaviours.presets.policy_to_dict``)."""
     seed: int
     """Seed for the engine's ``random.Random``."""
     run_dir: str
@@ -46,6 +48,8 @@ class GatewaySpec:
     """Folders whose preset files ``configure`` may load (the topology file's folder,
     ``$NATLAB_BEHAVIOURS`` and the folders of path behaviours, as at ``natlab up``);
     preset names are always accepted."""
+    datapath: str = DEFAULT_DATAPATH
+    """How packets reach this gateway: a name in :mod:`natlab.datapaths.registry`."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

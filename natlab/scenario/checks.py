@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Optional
 
 from natlab.words import plural
-from natlab.scenario.driver import ProbeResult, RunResult
+from natlab.realisers.base import ProbeResult, RunResult
 from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
 

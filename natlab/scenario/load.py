@@ -31,7 +31,7 @@ from natlab.engine.policy import Policy
 from natlab.words import plural
 from natlab.errors import ConfigError, ErrorList, combined, errors_of
 from natlab.model_errors import address_error, did_you_mean, without_explained_missing
-from natlab.overrides import undot
+from natlab.behaviours.overrides import undot
 from natlab.topology.conflicts import (
     Surroundings, policy_problems, pool_problems, raw_surroundings, surroundings,
 )
@@ -182,8 +182,7 @@ def _check_behaviour(doc: Doc, path: tuple, behaviour: str, overrides: dict,
     against them too; those the preset sets are reported at ``behaviour`` if the
     step names it (``preset_is_new``; else the topology's own check reports them).
     """
-    from natlab import presets
-
+    from natlab.behaviours import presets
     around = around or Surroundings(pool=(), inside=None, outside=None)
     errors = ErrorList()
     policy = Policy()
@@ -215,7 +214,7 @@ def _merge(base: dict, changes: dict) -> dict:
 
 def knob_assignments(knobs: dict[str, Any]) -> list[str]:
     """``{"timeouts": {"udp": 30}}`` -> ``["timeouts.udp=30"]`` for the control socket."""
-    from natlab.overrides import flatten
+    from natlab.behaviours.overrides import flatten
 
     return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in flatten(undot(knobs)).items()]
 
@@ -362,16 +361,13 @@ def _around(topo: Any, gateway: str) -> Optional[Surroundings]:
 
 
 def _policy_of(topo: Any, gateway: str) -> Policy:
-    from natlab import presets
-
     gw = next((g for g in topo.gateways if g.name == gateway), None) if topo else None
     # An unknown gateway or a broken topology is reported elsewhere; knob names still get checked.
-    return presets.resolve(gw.behaviour, overrides=gw.overrides or None).policy if gw else Policy()
+    return gw.policy if gw is not None and gw.policy is not None else Policy()
 
 
 def _check_knobs(doc: Doc, path: tuple, topo: Any, gateway: str, knobs: dict) -> None:
-    from natlab import presets
-
+    from natlab.behaviours import presets
     around = _around(topo, gateway) or {}
     presets.apply_overrides(_policy_of(topo, gateway), knobs, doc=doc, path=path, **around)
 

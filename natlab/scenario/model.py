@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from natlab.realisers.registry import names as _realiser_names
 from natlab.topology.model import Name, Topology
 
 __all__ = ["ACTIONS", "COMMON_KEYS", "EXPECTS", "Scenario", "Step", "PROBE_ACTIONS"]
@@ -173,7 +174,9 @@ PROBE_ACTIONS = ("udp", "tcp", "icmp")
 PROCESS_ACTIONS = ("run", "spawn")
 """Actions needing real processes: the memory backend skips scenarios using them."""
 COMMON_KEYS = ("name", "expect", "save")
-BACKENDS = ("netns", "memory", "docker")
+BACKENDS = _realiser_names()
+"""Every realiser a scenario may name (from the one registry)."""
+_Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 
 
 class GatewayChange(_Strict):
@@ -190,7 +193,7 @@ class ScenarioFile(_Strict):
     description: str = ""
     topology: Union[str, dict[str, Any]] = Field(description="path (relative to this file) or inline")
     seed: Optional[int] = Field(None, description="fixes every port every NAT picks")
-    backends: Optional[list[Literal["netns", "memory", "docker"]]] = Field(
+    backends: Optional[list[_Backend]] = Field(
         None, min_length=1, description="where it may run (default: everywhere it can)")
     gateways: dict[Name, GatewayChange] = Field(default_factory=dict)
     steps: list[Any] = Field(min_length=1, description="each a mapping with one action")

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-DEFAULT_BACKENDS = ("netns", "memory")
 _TOP_KEY = {key: re.compile(rf"^{key}\s*:", re.M) for key in ("topology", "steps")}
 
 
@@ -41,7 +40,9 @@ def _chosen_backends(config: pytest.Config) -> tuple[str, ...]:
         chosen = config.getoption("--natlab-backend")
     except ValueError:
         chosen = None
-    return (chosen,) if chosen else DEFAULT_BACKENDS
+    from natlab.realisers.registry import names
+
+    return (chosen,) if chosen else names(scenario_default=True)
 
 
 class ScenarioFile(pytest.File):
@@ -50,6 +51,7 @@ class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         from natlab.errors import ConfigError
         from natlab.scenario import load
+        from natlab.realisers.registry import get
         from natlab.scenario.runner import static_skip_reason
 
         try:
@@ -60,7 +62,7 @@ class ScenarioFile(pytest.File):
             if backend in scn.backends:
                 item = ScenarioItem.from_parent(self, name=f"{scn.name}[{backend}]")
                 item.scenario, item.backend = scn, backend
-                if backend != "memory":
+                if get(backend).needs_root:
                     item.add_marker(pytest.mark.netns)
                 if (reason := static_skip_reason(scn, backend)) is not None:
                     item.add_marker(pytest.mark.skip(reason=reason))  # reported at the scenario file
@@ -80,7 +82,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from natlab.pytest_plugin import tier_skip_reason
         from natlab.scenario import run_scenario, skip_reason
-        from natlab.scenario.backends import unavailable
+        from natlab.realisers.registry import unavailable
 
         if self.backend in self.scenario.backends and (missing := unavailable(self.backend)):
             pytest.skip(tier_skip_reason(self.backend, missing))

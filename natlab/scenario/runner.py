@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from natlab.words import plural
 from natlab.errors import NatlabError
 from natlab.scenario import checks
-from natlab.scenario.driver import Driver, Probe, Unsupported
+from natlab.realisers.base import Driver, Probe, Unsupported
 from natlab.scenario.load import knob_assignments, undot
 from natlab.scenario.model import PROBE_ACTIONS, Scenario, Step
 from natlab.scenario.report import ERROR, FAILED, SKIPPED, ScenarioReport, StepReport
@@ -50,7 +50,7 @@ def static_skip_reason(scn: Scenario, backend: str) -> Optional[str]:
 def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     """(reason, cause): the reason names the scenario's step; the cause is shared by every
     scenario skipped for the same thing, so a summary can group them."""
-    from natlab.scenario.backends import unavailable
+    from natlab.realisers.registry import unavailable
 
     found = _static_skip(scn, backend)
     if found:
@@ -66,10 +66,12 @@ def _static_skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     if backend not in scn.backends:
         cause = f"the scenario runs only on {', '.join(scn.backends)}"
         return cause, cause
-    if backend == "memory":
+    from natlab.realisers.registry import DEFAULT, get
+
+    if not get(backend).runs_programs:
         step = scn.needs_processes()
         if step is not None:
-            cause = "the memory backend cannot run programs (run it with --backend netns)"
+            cause = f"the {backend} backend cannot run programs (run it with --backend {DEFAULT})"
             return f"{step.label} runs a program; {cause}", cause
     return None
 
@@ -92,7 +94,7 @@ class _Context:
 
 def run(scn: Scenario, backend: str, progress: Progress = lambda _: None) -> ScenarioReport:
     """Run ``scn`` on ``backend``; never raises for a failing step (see the report)."""
-    from natlab.scenario.backends import open_driver
+    from natlab.realisers.registry import open_driver
 
     report = ScenarioReport(scn.name, scn.file, backend, scn.seed)
     started = time.monotonic()
@@ -276,7 +278,9 @@ def _wait(ctx: _Context, step: Step) -> StepReport:
 def _wait_mappings(ctx: _Context, step: Step) -> StepReport:
     spec = step.spec
     expect = step.expect if step.expect is not None else None
-    waited, poll = 0.0, MEMORY_POLL if ctx.driver.backend == "memory" else POLL
+    from natlab.realisers.registry import get
+
+    waited, poll = 0.0, POLL if get(ctx.driver.backend).realtime else MEMORY_POLL
     while True:
         out = _new(step, ctx, "")
         rows = checks.matching_rows(ctx, spec.mappings, ctx.driver.mappings(spec.mappings.gateway))

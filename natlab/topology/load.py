@@ -3,7 +3,7 @@
 YAML is read by :mod:`natlab.yamlsrc` (safe loading, a line for every key),
 validated by the strict models in :mod:`natlab.topology.model`, checked and
 completed by :func:`natlab.topology.addressing.build`; finally each gateway's
-behaviour is resolved once through :mod:`natlab.presets` so that an unknown
+behaviour is resolved once through :mod:`natlab.behaviours.presets` so that an unknown
 preset or a bad override fails here, before anything is created. The address
 knobs of each policy (``static``, ``forwards``) are checked against the
 gateway's pool and subnets (:mod:`natlab.topology.conflicts`), and once the
@@ -77,7 +77,9 @@ def from_data(data: Any, *, file: Optional[str] = None,
     errors.raise_if_any()
     topo = _with_container_fields(topo, model, file)
     gateways = tuple(dataclasses.replace(g, behaviour=behaviours[g.name].behaviour,
-                                         overrides=behaviours[g.name].overrides)
+                                         overrides=behaviours[g.name].overrides,
+                                         policy=behaviours[g.name].policy,
+                                         preset=behaviours[g.name].preset)
                      for g in topo.gateways)
     return dataclasses.replace(topo, gateways=gateways)
 
@@ -215,6 +217,8 @@ class _Behaviour:
     """Nested."""
     policy: Optional[Policy] = None
     """The preset with the overrides applied; None when not checked."""
+    preset: str = ""
+    """The preset's own name; empty when not checked."""
 
 
 def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optional[str],
@@ -225,8 +229,8 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
     Checked means: the preset loads, the overrides fit it, and the address
     knobs (static, forwards) fit the gateway's pool and subnets (``around``).
     """
-    from natlab import presets
-    from natlab.overrides import undot
+    from natlab.behaviours import presets
+    from natlab.behaviours.overrides import undot
 
     behaviour = entry.behaviour
     if looks_like_path(behaviour) and not Path(behaviour).is_absolute():
@@ -235,12 +239,14 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
     errors = ErrorList()
     overrides: dict = {}
     merged: Optional[Policy] = None
+    preset_name = ""
     with errors.catch():
         overrides = undot(entry.overrides, doc=doc, path=path)
     if check and not errors:
         policy = Policy()  # an unknown preset still lets the overrides be checked
         with errors.catch():
-            policy = presets.load_preset(behaviour).policy
+            preset = presets.load_preset(behaviour)
+            policy, preset_name = preset.policy, preset.name
         with errors.catch():
             merged = presets.apply_overrides(policy, entry.overrides, doc=doc, path=path,
                                              **around)
@@ -250,7 +256,7 @@ def _resolve_behaviour(name: str, entry: GatewayEntry, base: Path, file: Optiona
                                            prefix))
     if errors:
         raise combined(_relocate(e, name, file, locate, prefix) for e in errors.errors)
-    return _Behaviour(behaviour, overrides, merged)
+    return _Behaviour(behaviour, overrides, merged, preset_name)
 
 
 def _surroundings(model: TopologyFile, entry: GatewayEntry) -> Surroundings:

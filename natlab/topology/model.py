@@ -17,6 +17,9 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from natlab.engine.policy import Policy
+from natlab.realisers.registry import names as _realiser_names
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 """Lab, network and node names: they end up in namespace names."""
 
@@ -79,12 +82,16 @@ class RouterEntry(_Strict):
         default_factory=dict, description="address per network (default: picked)")
 
 
+_LabBackend = Literal[_realiser_names(makes_labs=True)]  # type: ignore[valid-type]
+"""The realisers a topology may name (those that make labs), from the one registry."""
+
+
 class TopologyFile(_Strict):
     """The whole file."""
 
     name: Name
     seed: int = 0
-    backend: Optional[Literal["netns", "docker"]] = Field(
+    backend: Optional[_LabBackend] = Field(
         None, description="how the lab is realised (default netns; natlab up --backend overrides)")
     networks: dict[Name, NetworkEntry] = Field(min_length=1)
     gateways: dict[Name, GatewayEntry] = Field(default_factory=dict)
@@ -150,12 +157,28 @@ class Host(Node):
 @dataclass(frozen=True)
 class Gateway(Node):
     behaviour: str = ""
+    """The preset as the file names it (a name, or an absolute path)."""
     inside: str = ""
     outside: str = ""
     address: IPv4Address = IPv4Address(0)
     pool: tuple[IPv4Address, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """The file's overrides, nested (kept for display; ``policy`` already has them)."""
     seed: int = 0
+    policy: Optional[Policy] = field(default=None, compare=False, hash=False)
+    """The behaviour resolved once, at load: the preset with the overrides applied.
+    Realisers and datapaths use this value; nobody resolves the preset again."""
+    preset: str = ""
+    """The preset's own name (for ``status`` and the gateway spec)."""
+
+    def resolved_policy(self) -> Policy:
+        """:attr:`policy`, which every loaded topology has (a hand-built one must set it)."""
+        if self.policy is None:
+            from natlab.errors import ConfigError
+
+            raise ConfigError(f"gateway {self.name!r} has no resolved policy", got=self.behaviour,
+                              hint="load the topology with natlab.topology.load / from_data")
+        return self.policy
 
 
 @dataclass(frozen=True)

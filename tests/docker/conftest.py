@@ -10,7 +10,6 @@ builds one without a registry; ``.ci/run`` does all of it). Every test lab is na
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Iterator, Optional
 
 import pytest
 
-from natlab.lab import docker, runner
+from natlab.realisers.docker import containers as docker
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -43,14 +42,6 @@ def docker_tier_problem() -> Optional[str]:
 def _needs_docker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("docker") and (reason := docker_tier_problem()):
         pytest.skip(f"docker tier skipped: {reason}")
-
-
-@pytest.fixture
-def lab_name() -> Iterator[str]:
-    """A fresh lab name; whatever carries it is removed at teardown."""
-    name = f"d{secrets.token_hex(3)}"
-    yield name
-    runner.down(name)
 
 
 @pytest.fixture(scope="session")

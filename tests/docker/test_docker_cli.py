@@ -12,7 +12,7 @@ import natlab.cli  # noqa: F401  (registers the commands)
 import natlab.lab
 from natlab.cli.app import app
 from natlab.errors import LabError
-from natlab.lab import docker
+from natlab.realisers.docker import containers as docker
 from natlab.topology import from_data
 
 pytestmark = pytest.mark.docker

@@ -11,8 +11,9 @@ import pytest
 
 from natlab.errors import LabError, TopologyError
 from natlab.gateway.spec import GatewaySpec
-from natlab.lab import docker
-from natlab.lab.state import LabState
+from natlab.realisers.docker import containers as docker
+from natlab.realisers import registry
+from natlab.realisers.netns.state import LabState
 from natlab.topology import from_data, load
 
 TWO_HOMES = Path(__file__).resolve().parents[2] / "topologies" / "two-homes.yaml"
@@ -25,21 +26,21 @@ def topo_with(**bob) -> dict:
 
 def test_the_backend_is_the_callers_then_the_files_then_netns():
     topo = load(TWO_HOMES)
-    assert docker.backend_of(topo, None) == "netns"
-    assert docker.backend_of(topo, "docker") == "docker"
+    assert registry.backend_of(topo, None) == "netns"
+    assert registry.backend_of(topo, "docker") == "docker"
     filed = from_data({**topo_with(), "backend": "docker"})
-    assert docker.backend_of(filed, None) == "docker"
-    assert docker.backend_of(filed, "netns") == "netns"
+    assert registry.backend_of(filed, None) == "docker"
+    assert registry.backend_of(filed, "netns") == "netns"
     with pytest.raises(LabError, match="unknown backend"):
-        docker.backend_of(topo, "vagrant")
+        registry.backend_of(topo, "vagrant")
 
 
 def test_an_image_on_the_netns_backend_is_refused_naming_the_host():
     topo = from_data(topo_with(image="my/app:1"))
     with pytest.raises(TopologyError, match="need the docker backend") as err:
-        docker.backend_of(topo, None)
+        registry.backend_of(topo, None)
     assert err.value.key == "hosts.bob"
-    assert docker.backend_of(topo, "docker") == "docker"
+    assert registry.backend_of(topo, "docker") == "docker"
 
 
 def test_relative_volume_sources_are_relative_to_the_topology_file(tmp_path):

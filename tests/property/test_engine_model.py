@@ -10,11 +10,6 @@ mappings are the model's, and every rewritten packet has valid checksums.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
-
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st

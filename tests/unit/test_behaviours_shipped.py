@@ -6,9 +6,9 @@ import pytest
 
 from natlab.cli.presets_cmd import schema_text
 from natlab.engine.policy import Dependency, Hairpinning, Policy
-from natlab.overrides import flatten
+from natlab.behaviours.overrides import flatten
 from natlab.shipped import shipped_dir
-from natlab.presets import behaviour_schema, load_preset, policy_from_dict, policy_to_dict
+from natlab.behaviours.presets import behaviour_schema, load_preset, policy_from_dict, policy_to_dict
 from natlab.yamlsrc import load
 
 SHIPPED = shipped_dir("behaviours")

@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 import natlab.cli  # noqa: F401  (registers the commands)
 from natlab.cli.app import app
 from natlab.errors import ConfigError, LabError, LabNotFound, NotPrivileged
-from natlab.lab import docker, runner
-from natlab.lab.state import LabState, resolve_node
-from natlab.presets import policy_to_dict, resolve
+from natlab.realisers.docker import containers as docker
+from natlab.realisers.netns import build as runner
+from natlab.realisers.netns.state import LabState, resolve_node
+from natlab.behaviours.presets import policy_to_dict, resolve
 from natlab.words import plural
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ def test_exec_finds_the_one_lab_that_has_the_node(run_dir, monkeypatch):
     make_lab("home-a", hosts=("alice",))
     make_lab("home-b", hosts=("bob",))
     seen: list[list[str]] = []
-    monkeypatch.setattr("natlab.lab.netns.exists", lambda ns: True)
+    monkeypatch.setattr("natlab.realisers.netns.namespaces.exists", lambda ns: True)
     monkeypatch.setattr("natlab.cli.lab_cmd.subprocess.run",
                         lambda argv, **kw: seen.append(argv) or subprocess.CompletedProcess(argv, 3))
     result = invoke("exec", "bob", "--", "true")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from natlab.engine.policy import Policy, PortForward, Protocol, StaticNat
 from natlab.errors import ConfigError, errors_of
-from natlab.presets import apply_overrides
+from natlab.behaviours.presets import apply_overrides
 from natlab.shipped import shipped_dir
 from natlab.topology.conflicts import gateway_problems, policy_problems, pool_problems
 from natlab.validate import validate_file
@@ -422,7 +422,7 @@ def test_run_on_memory_refuses_an_invalid_static_set_live(tmp_path: Path) -> Non
 
 SHIPPED = sorted([*(ROOT / "topologies").glob("*.yaml"), *shipped_dir("behaviours").glob("*.yaml"),
                   *shipped_dir("scenarios").glob("*.yaml"),
-                  *(ROOT / "tests" / "e2e" / "topologies").glob("*.yaml")])
+                  *(ROOT / "tests" / "netns" / "e2e" / "topologies").glob("*.yaml")])
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")

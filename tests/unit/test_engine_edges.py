@@ -3,12 +3,8 @@ parity and pairing fallbacks, ICMP about hairpins, live timers, session limits."
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
 
 from enginekit import (
     ACK, FIN, RST, SYN, SYNACK, A, B, Nat, X1, Y1, Y2, dst_of, icmp_echo, icmp_error, policy, quoted,

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
-
 import pytest
 
 from enginekit import A, Nat, X1, Y1, Y2, policy, src_of, udp, udp_round_trip
 from natlab.engine import Dependency, DropReason, InboundFirst, Refresh
-from natlab.presets import load_preset
+from natlab.behaviours.presets import load_preset
 
 APDF = Dependency.ADDRESS_AND_PORT_DEPENDENT
 REMAP = policy(filtering=APDF, inbound_first=InboundFirst.REMAP, refresh=Refresh.BOTH,

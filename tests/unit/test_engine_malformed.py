@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

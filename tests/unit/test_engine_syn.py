@@ -3,11 +3,6 @@ an outbound SYN for the same connection (simultaneous open) comes first."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
-
 import pytest
 
 from enginekit import ACK, RST, SYN, A, Nat, X1, Y1, Y2, dst_of, policy, src_of, tcp, udp, valid

@@ -6,11 +6,6 @@ Each check looks just before (t - EPS) and just after (t + EPS) the deadline, th
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds enginekit
-
 import pytest
 
 from enginekit import ACK, FIN, RST, SYN, SYNACK, A, Nat, X1, Y1, icmp_echo, kinds, policy, tcp, udp

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from natlab.errors import ConfigError
-from natlab.heatmap import FAIL_COLOUR, OK_COLOUR, render_svg, write_svg
-from natlab.matrix import CLASSIC, EXPECTED_CLASSIC
+from natlab.matrix.heatmap import FAIL_COLOUR, OK_COLOUR, render_svg, write_svg
+from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
 
 SVG = "{http://www.w3.org/2000/svg}"
 

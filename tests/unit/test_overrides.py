@@ -1,9 +1,9 @@
-"""natlab.overrides: KNOB=VALUE assignments from the command line."""
+"""natlab.behaviours.overrides: KNOB=VALUE assignments from the command line."""
 
 import pytest
 
 from natlab.errors import ConfigError
-from natlab.overrides import flatten, parse_assignments
+from natlab.behaviours.overrides import flatten, parse_assignments
 
 
 @pytest.mark.parametrize("items, expected", [

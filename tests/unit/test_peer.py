@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from natlab.errors import ConfigError
-from natlab.matrix_lab import SideRun, UserApp, fill, judge
-from natlab.peer import Punch, Sessions, decode, encode
+from natlab.matrix.lab import SideRun, UserApp, fill, judge
+from natlab.hostprogs.peer import Punch, Sessions, decode, encode
 
 SERVER = ("203.0.113.100", 3478)
 
@@ -75,7 +75,7 @@ def test_decode_never_raises_on_foreign_datagrams():
 
 
 def test_the_peer_module_runs_and_explains_itself():
-    done = subprocess.run([sys.executable, "-m", "natlab.peer", "punch", "--help"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "natlab.hostprogs.peer", "punch", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--session" in done.stdout
 
 

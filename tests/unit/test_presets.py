@@ -1,4 +1,4 @@
-"""natlab.presets: validation errors, round trips, overrides, extends, discovery."""
+"""natlab.behaviours.presets: validation errors, round trips, overrides, extends, discovery."""
 
 import textwrap
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from natlab.engine.policy import (Dependency, Hairpinning, Policy, Pooling, PortAssignment,
                                   PortRange, Refresh, Timeouts)
 from natlab.errors import ConfigError, ConfigErrors
-from natlab.presets import (apply_overrides, load_preset, policy_from_dict, policy_to_dict,
+from natlab.behaviours.presets import (apply_overrides, load_preset, policy_from_dict, policy_to_dict,
                             preset_names, resolve)
 from natlab.validate import validate_file
 

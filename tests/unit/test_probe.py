@@ -1,4 +1,4 @@
-"""``python -m natlab.probe`` on loopback: each subcommand's JSON lines and exit code (no root)."""
+"""``python -m natlab.hostprogs.probe`` on loopback: each subcommand's JSON lines and exit code (no root)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ALSO_LOOPBACK = "127.0.0.2"  # Linux answers for all of 127/8
 
 
 def probe_argv(command: str, *args: object) -> list[str]:
-    return [sys.executable, "-m", "natlab.probe", command, *map(str, args)]
+    return [sys.executable, "-m", "natlab.hostprogs.probe", command, *map(str, args)]
 
 
 def run(command: str, *args: object) -> tuple[int, list[dict]]:

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import natlab.cli  # noqa: F401  registers every command
 from natlab.cli.app import app
 from natlab.errors import ConfigError, ConfigErrors, TopologyError, errors_of, report
-from natlab.overrides import undot
-from natlab.presets import apply_overrides, load_preset, resolve
+from natlab.behaviours.overrides import undot
+from natlab.behaviours.presets import apply_overrides, load_preset, resolve
 from natlab.scenario import load as load_scenario
 from natlab.topology import load as load_topology
 from natlab.validate import validate_file
