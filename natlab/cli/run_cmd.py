@@ -15,6 +15,7 @@ import typer
 from natlab.cli.app import app
 from natlab.words import plural
 from natlab.errors import ConfigError
+from natlab.realisers.registry import DEFAULT
 
 ALL = "all"
 """``--backend all``: every realiser each scenario allows."""
@@ -36,7 +37,7 @@ def _files(paths: list[Path]) -> list[Path]:
 def run(
     files: Annotated[list[Path], typer.Argument(help="Scenario files (or folders of them).")],
     backend: Annotated[str, typer.Option(help="netns (real lab, root), memory (in-process twin, no root), "
-                                              "docker, or all (every backend each scenario allows).")] = "netns",
+                                              "docker, or all (every backend each scenario allows).")] = DEFAULT,
     junit: Annotated[Optional[Path], typer.Option(help="Also write a JUnit XML report here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write a JSON report here.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step, not only failures.")] = False,

@@ -65,7 +65,12 @@ class GatewaySpec:
         return Path(self.run_dir) / f"gw-{self.name}.log"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        data = asdict(self)
+        if data["datapath"] == DEFAULT_DATAPATH:
+            # Left out when it is the default, so a gateway image from before datapaths
+            # existed (its GatewaySpec takes no such key) still reads the spec.
+            del data["datapath"]
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> "GatewaySpec":

@@ -24,7 +24,7 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.docker
 
-REFLECT = "python -m natlab.hostprogs.probe udp-reflect --port 4000 --count 1000 --timeout 120"
+REFLECT = "python -m natlab.probe udp-reflect --port 4000 --count 1000 --timeout 120"
 
 
 def two_homes(name: str, out_dir: Path, user_image: str) -> dict:
@@ -68,7 +68,7 @@ def test_user_image_on_bob_exchanges_udp_through_both_nats(lab_name, user_image,
         assert [m["external"] for m in bobs] == [f"{seen_ip}:{seen_port}"]
         # alice (natlab's image) through nat-a, with the probe run in her container
         done = subprocess.run(docker.exec_argv(lab.state, "alice", [
-            "python", "-m", "natlab.hostprogs.probe", "udp-send", "--to", "203.0.113.100:4000",
+            "python", "-m", "natlab.probe", "udp-send", "--to", "203.0.113.100:4000",
             "--sport", "6000", "--message", "hi", "--timeout", "5"]),
             capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -91,7 +91,7 @@ def test_exec_runs_in_the_users_container_and_the_api_in_the_namespace(lab_name,
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stdout + done.stderr
         # the Python API runs the host's programs in the node's namespace, as on netns
-        done = lab.exec("alice", [sys.executable, "-m", "natlab.hostprogs.probe", "udp-send", "--to",
+        done = lab.exec("alice", [sys.executable, "-m", "natlab.probe", "udp-send", "--to",
                                   "203.0.113.100:4000", "--sport", "6001", "--message", "x",
                                   "--timeout", "5"], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -218,7 +218,7 @@ def plan(topo: Topology, state: LabState) -> None:
     """Record every container ``up`` is about to create (before creating any)."""
     from natlab.realisers.netns.build import stub_gateways
 
-    state.backend = "docker"
+    state.backend = "docker"  # the docker realiser's name: this module is its implementation
     state.image = natlab_image()
     for node in topo.nodes:
         roles = {"sandbox": container_name(topo.name, node.name)}

@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence, Union
 
 from natlab.engine.types import to_str
 from natlab.errors import ConfigError
+from natlab.realisers.memory.realiser import MemoryRealiser
 from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
@@ -53,7 +54,7 @@ class MemoryDriver:
     """Drive the in-memory twin of ``topology`` (a Topology, a path or a dict); ``seed``
     (default: the topology's) fixes every port a NAT or host picks."""
 
-    backend = "memory"
+    backend = MemoryRealiser.name
 
     def __init__(self, topology: Union[Any, str, Path, dict], seed: Optional[int] = None) -> None:
         self.topology = _topology(topology)

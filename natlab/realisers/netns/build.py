@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
 from natlab.gateway.spec import GatewaySpec
@@ -34,6 +34,30 @@ from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
 from natlab.behaviours.folders import behaviour_dirs
 from natlab.topology.model import NAME_PATTERN, Gateway, Node, Topology
+
+class LabSteps(Protocol):
+    """The steps of bringing a kernel lab up and down that differ per realiser.
+
+    :class:`~natlab.realisers.netns.realiser.NetnsRealiser` has them (namespaces,
+    processes started with ``ip netns exec``);
+    :class:`~natlab.realisers.docker.realiser.DockerRealiser` overrides them
+    (sandbox containers, gateway and app containers, removal by label). This
+    module does the rest (state file, switch namespace, veths, addresses, routes,
+    ``down``) for both.
+    """
+
+    name: str
+
+    def check_topology(self, topo: Topology) -> None: ...
+    def preflight(self, topo: Topology) -> None: ...
+    def plan(self, topo: Topology, state: LabState) -> None: ...
+    def make_node(self, state: LabState, node: Node, forwards: bool) -> None: ...
+    def start_gateway(self, topo: Topology, state: LabState, gw: Gateway) -> None: ...
+    def start_host(self, state: LabState, host: Any) -> Optional[str]: ...
+    def remove(self, name: str, recorded: bool) -> None: ...
+    def labs_left(self) -> set[str]: ...
+    def lab_left(self, name: str) -> bool: ...
+
 
 SOCKET_TIMEOUT = 5.0
 STUB_ENV = "NATLAB_GATEWAY_STUB"
@@ -142,7 +166,7 @@ def plan_state(topo: Topology) -> LabState:
     return state
 
 
-def _build(topo: Topology, state: LabState, progress: Progress, realiser: Any) -> None:
+def _build(topo: Topology, state: LabState, progress: Progress, realiser: LabSteps) -> None:
     lab = topo.name
     sw = netns.switch_ns(lab)
     progress(f"switch namespace {sw}")
@@ -164,7 +188,7 @@ def _build(topo: Topology, state: LabState, progress: Progress, realiser: Any) -
             progress(said)
 
 
-def _build_node(topo: Topology, state: LabState, node: Node, index: int, realiser: Any) -> None:
+def _build_node(topo: Topology, state: LabState, node: Node, index: int, realiser: LabSteps) -> None:
     lab = topo.name
     ns = netns.ns_name(lab, node.name)
     forwards = node.kind in ("gateway", "router")
@@ -277,7 +301,7 @@ def lab_exists(name: str) -> bool:
     return bool(netns.lab_namespaces(name, list_labs())) or any(r.lab_left(name) for r in _lab_realisers())
 
 
-def _lab_realisers() -> list[Any]:
+def _lab_realisers() -> list[LabSteps]:
     from natlab.realisers.registry import REALISERS
 
     return [r for r in REALISERS.values() if r.makes_labs]

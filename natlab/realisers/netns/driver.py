@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 from natlab.errors import LabError
 from natlab.realisers.netns.procs import python_module
 from natlab.realisers.base import Probe, ProbeResult, RunResult
+from natlab.realisers.netns.realiser import NetnsRealiser
 
 __all__ = ["NetnsDriver"]
 
@@ -44,7 +45,8 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 class NetnsDriver:
     """Drive a :class:`natlab.lab.Lab`; ``owns`` = take it down on :meth:`close`."""
 
-    backend = "netns"
+    backend = NetnsRealiser.name
+    """The realiser that made the lab (docker labs are driven the same way; it says so)."""
 
     def __init__(self, lab: Any, *, owns: bool = False) -> None:
         self.lab = lab

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from natlab.errors import LabError, LabNotFound, NotPrivileged
+from natlab.realisers.registry import DEFAULT as DEFAULT_REALISER
 
 STATE_FILE = "state.json"
 
@@ -58,7 +59,7 @@ class LabState:
     """name -> {subnet, gateway}"""
     routers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """name -> {netns, addresses: {network: address}}"""
-    backend: str = "netns"
+    backend: str = DEFAULT_REALISER
     """``netns`` or ``docker`` (:mod:`natlab.realisers.docker.containers`)."""
     image: Optional[str] = None
     """Docker backend: the natlab image its containers run."""
