@@ -434,8 +434,8 @@ _TOOLS = {"udp-sink": udp_sink, "udp-blast": udp_blast, "tcp-sink": tcp_sink, "t
 
 def reopen(spec_path: str) -> int:
     """Undo a stopped gateway's closed state in its namespace (for the next bench path only)."""
-    from natlab.gateway.daemon import check_namespace
-    from natlab.gateway.rules import Rules, set_forwarding
+    from natlab.datapaths.nfqueue.daemon import check_namespace
+    from natlab.datapaths.nfqueue.rules import Rules, set_forwarding
     from natlab.gateway.spec import GatewaySpec
 
     spec = GatewaySpec.from_json(Path(spec_path).read_text())

@@ -50,8 +50,12 @@ def explore_cmd(
     time travel; what you do is recorded and saved as a scenario that `natlab run` passes."""
     if lab is not None:
         raise ConfigError(f"--lab {NOT_YET}", got=lab, hint="natlab explore TOPOLOGY.yaml")
-    if backend not in ("memory", "netns"):
-        raise ConfigError(f"--backend {backend} {NOT_YET}", got=backend, hint="--backend memory or netns")
+    from natlab.explore.backend import BACKENDS
+    from natlab.realisers import registry
+
+    realiser = registry.get(backend)  # an unknown name: "did you mean", the known ones
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend} {NOT_YET}", got=backend, hint="--backend " + " or ".join(BACKENDS))
     if topology is None:
         raise ConfigError("name a topology file to explore", hint="natlab explore topologies/two-homes.yaml")
     if not 0 <= port <= 65535:
@@ -62,7 +66,7 @@ def explore_cmd(
     except ImportError as err:
         raise ConfigError("natlab explore needs its server libraries", got=err.name,
                           hint="pip install 'natlab[explore]'") from None
-    if backend != "memory":
+    if realiser.makes_labs:
         typer.echo(f"bringing up {topology} on the {backend} backend ...", err=True)
     wb = Workbench(topology, seed=seed, backend_name=backend)
     try:

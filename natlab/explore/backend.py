@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional, Sequence
 from natlab.cli.output import nat_class, show_value
 from natlab.cli.presets_cmd import requirement_of
 from natlab.errors import ConfigError, NatlabError, report
-from natlab.overrides import flatten, parse_assignments
-from natlab.presets import apply_overrides, policy_schema, policy_to_dict, preset_names, resolve
-from natlab.scenario.driver import Driver, Probe, ProbeResult, Unsupported
+from natlab.behaviours.overrides import flatten, parse_assignments
+from natlab.behaviours.presets import apply_overrides, policy_schema, policy_to_dict, preset_names, resolve
+from natlab.realisers.base import Driver, Probe, ProbeResult, Unsupported
 
 __all__ = [
     "BACKENDS", "ConfigError", "Driver", "NatlabError", "Probe", "ProbeResult", "Tracer", "Unsupported",
@@ -40,7 +40,7 @@ BACKENDS = ("memory", "netns")
 
 def unavailable(backend: str) -> Optional[str]:
     """Why ``backend`` cannot run on this machine (needs root, NFQUEUE ...), or None."""
-    from natlab.scenario.backends import unavailable as why_not
+    from natlab.realisers.registry import unavailable as why_not
 
     return why_not(backend)
 
@@ -61,7 +61,7 @@ def open_driver(topology: Any, seed: int, backend: str = "memory") -> Driver:
     if reason:
         raise ConfigError(f"the {backend} backend cannot run here: {reason}", got=backend,
                           hint="the memory backend needs nothing")
-    from natlab.scenario.backends import open_driver as open_backend
+    from natlab.realisers.registry import open_driver as open_backend
 
     return open_backend(topology, seed, backend)
 
@@ -147,8 +147,9 @@ class Tracer:
             return None
         tracer = cls()
         for name, nat in net.nats.items():
-            if not isinstance(nat.engine, _TracedEngine):
-                nat.engine = _TracedEngine(nat.engine, name, tracer._add)
+            gateway = nat.gateway  # the NAT's gateway service owns the engine
+            if not isinstance(gateway.engine, _TracedEngine):
+                gateway.engine = _TracedEngine(gateway.engine, name, tracer._add)
         for name, host in net.hosts.items():
             tracer._watch_stack(name, host.stack)
         tracer._watch_send(net)

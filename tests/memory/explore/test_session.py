@@ -14,7 +14,7 @@ from natlab.explore import knobs, topoview
 from natlab.explore.backend import ConfigError, load_topology, policy_of_preset
 from natlab.explore.session import Workbench
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TOPOLOGIES = REPO / "natlab" / "data" / "topologies"
 
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TWO_HOMES = REPO / "natlab" / "data" / "topologies" / "two-homes.yaml"
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
