@@ -320,7 +320,7 @@ class Gateway:
         assignments = request.get("assignments")
         if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
             raise ValueError('"assignments" must be a list of "knob=value" strings')
-        policy = apply_overrides(self.policy, parse_assignments(assignments), **self._surroundings())
+        policy = apply_overrides(self.policy, parse_assignments(assignments))  # conflicts: _reconfigure
         self.apply_policy(policy, " ".join(assignments))
         return {"policy": _policy_dict(policy)}
 
@@ -353,10 +353,9 @@ class Gateway:
     def _check_conflicts(self, policy: Any) -> None:
         """Refuse a live policy whose static/forwards clash with the pool or the subnets."""
         from natlab.errors import combined
-        from natlab.topology.conflicts import gateway_problems
+        from natlab.topology.conflicts import policy_problems
 
-        problems = [p for p in gateway_problems(policy, **self._surroundings())
-                    if not p.path or p.path[0] != "pool"]
+        problems = policy_problems(policy, **self._surroundings())
         if problems:
             raise combined([p.error() for p in problems])
 

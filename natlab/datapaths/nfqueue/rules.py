@@ -218,11 +218,14 @@ class Rules:
     def set_pool(self, pool: Sequence[str]) -> None:
         """Rewrite the hairpin rules for a new pool, atomically."""
         self.pool = tuple(pool)
-        _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), None, hooks=False))
+        self._rewrite_pre()
 
     def set_static(self, static: Sequence[str]) -> None:
         """Rewrite the hairpin rules for new static 1:1 externals, atomically."""
         self.static = tuple(static)
+        self._rewrite_pre()
+
+    def _rewrite_pre(self) -> None:
         _run(["iptables-restore", "--noflush"], stdin=restore_script(self.lab, self._pre(), None, hooks=False))
 
     def remove(self) -> None:
