@@ -28,9 +28,16 @@ def _memory(**kw: Any) -> Datapath:
     return MemoryDatapath(**kw)
 
 
+def _kernel_cache(**kw: Any) -> Datapath:
+    from natlab.datapaths.kernelcache import KernelCacheDatapath
+
+    return KernelCacheDatapath(**kw)
+
+
 DATAPATHS: dict[str, Callable[..., Datapath]] = {
     "nfqueue": _nfqueue,
     "memory": _memory,
+    "kernel-cache": _kernel_cache,
 }
 """Name -> factory (imported on use: a gateway process loads only its own datapath)."""
 DEFAULT = "nfqueue"

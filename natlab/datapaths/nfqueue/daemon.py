@@ -13,6 +13,12 @@ wake-up fd for signals, with the nearest of the engine's deadline, the control
 clients' idle timeout and the queue watchdog's next look as timeout. SIGTERM or
 SIGINT end the loop and the process exits 0; any other exception ends it too.
 
+A datapath built on this loop (kernel-cache) passes :class:`LoopHooks` to
+:func:`serve_gateway`: they see every packet and control request first, are
+opened once the queue rules are in and before forwarding goes on, get a turn on
+every iteration before the engine's timers, and are closed right after the
+queue rules are.
+
 Whatever ends it, teardown fails closed (see :mod:`natlab.datapaths.nfqueue.rules`):
 forwarding off first, then the queue rules swapped for DROP rules that stay
 until ``natlab down``, then the queues unbound and the socket removed. After
@@ -29,15 +35,17 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from natlab.datapaths.nfqueue.emit import RawSender
 from natlab.datapaths.nfqueue.iface import OutsideAddresses
 from natlab.datapaths.nfqueue.queues import Queues
 from natlab.datapaths.nfqueue.rules import Rules, forwarding, set_forwarding
 from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
+from natlab.engine.types import Side
 from natlab.errors import LabError
 from natlab.gateway.control import ControlServer
+from natlab.gateway.outcome import Outcome
 from natlab.gateway.service import Gateway, build_engine
 from natlab.gateway.spec import GatewaySpec
 
@@ -77,6 +85,38 @@ class _KernelPool:
         self.rules.set_static(static)
 
 
+class LoopHooks(Protocol):
+    """What a datapath built on this loop adds to it (see the module docstring)."""
+
+    def open(self) -> None: ...
+    def on_packet(self, data: bytes, side: Side) -> Outcome: ...
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    def timeout(self) -> Optional[float]:
+        """Seconds until the hooks want :meth:`on_timer` (None: no wish)."""
+    def on_timer(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _NoHooks:
+    """Plain NFQUEUE: packets and requests go straight to the gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.on_packet = gateway.on_packet
+        self.handle = gateway.handle
+
+    def open(self) -> None:
+        pass
+
+    def timeout(self) -> Optional[float]:
+        return None
+
+    def on_timer(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class NfqueueDatapath:
     """Packets from the kernel's NFQUEUEs; emits through a raw socket; pool changes as addresses and rules."""
 
@@ -98,7 +138,7 @@ class NfqueueDatapath:
                        pool_hooks=_KernelPool(OutsideAddresses(spec.outside_iface, spec.outside_subnet), rules))
 
     def serve(self, gateway: Gateway) -> int:
-        return _serve(gateway)
+        return serve_gateway(gateway)
 
 
 def serve(spec: GatewaySpec) -> int:
@@ -107,18 +147,20 @@ def serve(spec: GatewaySpec) -> int:
     return datapath.serve(datapath.gateway(spec, *build_engine(spec)))
 
 
-def _serve(gateway: Gateway) -> int:
+def serve_gateway(gateway: Gateway, hooks: Optional[LoopHooks] = None) -> int:
+    """Serve ``gateway`` from its namespace's NFQUEUEs until SIGTERM/SIGINT; the exit status."""
+    hooks = hooks or _NoHooks(gateway)
     spec = gateway.spec
     check_namespace(spec.netns)
     engine = gateway.engine
     selector = selectors.DefaultSelector()
     sender = gateway.sender
     rules = gateway.pool_hooks.rules
-    queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
+    queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, hooks.on_packet)
     watchdog = QueueWatchdog()
     gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,
                                          "queue": queues.kernel_stats(), "watchdog": watchdog.report()})
-    control = ControlServer(spec.control_socket, gateway.handle, selector)
+    control = ControlServer(spec.control_socket, hooks.handle, selector)
     gateway.stat_sources.append(control.stats)
     gateway.publish = control.broadcast
 
@@ -136,6 +178,7 @@ def _serve(gateway: Gateway) -> int:
         sender.open()
         queues.bind()
         rules.install()
+        hooks.open()
         if not set_forwarding(True) and not forwarding():
             raise LabError(f"cannot turn on forwarding in {spec.netns}",
                            hint="the gateway needs a writable /proc/sys/net")
@@ -148,8 +191,9 @@ def _serve(gateway: Gateway) -> int:
                  spec.name, spec.netns, ",".join(spec.pool), spec.queue_in, spec.queue_out,
                  type(engine).__name__, os.getpid())
         while not stopping:
-            for key, mask in selector.select(_timeout(gateway, control, watchdog)):
+            for key, mask in selector.select(_timeout(gateway, control, watchdog, hooks)):
                 key.data(mask)
+            hooks.on_timer()
             gateway.on_timer()
             now = time.monotonic()
             control.on_timer(now)
@@ -157,7 +201,7 @@ def _serve(gateway: Gateway) -> int:
                 watchdog.check(now, queues.kernel_stats(), queues.received)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
-        _teardown(control, rules, queues, sender)
+        _teardown(control, rules, queues, sender, hooks)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -167,12 +211,12 @@ def _serve(gateway: Gateway) -> int:
     return 0
 
 
-def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog) -> float:
+def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog, hooks: LoopHooks) -> float:
     now = time.monotonic()
     waits = [watchdog.next_deadline() - now, control.next_deadline() - now]
-    engine = gateway.timeout()
-    if engine is not None:
-        waits.append(engine)
+    for wait in (gateway.timeout(), hooks.timeout()):
+        if wait is not None:
+            waits.append(wait)
     return max(0.0, min(waits))
 
 
@@ -190,10 +234,12 @@ def _add_static_externals(spec: GatewaySpec, engine: Any) -> None:
         OutsideAddresses(spec.outside_iface, spec.outside_subnet).add_addresses(extra)
 
 
-def _teardown(control: ControlServer, rules: Rules, queues: Queues, sender: RawSender) -> None:
+def _teardown(control: ControlServer, rules: Rules, queues: Queues, sender: RawSender,
+              hooks: LoopHooks) -> None:
     """Close first (forwarding off, DROP rules in), then let go of queues and sockets."""
     steps = [("forwarding", lambda: set_forwarding(False)), ("closed rules", rules.close),
-             ("control socket", control.close), ("queues", queues.close), ("raw socket", sender.close)]
+             ("datapath hooks", hooks.close), ("control socket", control.close), ("queues", queues.close),
+             ("raw socket", sender.close)]
     for what, step in steps:
         try:
             step()

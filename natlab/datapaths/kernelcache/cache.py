@@ -1,0 +1,319 @@
+"""The session cache's bookkeeping: which entries the kernel holds, under which marks, and
+what their counters have said so far. Pure: times come in as arguments (gateway time).
+
+Theory of operation
+-------------------
+After every forwarded packet the serving loop :meth:`Cache.offer` s the engine's
+:class:`~natlab.engine.fastpath.FastEntry`. A key is installed the second time it
+is offered within a quantum (or at once if it was cached a moment ago): a flow of
+one packet, the bulk of what a NAT sees, costs no nft update. :meth:`Cache.take`
+hands out what to install, each with a fresh *mark* and a kernel timeout that ends
+:data:`MARGIN` before the entry's expiry, so the kernel's element never outlives
+the engine's decision; :meth:`Cache.installed` records when the element is surely
+gone (:attr:`Installed.ends`).
+
+Counters live on the rewrite elements, which have no timeout: they are still
+there after the session element has gone. :meth:`Cache.account` takes a reading
+of every counter, turns the increase since the last reading into :class:`Fold` s
+for the gateway (``last_seen`` is the read time, never past the entry's expiry:
+exact to the quantum, as :mod:`natlab.engine.fastpath` promises), and *retires*
+the entries whose session element had surely gone before the reading started:
+their count is final, their marks can be given out again once the shell has
+deleted their rewrite elements (:meth:`Cache.release`). A mark is never reused
+while a session element could still point at it.
+
+A TCP segment with SYN, FIN or RST always reaches the engine (the rules do not
+match it); :meth:`Cache.close` then names the entries of that connection, both
+directions, for the shell to unlink at once, so every segment after a FIN or RST
+meets the engine too. :meth:`Cache.clear` forgets everything (after the shell
+flushed the session maps): before any op that changes the gateway's state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
+
+from natlab.engine.checksum_deltas import TCP
+from natlab.engine.fastpath import FastEntry
+from natlab.engine.types import Side
+
+MARGIN = 0.010
+"""Seconds the kernel's element ends before the entry's expiry: covers the time between
+computing the timeout and the kernel starting it (one install batch), and jiffies."""
+SETTLE = 0.010
+"""Seconds after an element's computed end before its counter is taken as final."""
+MIN_LIFE = 0.050
+"""An entry with less left than this is not worth an nft update."""
+UNLINK_SLACK = 0.020
+"""An element this close to its own end is left to expire rather than deleted (a delete
+racing the kernel's expiry would fail the whole transaction)."""
+CAPACITY = 65536
+"""Entries the kernel holds at most; offers beyond it are refused (and counted)."""
+MARK_LIMIT = 1 << 31
+
+Key = tuple[int, int, int, int, int]
+Flow = tuple[int, int, int, int, int]
+"""(proto, remote address, remote port, external address, external port): a session, both directions."""
+
+_CONTROL = 0x02 | 0x01 | 0x04  # SYN, FIN, RST
+_IPV4 = struct.Struct("!BBHHHBBHII")
+_PORTS = struct.Struct("!HH")
+
+
+def flow_of(entry: FastEntry) -> Flow:
+    """The session an entry belongs to, the same for its outbound and its inbound entry."""
+    if entry.outbound:
+        return (entry.proto, entry.dst, entry.dport, entry.new_src, entry.new_sport)
+    return (entry.proto, entry.src, entry.sport, entry.dst, entry.dport)
+
+
+def _inside_of(entry: FastEntry) -> Key:
+    """(proto, internal address, internal port, remote address, remote port)."""
+    if entry.outbound:
+        return entry.key
+    return (entry.proto, entry.new_dst, entry.new_dport, entry.src, entry.sport)
+
+
+def control_key(data: bytes | bytearray) -> Optional[Key]:
+    """The wire key of a TCP segment carrying SYN, FIN or RST (RFC 5382 state changes), else None."""
+    if len(data) < 40 or data[9] != TCP:
+        return None
+    vihl, _tos, _total, _ident, _frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+    ihl = (vihl & 15) << 2
+    if ihl < 20 or len(data) < ihl + 14 or not data[ihl + 13] & _CONTROL:
+        return None
+    sport, dport = _PORTS.unpack_from(data, ihl)
+    return (proto, src, sport, dst, dport)
+
+
+@dataclass(slots=True)
+class Installed:
+    mark: int
+    entry: FastEntry
+    ends: float
+    """Gateway time by which the kernel's session element has surely gone."""
+    packets: int = 0
+    """What its counter said at the last reading (already folded into the gateway)."""
+    nbytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Install:
+    mark: int
+    entry: FastEntry
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """Packets the kernel rewrote for ``entry`` since the last reading, for ``Gateway.fold_fast``."""
+
+    entry: FastEntry
+    packets: int
+    nbytes: int
+    last_seen: float
+
+
+class Cache:
+    def __init__(self, *, quantum: float, reserved: Iterable[int] = (), capacity: int = CAPACITY) -> None:
+        if quantum <= 0:
+            raise ValueError(f"the cache quantum must be > 0 seconds, got {quantum!r}")
+        self.quantum = quantum
+        self.capacity = capacity
+        self._reserved = frozenset(reserved) | {0}
+        self._by_mark: dict[int, Installed] = {}
+        self._by_key: dict[Key, Installed] = {}
+        self._flows: dict[Flow, set[int]] = {}
+        self._flow_of_inside: dict[Key, Flow] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._pending: dict[Key, FastEntry] = {}
+        self._seen: dict[Key, float] = {}
+        self._seen_before: dict[Key, float] = {}
+        self._seen_since = 0.0
+        self._free: list[int] = []
+        self._next_mark = 1
+        self.stats = {"hits": 0, "hit_bytes": 0, "installs": 0, "retired": 0, "closed": 0,
+                      "flushes": 0, "first_offers": 0, "full": 0}
+
+    # --- what goes in ------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_mark)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def offer(self, entry: FastEntry, now: float) -> None:
+        """An entry the engine just offered; queued for installing if worth it."""
+        if entry.expires - now - MARGIN < MIN_LIFE:
+            return
+        key = entry.key
+        current = self._by_key.get(key)
+        if current is not None and now < current.ends:
+            return  # its element may still be in the kernel: an add would clash
+        if key not in self._pending and not self._seen_recently(key, now):
+            self._seen[key] = now
+            self.stats["first_offers"] += 1
+            return
+        self._pending[key] = entry
+
+    def _seen_recently(self, key: Key, now: float) -> bool:
+        if now - self._seen_since > self.quantum:  # two generations bound the memory
+            self._seen_before, self._seen = self._seen, {}
+            self._seen_since = now
+        seen = self._seen.get(key, self._seen_before.get(key))
+        return seen is not None and now - seen <= self.quantum
+
+    def take(self, now: float, limit: int) -> list[Install]:
+        """Up to ``limit`` pending entries with their marks and kernel timeouts (the rest stay pending)."""
+        out: list[Install] = []
+        while self._pending and len(out) < limit:
+            key, entry = next(iter(self._pending.items()))
+            del self._pending[key]
+            left = entry.expires - now - MARGIN
+            current = self._by_key.get(key)
+            if left < MIN_LIFE or (current is not None and now < current.ends):
+                continue
+            if len(self._by_mark) + len(out) >= self.capacity:
+                self.stats["full"] += 1
+                continue
+            out.append(Install(self._alloc(), entry, int(left * 1000)))
+        return out
+
+    def _alloc(self) -> int:
+        if self._free:
+            return self._free.pop()
+        while self._next_mark in self._reserved:
+            self._next_mark += 1
+        if self._next_mark >= MARK_LIMIT:
+            raise RuntimeError("session marks exhausted")  # capacity keeps this from happening
+        mark = self._next_mark
+        self._next_mark += 1
+        return mark
+
+    def installed(self, batch: Iterable[Install], now: float) -> None:
+        """``batch`` is in the kernel, as of ``now`` (taken after the transaction returned)."""
+        for item in batch:
+            inst = Installed(item.mark, item.entry, now + item.timeout_ms / 1000 + SETTLE)
+            self._by_mark[item.mark] = inst
+            self._by_key[item.entry.key] = inst
+            flow = flow_of(item.entry)
+            self._flows.setdefault(flow, set()).add(item.mark)
+            self._flow_of_inside[_inside_of(item.entry)] = flow
+            heapq.heappush(self._heap, (inst.ends, item.mark))
+            self.stats["installs"] += 1
+
+    def failed(self, batch: Iterable[Install]) -> None:
+        """``batch`` never reached the kernel: its marks are free again."""
+        self._free.extend(item.mark for item in batch)
+
+    # --- what comes out ----------------------------------------------------------
+
+    def next_due(self) -> Optional[float]:
+        """When the first session element will surely have gone (then its count is final)."""
+        return self._heap[0][0] if self._heap else None
+
+    def account(self, readings: Mapping[int, tuple[int, int]], now: float,
+                read_started: float) -> tuple[list[Fold], list[Installed]]:
+        """Fold what the counters say beyond the last reading; retire what had gone before it.
+
+        Returns the folds and the retired entries, whose rewrite elements the shell
+        deletes before it :meth:`release` s them.
+        """
+        folds = self._folds(readings, now)
+        retired = []
+        while self._heap and self._heap[0][0] <= read_started:
+            ends, mark = heapq.heappop(self._heap)
+            inst = self._by_mark.get(mark)
+            if inst is None or inst.ends != ends:
+                continue  # unlinked early: its heap item was pushed again
+            retired.append(inst)
+            self._drop(inst, now)
+        self.stats["retired"] += len(retired)
+        return folds, retired
+
+    def _folds(self, readings: Mapping[int, tuple[int, int]], now: float) -> list[Fold]:
+        folds = []
+        for mark, inst in self._by_mark.items():
+            reading = readings.get(mark)
+            if reading is None:
+                continue
+            packets, nbytes = reading[0] - inst.packets, reading[1] - inst.nbytes
+            if packets > 0:
+                folds.append(Fold(inst.entry, packets, nbytes, min(now, inst.entry.expires)))
+                inst.packets, inst.nbytes = reading
+                self.stats["hits"] += packets
+                self.stats["hit_bytes"] += nbytes
+        return folds
+
+    def _drop(self, inst: Installed, now: float) -> None:
+        del self._by_mark[inst.mark]
+        key = inst.entry.key
+        if self._by_key.get(key) is inst:
+            del self._by_key[key]
+            self._seen[key] = now  # a flow cached a moment ago is installed again at once
+        flow = flow_of(inst.entry)
+        marks = self._flows.get(flow)
+        if marks is not None:
+            marks.discard(inst.mark)
+            if not marks:
+                del self._flows[flow]
+                self._flow_of_inside.pop(_inside_of(inst.entry), None)
+
+    def release(self, retired: Iterable[Installed]) -> None:
+        """The retired entries' rewrite elements are gone: their marks may be given out again."""
+        self._free.extend(inst.mark for inst in retired)
+
+    # --- TCP state changes and resets ----------------------------------------------
+
+    def close(self, key: Key, side: Side, now: float) -> list[Installed]:
+        """A SYN/FIN/RST segment with wire key ``key`` met the engine: the entries of its
+        connection (both directions) still matching in the kernel, for the shell to unlink."""
+        flow: Optional[Flow] = key if side is Side.OUTSIDE else self._flow_of_inside.get(key)
+        marks = self._flows.get(flow) if flow is not None else None
+        self._pending.pop(key, None)
+        if not marks:
+            return []
+        out = []
+        for mark in marks:
+            inst = self._by_mark[mark]
+            self._pending.pop(inst.entry.key, None)
+            if now < inst.entry.expires - MARGIN - UNLINK_SLACK and self._by_key.get(inst.entry.key) is inst:
+                out.append(inst)
+        return out
+
+    def unlinked(self, entries: Iterable[Installed], now: float) -> None:
+        """The session elements of ``entries`` were deleted as of ``now``: their counts are final."""
+        for inst in entries:
+            if self._by_key.get(inst.entry.key) is inst:
+                del self._by_key[inst.entry.key]
+            inst.ends = now
+            heapq.heappush(self._heap, (now, inst.mark))
+            self.stats["closed"] += 1
+
+    # --- everything at once ------------------------------------------------------
+
+    def clear(self, readings: Mapping[int, tuple[int, int]], now: float) -> list[Fold]:
+        """The shell flushed every session map, then read ``readings``: fold the rest, forget all.
+
+        Pending entries go too: they were decided under the state about to change.
+        """
+        folds = self._folds(readings, now)
+        self._by_mark.clear()
+        self._by_key.clear()
+        self._flows.clear()
+        self._flow_of_inside.clear()
+        self._heap.clear()
+        self._pending.clear()
+        self._free.clear()
+        self._next_mark = 1
+        self.stats["flushes"] += 1
+        return folds
+
+    def report(self) -> dict[str, int]:
+        return {**self.stats, "entries": len(self._by_key), "marks": len(self._by_mark),
+                "pending": len(self._pending)}

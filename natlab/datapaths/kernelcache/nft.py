@@ -1,0 +1,246 @@
+"""The session cache's nftables table, as text: the table itself, element updates, counter reads.
+
+Theory of operation
+-------------------
+One table, ``ip natlab_kc``, in the gateway's namespace; stateless, no conntrack.
+Each cached :class:`~natlab.engine.fastpath.FastEntry` is three map elements
+sharing one *session mark* (a number no other entry holds):
+
+- a **session map** element, the wire 5-tuple -> the mark, with an nft
+  ``timeout`` that ends it in the kernel when the entry expires, whether or not
+  the gateway process is still alive. One map per direction and protocol:
+  ``out_udp``/``out_tcp`` (``ip saddr . sport . ip daddr . dport``),
+  ``out_icmp`` (``ip saddr . icmp id . ip daddr``, echo requests),
+  ``in_udp``/``in_tcp``, ``in_icmp`` (``ip saddr . ip daddr . icmp id``, echo replies);
+- an **address** element, the mark -> the new source (``out_addr``) or
+  destination (``in_addr``), with a per-element ``counter``: the packets and
+  bytes the kernel rewrote for that entry. These maps have no timeout, so the
+  counter outlives the session element and is read after it has gone;
+- a **port** element, the mark -> the new port (``out_port``/``in_port``) or
+  ICMP identifier (``out_id``/``in_id``).
+
+A rule looks the 5-tuple up (``meta mark set ... map @out_udp``), rewrites with
+the mark (``ip saddr set meta mark map @out_addr udp sport set meta mark map
+@out_port``: the kernel's payload mangling updates the IP and L4 checksums,
+pseudo-header included, for UDP with checksum 0 and CHECKSUM_PARTIAL/TSO
+packets too) and last sets natlab's own mark, which the NFQUEUE rules skip
+(:mod:`natlab.datapaths.nfqueue.rules`): a hit never reaches userspace. A miss
+breaks out of the rule before any rewrite, so it reaches the NFQUEUE rules as
+if the table were not there. TCP rules match only segments without SYN, FIN or
+RST, every rule only unfragmented packets (RFC 4787 and RFC 5382 decisions on
+those stay with the engine).
+
+Hooks: inbound at ``prerouting`` priority ``raw`` (-300; the NFQUEUE rules sit
+in ``mangle`` -150), matched on the outside interface, with ``notrack`` should
+anything ever switch conntrack on here; outbound at ``forward`` priority
+``mangle - 10``, from an inside interface to the outside one, after routing
+(as Linux rewrites sources).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP
+from natlab.engine.fastpath import FastEntry
+from natlab.errors import ConfigError
+
+FAMILY = "ip"
+TABLE = "natlab_kc"
+_T = f"{FAMILY} {TABLE}"
+FRAGMENTED = "ip frag-off & 0x3fff != 0"
+"""More fragments or a fragment offset: every fragment goes to the engine."""
+NO_CONTROL = "tcp flags & (fin|syn|rst) == 0"
+OUTBOUND_PRIORITY = "mangle - 10"
+INBOUND_PRIORITY = "raw"
+
+_PROTO_NAME = {UDP: "udp", TCP: "tcp", ICMP: "icmp"}
+_IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+def session_map(outbound: bool, proto: int) -> str:
+    """The session map holding entries of this direction and protocol."""
+    return f"{'out' if outbound else 'in'}_{_PROTO_NAME[proto]}"
+
+
+SESSION_MAPS = tuple(session_map(o, p) for o in (True, False) for p in (UDP, TCP, ICMP))
+ADDRESS_MAPS = ("out_addr", "in_addr")
+"""The maps whose elements carry the per-entry counters."""
+DATA_MAPS = (*ADDRESS_MAPS, "out_port", "in_port", "out_id", "in_id")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the table is built from (a gateway spec's interfaces and emit mark)."""
+
+    lab: str
+    outside_iface: str
+    inside_ifaces: tuple[str, ...]
+    mark: int
+    """natlab's own mark: packets carrying it are skipped, and cached packets leave with it."""
+
+    def __post_init__(self) -> None:
+        for iface in (self.outside_iface, *self.inside_ifaces):
+            if not _IFACE.match(iface):
+                raise ConfigError("not an interface name nft can be given", got=iface)
+        if not self.inside_ifaces:
+            raise ConfigError("a gateway needs an inside interface for its session cache")
+
+
+def _key_type(outbound: bool, proto: int) -> str:
+    if proto == ICMP:
+        return "ip saddr . icmp id . ip daddr" if outbound else "ip saddr . ip daddr . icmp id"
+    name = _PROTO_NAME[proto]
+    return f"ip saddr . {name} sport . ip daddr . {name} dport"
+
+
+def _rule(spec: TableSpec, outbound: bool, proto: int) -> str:
+    way = "out" if outbound else "in"
+    field = "saddr" if outbound else "daddr"
+    port = "sport" if outbound else "dport"
+    match = {UDP: "", TCP: NO_CONTROL + " ",
+             ICMP: f"icmp type {'echo-request' if outbound else 'echo-reply'} "}[proto]
+    rewrite_port = (f"icmp id set meta mark map @{way}_id" if proto == ICMP
+                    else f"{_PROTO_NAME[proto]} {port} set meta mark map @{way}_port")
+    return (f"{match}meta mark set {_key_type(outbound, proto)} map @{session_map(outbound, proto)} "
+            f"ip {field} set meta mark map @{way}_addr {rewrite_port} "
+            f"meta mark set {spec.mark:#x}" + ("" if outbound else " notrack"))
+
+
+def _quoted(names: Sequence[str]) -> str:
+    inner = ", ".join(f'"{n}"' for n in names)
+    return f"{{ {inner} }}"
+
+
+def table_script(spec: TableSpec) -> str:
+    """An ``nft -f`` script that (re)creates the table, empty, in one transaction."""
+    lines = [f"table {_T}", f"delete table {_T}", f"table {_T} {{", f'  comment "natlab:{spec.lab}"']
+    for outbound in (True, False):
+        for proto in (UDP, TCP, ICMP):
+            lines.append(f"  map {session_map(outbound, proto)} {{ typeof {_key_type(outbound, proto)} "
+                         ": meta mark; flags timeout; }")
+    lines += ["  map out_addr { typeof meta mark : ip saddr; counter; }",
+              "  map in_addr { typeof meta mark : ip daddr; counter; }",
+              "  map out_port { typeof meta mark : udp sport; }",
+              "  map in_port { typeof meta mark : udp dport; }",
+              "  map out_id { typeof meta mark : icmp id; }",
+              "  map in_id { typeof meta mark : icmp id; }"]
+    skip = f"meta mark {spec.mark:#x} return"
+    lines += ["  chain inbound {", f"    type filter hook prerouting priority {INBOUND_PRIORITY}; policy accept;",
+              f"    {skip}", f'    iifname != "{spec.outside_iface}" return', f"    {FRAGMENTED} return"]
+    lines += [f"    {_rule(spec, False, p)}" for p in (UDP, TCP, ICMP)]
+    lines += ["  }", "  chain outbound {",
+              f"    type filter hook forward priority {OUTBOUND_PRIORITY}; policy accept;",
+              f"    {skip}", f'    oifname != "{spec.outside_iface}" return',
+              f"    iifname != {_quoted(spec.inside_ifaces)} return", f"    {FRAGMENTED} return"]
+    lines += [f"    {_rule(spec, True, p)}" for p in (UDP, TCP, ICMP)]
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def delete_script() -> str:
+    """Remove the table (and with it every cached entry); fine if it is not there."""
+    return f"table {_T}\ndelete table {_T}\n"
+
+
+def _addr(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+def session_key(entry: FastEntry) -> str:
+    """The session map key of ``entry``, in nft's notation."""
+    if entry.proto == ICMP:
+        if entry.outbound:
+            return f"{_addr(entry.src)} . {entry.sport} . {_addr(entry.dst)}"
+        return f"{_addr(entry.src)} . {_addr(entry.dst)} . {entry.dport}"
+    return f"{_addr(entry.src)} . {entry.sport} . {_addr(entry.dst)} . {entry.dport}"
+
+
+def _data_maps(entry: FastEntry) -> tuple[str, str]:
+    way = "out" if entry.outbound else "in"
+    return f"{way}_addr", f"{way}_{'id' if entry.proto == ICMP else 'port'}"
+
+
+def _new(entry: FastEntry) -> tuple[int, int]:
+    return (entry.new_src, entry.new_sport) if entry.outbound else (entry.new_dst, entry.new_dport)
+
+
+def _grouped(items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, element in items:
+        out.setdefault(name, []).append(element)
+    return out
+
+
+def _elements(verb: str, groups: Mapping[str, list[str]], order: Sequence[str]) -> list[str]:
+    return [f"{verb} element {_T} {name} {{ {', '.join(groups[name])} }}" for name in order if name in groups]
+
+
+def install_script(installs: Iterable[tuple[int, FastEntry, int]]) -> str:
+    """Add ``(mark, entry, timeout_ms)`` entries: rewrite elements first, session elements last
+    (one transaction: a packet sees all of an entry or none of it)."""
+    items = []
+    for mark, entry, timeout_ms in installs:
+        if timeout_ms < 1:
+            raise ValueError(f"an nft timeout is at least 1 ms, got {timeout_ms}")
+        addr_map, port_map = _data_maps(entry)
+        new_addr, new_port = _new(entry)
+        items += [(addr_map, f"{mark} : {_addr(new_addr)}"), (port_map, f"{mark} : {new_port}"),
+                  (session_map(entry.outbound, entry.proto),
+                   f"{session_key(entry)} timeout {timeout_ms}ms : {mark}")]
+    return _script(_elements("add", _grouped(items), (*DATA_MAPS, *SESSION_MAPS)))
+
+
+def forget_script(retired: Iterable[tuple[int, FastEntry]]) -> str:
+    """Delete the rewrite elements (and counters) of marks no session element points at any more."""
+    items = []
+    for mark, entry in retired:
+        for name in _data_maps(entry):
+            items.append((name, str(mark)))
+    return _script(_elements("delete", _grouped(items), DATA_MAPS))
+
+
+def unlink_script(entries: Iterable[FastEntry]) -> str:
+    """Delete live session elements (the entries stop matching at once; their counters stay)."""
+    items = [(session_map(e.outbound, e.proto), session_key(e)) for e in entries]
+    return _script(_elements("delete", _grouped(items), SESSION_MAPS))
+
+
+def flush_sessions_script() -> str:
+    """Empty every session map in one transaction: nothing cached matches any more."""
+    return _script([f"flush map {_T} {name}" for name in SESSION_MAPS])
+
+
+def flush_data_script() -> str:
+    return _script([f"flush map {_T} {name}" for name in DATA_MAPS])
+
+
+def list_command(name: str) -> str:
+    return f"list map {_T} {name}"
+
+
+def _script(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def parse_counters(text: str) -> dict[int, tuple[int, int]]:
+    """``{mark: (packets, bytes)}`` from the JSON listing of an address map (``nft -j list map``)."""
+    out: dict[int, tuple[int, int]] = {}
+    if not text.strip():
+        return out
+    for item in json.loads(text).get("nftables", ()):
+        found = item.get("map")
+        if not isinstance(found, dict):
+            continue
+        for element in found.get("elem", ()):
+            key = element[0] if isinstance(element, list) and element else element
+            if not isinstance(key, dict) or "elem" not in key:
+                continue  # an element without a counter: nothing to count
+            inner = key["elem"]
+            counter = inner.get("counter") or {}
+            out[int(inner["val"])] = (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+    return out

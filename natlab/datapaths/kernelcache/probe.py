@@ -1,0 +1,59 @@
+"""Does this kernel hold the session cache? Tried once per process, in a network namespace of
+its own (``unshare --net``: gone when the probe exits), never in the caller's.
+
+The probe makes the real table (:func:`~natlab.datapaths.kernelcache.nft.table_script`)
+and one element of each kind, with a timeout and a counter, and lists a counter back:
+nf_tables, concatenated keys, maps with timeouts, per-element counters, payload
+mangling and ``notrack`` are all there, or the reason is what nft said.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from typing import Optional
+
+TIMEOUT = 20.0
+
+
+def check() -> int:
+    """In the probe's own namespace: build the table and one entry; exit 0 if all went in."""
+    from natlab.datapaths.kernelcache import nft
+    from natlab.datapaths.kernelcache.lib import Nft
+    from natlab.engine.fastpath import FastEntry
+    from natlab.engine.types import Side
+
+    spec = nft.TableSpec("probe", "lo", ("lo",), 0x4E4C)
+    ctx = Nft()
+    entry = FastEntry(Side.INSIDE, 17, 0xC0A80102, 5000, 0xCB007164, 7000, 0xCB007101, 40000,
+                      0xCB007164, 7000, 1.0)
+    try:
+        ctx.run(nft.table_script(spec))
+        ctx.run(nft.install_script([(1, entry, 500)]))
+        counters = nft.parse_counters(ctx.json(nft.list_command("out_addr")))
+    except Exception as err:  # noqa: BLE001 - reported, the probe's whole point
+        print(getattr(err, "message", str(err)), file=sys.stderr)
+        return 1
+    return 0 if counters.get(1) == (0, 0) else 1
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_missing() -> Optional[str]:
+    """Why this kernel cannot hold the cache, or None; None as well when it cannot be tried
+    here (not root: the lab's own checks say so first)."""
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        return None
+    argv = [unshare, "--net", "--", sys.executable, "-P", "-c",
+            "import sys; from natlab.datapaths.kernelcache.probe import check; sys.exit(check())"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"the kernel probe did not run: {err}"
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"this kernel cannot hold the session cache (nf_tables maps with timeouts and counters): {said}"
+    return None
