@@ -13,6 +13,8 @@ removed again before the next:
 
 - ``natlab``: the real gateway process, ``python -m natlab.gateway <spec>``,
   with the spec the lab realiser would write (:func:`natlab.realisers.netns.build.gateway_spec`).
+- ``natlab kernel-cache``: the same process on the ``kernel-cache`` datapath
+  (established sessions rewritten by nftables maps, one quantum at most).
 - ``natlab daemon, pass-through engine``: the same process with
   ``NATLAB_GATEWAY_ENGINE=passthrough``: the daemon's plumbing without NAT logic.
 - ``bare NFQUEUE pass-through``: natlab's own iptables rules (same queues, same
@@ -27,7 +29,10 @@ tax the NFQUEUE paths.
 
 Each path gets a UDP figure (64-byte datagrams sent as fast as the sender can;
 datagrams *received* per second on the server) and a TCP figure (one stream,
-Mbit/s received). iperf3 is used when installed, else small Python
+Mbit/s received). The natlab paths also get *new mappings per second*: datagrams
+from a fresh source port each (one pass over the port space, offered at
+:data:`MAPPINGS_OFFERED` per second through a raw socket), received per second:
+every one a new mapping the engine decided. iperf3 is used when installed, else small Python
 senders/receivers from this module (``python -m natlab.bench.lab_bench ...``).
 Every wait is bounded; the lab is taken down whatever happens.
 """
@@ -48,6 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from natlab.bench.new_mappings import MAPPINGS_OFFERED, mappings_blast
 from natlab.errors import LabError
 from natlab.realisers.netns.procs import python_module
 
@@ -76,6 +82,8 @@ class PathFigures:
     udp_sent_pps: Optional[float] = None
     """Datagrams the inside host managed to send per second (the offered load)."""
     tcp_mbps: Optional[float] = None
+    new_mappings_ps: Optional[float] = None
+    """Datagrams from a fresh source port each (a new mapping each) received per second."""
     note: str = ""
 
 
@@ -96,7 +104,11 @@ KERNEL = "kernel NAT (MASQUERADE)"
 BARE = "bare NFQUEUE pass-through"
 DAEMON = "natlab daemon, pass-through engine"
 NATLAB = "natlab"
-ORDER = (KERNEL, BARE, DAEMON, NATLAB)
+KERNEL_CACHE = "natlab kernel-cache"
+ORDER = (KERNEL, BARE, DAEMON, NATLAB, KERNEL_CACHE)
+MAPPING_PATHS = (NATLAB, KERNEL_CACHE)
+"""Paths measured for new mappings per second (the ones with an engine deciding)."""
+
 
 
 def topology(name: str, behaviour: str):
@@ -137,14 +149,15 @@ def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Prog
         meter = _Meter(lab, seconds, use_iperf3, progress)
         paths = {
             NATLAB: lambda: _natlab_gateway(lab, spec, engine=None),
+            KERNEL_CACHE: lambda: _kernel_cache_gateway(lab, spec),
             DAEMON: lambda: _natlab_gateway(lab, spec, engine="passthrough"),
             BARE: lambda: _accept_all(lab, spec),
             KERNEL: lambda: _masquerade(lab, spec.outside_iface),
         }
         results = {}
-        for path in (NATLAB, DAEMON, BARE, KERNEL):  # kernel last: see the docstring
+        for path in (NATLAB, KERNEL_CACHE, DAEMON, BARE, KERNEL):  # kernel last: see the docstring
             progress(path)
-            results[path] = meter.measure(path, paths[path])
+            results[path] = meter.measure(path, paths[path], mappings=path in MAPPING_PATHS)
     finally:
         progress("taking the lab down")
         lab.down()
@@ -184,6 +197,15 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         # fails closed); the next path measured there needs it open again.
         _check(lab.exec("gw", [*python_module("natlab.bench.lab_bench"), "reopen", str(spec.spec_path)],
                         capture_output=True, text=True, timeout=30))
+
+
+def _kernel_cache_gateway(lab, spec):
+    """The natlab gateway on the kernel-cache datapath (default quantum)."""
+    from natlab.gateway.service import DEFAULT_FAST_QUANTUM
+
+    spec = replace(spec, name=f"{spec.name}-kc", datapath="kernel-cache",
+                   extra={**spec.extra, "kernel_cache": {"quantum": DEFAULT_FAST_QUANTUM}})
+    return _natlab_gateway(lab, spec, engine=None)
 
 
 @contextmanager
@@ -244,15 +266,38 @@ class _Meter:
         self.use_iperf3 = use_iperf3
         self.progress = progress
 
-    def measure(self, path: str, install: Callable) -> PathFigures:
+    def measure(self, path: str, install: Callable, mappings: bool = False) -> PathFigures:
         try:
             with install():
                 udp, udp_note = self._guarded(self.udp_pps)
                 tcp, tcp_note = self._guarded(self.tcp_mbps)
+                new, new_note = self._guarded(self.new_mappings_ps) if mappings else (None, "")
         except LabError as err:
             return PathFigures(path, note=err.message)
         received, sent = udp if udp is not None else (None, None)
-        return PathFigures(path, received, sent, tcp, "; ".join(n for n in (udp_note, tcp_note) if n))
+        return PathFigures(path, received, sent, tcp, new,
+                           "; ".join(n for n in (udp_note, tcp_note, new_note) if n))
+
+    def new_mappings_ps(self) -> float:
+        """Datagrams from a fresh source port each, received per second on the server."""
+        py = python_module("natlab.bench.lab_bench")
+        sink = self.lab.popen("server", [*py, "udp-sink", SERVER, str(PORT + 1), f"{self.seconds:g}"],
+                              stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.3)
+            self.lab.exec("alice", [*py, "mappings-blast", SERVER, str(PORT + 1), f"{self.seconds:g}"],
+                          capture_output=True, text=True, timeout=self.seconds + TOOL_SLACK)
+            out, _ = sink.communicate(timeout=self.seconds + TOOL_SLACK)
+        finally:
+            if sink.poll() is None:
+                sink.kill()
+                sink.wait(timeout=5)
+        if not out.strip():
+            raise LabError("the new-mappings receiver reported nothing")
+        received = json.loads(out)
+        if received["count"] < 2:
+            raise LabError("no new mapping got through", got=received["count"])
+        return received["count"] / received["seconds"]
 
     def _guarded(self, fn: Callable[[], Any]) -> tuple[Any, str]:
         try:
@@ -429,7 +474,8 @@ def tcp_blast(host: str, port: int, seconds: float) -> dict:
     return {"count": sent, "seconds": time.monotonic() - start}
 
 
-_TOOLS = {"udp-sink": udp_sink, "udp-blast": udp_blast, "tcp-sink": tcp_sink, "tcp-blast": tcp_blast}
+_TOOLS = {"udp-sink": udp_sink, "udp-blast": udp_blast, "tcp-sink": tcp_sink, "tcp-blast": tcp_blast,
+          "mappings-blast": mappings_blast}
 
 
 def reopen(spec_path: str) -> int:

@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from natlab.datapaths.kernelcache.cache import MARGIN, SETTLE, Cache, control_key, flow_of
+from natlab.datapaths.kernelcache.cache import MARGIN, SETTLE, UNLINK_SAFE, UNLINK_SLACK, Cache, control_key, flow_of
 from natlab.engine.fastpath import FastEntry
 from natlab.engine.types import Side
 from natlab.packet import build
@@ -154,7 +154,7 @@ def test_unlinked_entries_retire_at_the_next_reading():
     cache = Cache(quantum=1.0)
     installed(cache, out_entry(proto=6), in_entry(proto=6))
     victims = cache.close(out_entry(proto=6).key, Side.INSIDE, 10.2)
-    cache.unlinked(victims, 10.21)
+    cache.unlinked(victims, 10.21, closed=True)
     _, retired = cache.account({}, 10.22, 10.22)
     assert len(retired) == 2 and len(cache) == 0
 
@@ -212,3 +212,30 @@ def test_udp_and_short_packets_are_never_control():
 def test_the_outbound_and_inbound_entry_of_a_session_share_a_flow():
     assert flow_of(out_entry()) == flow_of(in_entry())
     assert flow_of(out_entry()) != flow_of(dataclasses.replace(in_entry(), sport=7001))
+
+
+def test_an_entry_is_unlinked_shortly_before_its_end_and_its_key_then_installs_at_first_offer():
+    cache = Cache(quantum=1.0)
+    [item] = installed(cache, out_entry(expires=11.0))
+    assert cache.next_unlink() == pytest.approx(11.0 - MARGIN - UNLINK_SLACK)
+    assert cache.unlink_due(10.9) == []
+    [due] = cache.unlink_due(cache.next_unlink())
+    assert due.mark == item.mark
+    cache.unlinked([due], 10.975)
+    cache.offer(out_entry(expires=11.975), 10.976)
+    [again] = cache.take(10.976, 10)
+    assert again.entry.expires == 11.975 and again.mark != item.mark
+
+
+def test_an_unlink_the_loop_came_too_late_for_is_left_to_the_kernel():
+    cache = Cache(quantum=1.0)
+    installed(cache, out_entry(expires=11.0))
+    assert cache.unlink_due(11.0 - MARGIN - UNLINK_SAFE + 0.001) == []
+
+
+def test_a_closed_connection_is_not_installed_again_at_its_first_offer():
+    cache = Cache(quantum=5.0)
+    installed(cache, out_entry(proto=6, expires=15.0))
+    cache.unlinked(cache.close(out_entry(proto=6).key, Side.INSIDE, 10.2), 10.21, closed=True)
+    cache.offer(out_entry(proto=6, expires=16.0), 11.0)
+    assert cache.take(11.0, 10) == [] and cache.stats["closed"] == 1

@@ -12,6 +12,15 @@ hands out what to install, each with a fresh *mark* and a kernel timeout that en
 the engine's decision; :meth:`Cache.installed` records when the element is surely
 gone (:attr:`Installed.ends`).
 
+The engine must see a packet of every direction once per quantum, so an entry is
+never renewed in place. Shortly before its element would end, the shell *unlinks*
+it (:meth:`Cache.unlink_due`: deletes the session element while it is surely still
+there, so the delete cannot race the kernel's own expiry); the flow's next packet
+meets the engine, whose new entry is installed at its first offer. The flow spends
+about one NFQUEUE round trip in the slow path per quantum and direction, instead
+of waiting out the uncertainty of the kernel's expiry (jiffies). Should the loop
+be late, the element simply times out in the kernel.
+
 Counters live on the rewrite elements, which have no timeout: they are still
 there after the session element has gone. :meth:`Cache.account` takes a reading
 of every counter, turns the increase since the last reading into :class:`Fold` s
@@ -43,13 +52,17 @@ from natlab.engine.types import Side
 MARGIN = 0.010
 """Seconds the kernel's element ends before the entry's expiry: covers the time between
 computing the timeout and the kernel starting it (one install batch), and jiffies."""
-SETTLE = 0.010
-"""Seconds after an element's computed end before its counter is taken as final."""
+SETTLE = 0.002
+"""Seconds after an element's computed end before its counter is taken as final (the
+kernel rounds a timeout down to jiffies, so its element never outlives the computed end)."""
 MIN_LIFE = 0.050
 """An entry with less left than this is not worth an nft update."""
 UNLINK_SLACK = 0.020
-"""An element this close to its own end is left to expire rather than deleted (a delete
-racing the kernel's expiry would fail the whole transaction)."""
+"""An element is unlinked this long before its kernel timeout runs out; one closer to
+its end than :data:`UNLINK_SAFE` is left to expire instead (a delete racing the
+kernel's expiry would fail the whole transaction)."""
+UNLINK_SAFE = 0.008
+"""Two jiffies at HZ=250: the kernel may end an element this much before its timeout."""
 CAPACITY = 65536
 """Entries the kernel holds at most; offers beyond it are refused (and counted)."""
 MARK_LIMIT = 1 << 31
@@ -129,13 +142,14 @@ class Cache:
         self._flows: dict[Flow, set[int]] = {}
         self._flow_of_inside: dict[Key, Flow] = {}
         self._heap: list[tuple[float, int]] = []
+        self._unlinks: list[tuple[float, int]] = []
         self._pending: dict[Key, FastEntry] = {}
         self._seen: dict[Key, float] = {}
         self._seen_before: dict[Key, float] = {}
         self._seen_since = 0.0
         self._free: list[int] = []
         self._next_mark = 1
-        self.stats = {"hits": 0, "hit_bytes": 0, "installs": 0, "retired": 0, "closed": 0,
+        self.stats = {"hits": 0, "hit_bytes": 0, "installs": 0, "retired": 0, "unlinked": 0, "closed": 0,
                       "flushes": 0, "first_offers": 0, "full": 0}
 
     # --- what goes in ------------------------------------------------------------
@@ -205,6 +219,9 @@ class Cache:
             self._flows.setdefault(flow, set()).add(item.mark)
             self._flow_of_inside[_inside_of(item.entry)] = flow
             heapq.heappush(self._heap, (inst.ends, item.mark))
+            unlink_at = item.entry.expires - MARGIN - UNLINK_SLACK
+            if unlink_at > now:
+                heapq.heappush(self._unlinks, (unlink_at, item.mark))
             self.stats["installs"] += 1
 
     def failed(self, batch: Iterable[Install]) -> None:
@@ -216,6 +233,21 @@ class Cache:
     def next_due(self) -> Optional[float]:
         """When the first session element will surely have gone (then its count is final)."""
         return self._heap[0][0] if self._heap else None
+
+    def next_unlink(self) -> Optional[float]:
+        return self._unlinks[0][0] if self._unlinks else None
+
+    def unlink_due(self, now: float) -> list[Installed]:
+        """Entries to unlink now, shortly before their end (see the module docstring)."""
+        out = []
+        while self._unlinks and self._unlinks[0][0] <= now:
+            _, mark = heapq.heappop(self._unlinks)
+            inst = self._by_mark.get(mark)
+            if inst is None or self._by_key.get(inst.entry.key) is not inst:
+                continue  # retired, unlinked or replaced meanwhile
+            if now < inst.entry.expires - MARGIN - UNLINK_SAFE:
+                out.append(inst)
+        return out
 
     def account(self, readings: Mapping[int, tuple[int, int]], now: float,
                 read_started: float) -> tuple[list[Fold], list[Installed]]:
@@ -275,25 +307,34 @@ class Cache:
         connection (both directions) still matching in the kernel, for the shell to unlink."""
         flow: Optional[Flow] = key if side is Side.OUTSIDE else self._flow_of_inside.get(key)
         marks = self._flows.get(flow) if flow is not None else None
-        self._pending.pop(key, None)
+        self._forget_offers(key)
         if not marks:
             return []
         out = []
         for mark in marks:
             inst = self._by_mark[mark]
-            self._pending.pop(inst.entry.key, None)
-            if now < inst.entry.expires - MARGIN - UNLINK_SLACK and self._by_key.get(inst.entry.key) is inst:
+            self._forget_offers(inst.entry.key)
+            if now < inst.entry.expires - MARGIN - UNLINK_SAFE and self._by_key.get(inst.entry.key) is inst:
                 out.append(inst)
         return out
 
-    def unlinked(self, entries: Iterable[Installed], now: float) -> None:
-        """The session elements of ``entries`` were deleted as of ``now``: their counts are final."""
+    def _forget_offers(self, key: Key) -> None:
+        self._pending.pop(key, None)
+        self._seen.pop(key, None)
+        self._seen_before.pop(key, None)
+
+    def unlinked(self, entries: Iterable[Installed], now: float, closed: bool = False) -> None:
+        """The session elements of ``entries`` were deleted as of ``now``: their counts are final.
+
+        Unless ``closed`` (a FIN or RST), the next offer of the key installs at once."""
         for inst in entries:
             if self._by_key.get(inst.entry.key) is inst:
                 del self._by_key[inst.entry.key]
+                if not closed:
+                    self._seen[inst.entry.key] = now
             inst.ends = now
             heapq.heappush(self._heap, (now, inst.mark))
-            self.stats["closed"] += 1
+            self.stats["closed" if closed else "unlinked"] += 1
 
     # --- everything at once ------------------------------------------------------
 
@@ -308,6 +349,7 @@ class Cache:
         self._flows.clear()
         self._flow_of_inside.clear()
         self._heap.clear()
+        self._unlinks.clear()
         self._pending.clear()
         self._free.clear()
         self._next_mark = 1

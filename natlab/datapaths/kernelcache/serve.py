@@ -102,13 +102,20 @@ class KernelCache:
     def timeout(self) -> Optional[float]:
         if self.cache.pending:
             return 0.0
+        wakes = []
         due = self.cache.next_due()
-        if due is None:
+        if due is not None:
+            wakes.append(max(due, self._last_sweep + SWEEP_EVERY))
+        unlink = self.cache.next_unlink()
+        if unlink is not None:
+            wakes.append(unlink)
+        if not wakes:
             return None
-        return max(0.0, max(due, self._last_sweep + SWEEP_EVERY) - self.gateway.now())
+        return max(0.0, min(wakes) - self.gateway.now())
 
     def on_timer(self) -> None:
         self._guard(self.install)
+        self._guard(self.unlink)
         now = self.gateway.now()
         due = self.cache.next_due()
         engine_wait = self.gateway.timeout()
@@ -207,25 +214,28 @@ class KernelCache:
     def _remake(self) -> None:
         self._nft().run(nft.table_script(self.table))
 
+    def unlink(self) -> None:
+        """Entries shortly before their end out of the kernel, so their flows meet the engine now."""
+        self._unlink(self.cache.unlink_due(self.gateway.now()), closed=False)
+
     def _close(self, key: tuple[int, int, int, int, int], side: Side) -> None:
-        victims = self.cache.close(key, side, self.gateway.now())
+        self._unlink(self.cache.close(key, side, self.gateway.now()), closed=True)
+
+    def _unlink(self, victims: list[Installed], closed: bool) -> None:
         if not victims:
             return
         try:
             self._nft().run(nft.unlink_script(inst.entry for inst in victims))
         except LabError as err:
             self._error("unlink", err)
-            self._unlink_one_by_one(victims)
+            for inst in victims:  # one by one: one of them ended on its own meanwhile
+                try:
+                    self._nft().run(nft.unlink_script([inst.entry]))
+                except LabError:
+                    continue
+                self.cache.unlinked([inst], self.gateway.now(), closed)
             return
-        self.cache.unlinked(victims, self.gateway.now())
-
-    def _unlink_one_by_one(self, victims: list[Installed]) -> None:
-        for inst in victims:
-            try:
-                self._nft().run(nft.unlink_script([inst.entry]))
-            except LabError:
-                continue  # it ended on its own meanwhile
-            self.cache.unlinked([inst], self.gateway.now())
+        self.cache.unlinked(victims, self.gateway.now(), closed)
 
     # --- bookkeeping ---------------------------------------------------------------
 

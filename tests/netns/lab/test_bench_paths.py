@@ -25,6 +25,9 @@ def test_bench_nat_measures_every_path_and_writes_json(tmp_path) -> None:
     data = json.loads(out.read_text())
     assert data["bench"] == "nat" and lab_bench.KERNEL in data["baseline"]
     paths = {p["path"]: p for p in data["figures"]["paths"]}
-    assert set(paths) == {lab_bench.KERNEL, lab_bench.BARE, lab_bench.DAEMON, lab_bench.NATLAB}
+    assert set(paths) == {lab_bench.KERNEL, lab_bench.BARE, lab_bench.DAEMON, lab_bench.NATLAB,
+                          lab_bench.KERNEL_CACHE}
     for name, figures in paths.items():
         assert figures["udp_pps"] and figures["tcp_mbps"], (name, figures["note"])
+    for name in lab_bench.MAPPING_PATHS:
+        assert paths[name]["new_mappings_ps"], (name, paths[name]["note"])

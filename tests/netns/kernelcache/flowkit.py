@@ -1,0 +1,116 @@
+"""Steady flows for the session-cache tests, run inside a lab namespace as ``python flowkit.py MODE ...``.
+
+``udp-client TO SPORT COUNT INTERVAL``: from one socket bound to SPORT, send COUNT datagrams,
+one per INTERVAL seconds, to a ``udp-reflect`` probe; prints ``{"sent", "replies", "seen"}``
+(``seen``: the distinct sources the reflector reported, i.e. the external endpoints used).
+
+``tcp-server PORT``: accept connections; answer each line with ``seen ADDR:PORT`` of the peer.
+``tcp-client TO SPORT COUNT INTERVAL [SIZE]``: one connection from SPORT; COUNT lines (SIZE bytes
+each) one per INTERVAL; prints ``{"sent", "replies", "seen", "error"}``.
+
+Every wait is bounded; nothing here listens outside the namespace it runs in.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def udp_client(to: str, sport: int, count: int, interval: float) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(0.5)
+    dest = _endpoint(to)
+    replies, seen = 0, []
+    start = time.monotonic()
+    for i in range(count):
+        target = start + i * interval
+        while (wait := target - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.05))
+        sock.sendto(b"flow %d" % i, dest)
+        try:
+            data, _src = sock.recvfrom(4096)
+        except socket.timeout:
+            continue
+        replies += 1
+        source = data.decode(errors="replace").removeprefix("seen ")
+        if source not in seen:
+            seen.append(source)
+    return {"sent": count, "replies": replies, "seen": seen}
+
+
+def tcp_server(port: int) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(16)
+    print(json.dumps({"event": "listening", "port": port}), flush=True)
+
+    def serve(conn: socket.socket, peer: tuple[str, int]) -> None:
+        conn.settimeout(120)
+        with conn, conn.makefile("rb") as lines:
+            for _line in lines:
+                conn.sendall(f"seen {peer[0]}:{peer[1]}\n".encode())
+
+    while True:
+        conn, peer = listener.accept()
+        threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
+
+
+def tcp_client(to: str, sport: int, count: int, interval: float, size: int = 64) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(3.0)
+    replies, seen, error = 0, [], None
+    try:
+        sock.connect(_endpoint(to))
+        lines = sock.makefile("rb")
+        start = time.monotonic()
+        for i in range(count):
+            target = start + i * interval
+            while (wait := target - time.monotonic()) > 0:
+                time.sleep(min(wait, 0.05))
+            sock.sendall(b"x" * max(0, size - 1) + b"\n")
+            line = lines.readline()
+            if not line:
+                error = "closed"
+                break
+            replies += 1
+            source = line.decode().strip().removeprefix("seen ")
+            if source not in seen:
+                seen.append(source)
+    except OSError as err:
+        error = f"{type(err).__name__}: {err}"
+    finally:
+        sock.close()
+    return {"sent": count, "replies": replies, "seen": seen, "error": error}
+
+
+def main(argv: list[str]) -> int:
+    mode, args = argv[0], argv[1:]
+    if mode == "udp-client":
+        print(json.dumps(udp_client(args[0], int(args[1]), int(args[2]), float(args[3]))))
+    elif mode == "tcp-client":
+        print(json.dumps(tcp_client(args[0], int(args[1]), int(args[2]), float(args[3]),
+                                    *(int(a) for a in args[4:5]))))
+    elif mode == "tcp-server":
+        tcp_server(int(args[0]))
+    else:
+        print(f"unknown mode {mode}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
