@@ -50,7 +50,7 @@ def test_the_table_is_replaced_whole_in_one_script_with_a_map_per_direction_and_
 def test_hits_leave_with_natlabs_own_mark_and_the_mark_is_skipped_first():
     script = nft.table_script(SPEC)
     rules = [line.strip() for line in script.splitlines() if "map @" in line]
-    assert len(rules) == 6 and all(r.endswith(("meta mark set 0x4e4c", "meta mark set 0x4e4c notrack")) for r in rules)
+    assert len(rules) == 8 and all(r.endswith(("meta mark set 0x4e4c", "meta mark set 0x4e4c notrack")) for r in rules)
     for chain in ("inbound", "outbound"):
         body = script.split(f"chain {chain} {{")[1]
         assert body.splitlines()[2].strip() == "meta mark 0x4e4c return"
@@ -67,6 +67,15 @@ def test_tcp_rules_match_no_syn_fin_or_rst_and_no_rule_matches_a_fragment():
     tcp_rules = [line for line in script.splitlines() if "@out_tcp" in line or "@in_tcp" in line]
     assert tcp_rules and all("tcp flags & (fin|syn|rst) == 0" in r for r in tcp_rules)
     assert script.count("ip frag-off & 0x3fff != 0 return") == 2
+
+
+def test_udp_without_a_checksum_gets_its_port_written_raw_so_the_zero_stays():
+    script = nft.table_script(SPEC)
+    assert "udp checksum 0 meta mark set ip saddr . udp sport . ip daddr . udp dport map @out_udp " \
+        "ip saddr set meta mark map @out_addr @th,0,16 set meta mark map @out_port" in script
+    assert "udp checksum 0 meta mark set ip saddr . udp sport . ip daddr . udp dport map @in_udp " \
+        "ip daddr set meta mark map @in_addr @th,16,16 set meta mark map @in_port" in script
+    assert script.count("udp checksum != 0 meta mark set") == 2
 
 
 def test_icmp_rules_match_echo_requests_out_and_replies_in():

@@ -22,13 +22,15 @@ sharing one *session mark* (a number no other entry holds):
 A rule looks the 5-tuple up (``meta mark set ... map @out_udp``), rewrites with
 the mark (``ip saddr set meta mark map @out_addr udp sport set meta mark map
 @out_port``: the kernel's payload mangling updates the IP and L4 checksums,
-pseudo-header included, for UDP with checksum 0 and CHECKSUM_PARTIAL/TSO
-packets too) and last sets natlab's own mark, which the NFQUEUE rules skip
+pseudo-header included, CHECKSUM_PARTIAL/TSO packets too) and last sets natlab's own mark, which the NFQUEUE rules skip
 (:mod:`natlab.datapaths.nfqueue.rules`): a hit never reaches userspace. A miss
 breaks out of the rule before any rewrite, so it reaches the NFQUEUE rules as
 if the table were not there. TCP rules match only segments without SYN, FIN or
 RST, every rule only unfragmented packets (RFC 4787 and RFC 5382 decisions on
-those stay with the engine).
+those stay with the engine). A UDP datagram without a checksum (0, RFC 768) has
+its port written raw (``@th,0,16``): the port's own checksum update would turn
+the 0 into a wrong checksum (the address's pseudo-header update already skips
+it).
 
 Hooks: inbound at ``prerouting`` priority ``raw`` (-300; the NFQUEUE rules sit
 in ``mangle`` -150), matched on the outside interface, with ``notrack`` should
@@ -98,17 +100,23 @@ def _key_type(outbound: bool, proto: int) -> str:
     return f"ip saddr . {name} sport . ip daddr . {name} dport"
 
 
-def _rule(spec: TableSpec, outbound: bool, proto: int) -> str:
+def _rules(spec: TableSpec, outbound: bool, proto: int) -> list[str]:
     way = "out" if outbound else "in"
     field = "saddr" if outbound else "daddr"
     port = "sport" if outbound else "dport"
-    match = {UDP: "", TCP: NO_CONTROL + " ",
-             ICMP: f"icmp type {'echo-request' if outbound else 'echo-reply'} "}[proto]
-    rewrite_port = (f"icmp id set meta mark map @{way}_id" if proto == ICMP
-                    else f"{_PROTO_NAME[proto]} {port} set meta mark map @{way}_port")
-    return (f"{match}meta mark set {_key_type(outbound, proto)} map @{session_map(outbound, proto)} "
-            f"ip {field} set meta mark map @{way}_addr {rewrite_port} "
-            f"meta mark set {spec.mark:#x}" + ("" if outbound else " notrack"))
+    lookup = (f"meta mark set {_key_type(outbound, proto)} map @{session_map(outbound, proto)} "
+              f"ip {field} set meta mark map @{way}_addr ")
+    tail = f" meta mark set {spec.mark:#x}" + ("" if outbound else " notrack")
+    if proto == ICMP:
+        kind = "echo-request" if outbound else "echo-reply"
+        return [f"icmp type {kind} {lookup}icmp id set meta mark map @{way}_id{tail}"]
+    if proto == TCP:
+        return [f"{NO_CONTROL} {lookup}tcp {port} set meta mark map @{way}_port{tail}"]
+    # UDP: a port written with its checksum update would turn "no checksum" (0, RFC 768)
+    # into a wrong one, so datagrams without a checksum get the port written raw.
+    raw = f"@th,{0 if outbound else 16},16"
+    return [f"udp checksum != 0 {lookup}udp {port} set meta mark map @{way}_port{tail}",
+            f"udp checksum 0 {lookup}{raw} set meta mark map @{way}_port{tail}"]
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -132,12 +140,12 @@ def table_script(spec: TableSpec) -> str:
     skip = f"meta mark {spec.mark:#x} return"
     lines += ["  chain inbound {", f"    type filter hook prerouting priority {INBOUND_PRIORITY}; policy accept;",
               f"    {skip}", f'    iifname != "{spec.outside_iface}" return', f"    {FRAGMENTED} return"]
-    lines += [f"    {_rule(spec, False, p)}" for p in (UDP, TCP, ICMP)]
+    lines += [f"    {rule}" for p in (UDP, TCP, ICMP) for rule in _rules(spec, False, p)]
     lines += ["  }", "  chain outbound {",
               f"    type filter hook forward priority {OUTBOUND_PRIORITY}; policy accept;",
               f"    {skip}", f'    oifname != "{spec.outside_iface}" return',
               f"    iifname != {_quoted(spec.inside_ifaces)} return", f"    {FRAGMENTED} return"]
-    lines += [f"    {_rule(spec, True, p)}" for p in (UDP, TCP, ICMP)]
+    lines += [f"    {rule}" for p in (UDP, TCP, ICMP) for rule in _rules(spec, True, p)]
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,12 @@
 one per INTERVAL seconds, to a ``udp-reflect`` probe; prints ``{"sent", "replies", "seen"}``
 (``seen``: the distinct sources the reflector reported, i.e. the external endpoints used).
 
+``udp-raw TO SPORT COUNT INTERVAL [zero]``: COUNT datagrams from SPORT through a raw socket, with a
+full checksum (or 0: no checksum), so they leave with the checksum as built, never offloaded.
+``udp-catch PORT SECONDS``: a UDP socket on PORT and a raw socket beside it, until SECONDS pass
+quiet after the first datagram (which it waits :data:`FIRST_WAIT` for); prints ``{"received", "raw", "zero", "bad"}`` (datagrams the socket took; copies seen raw,
+with checksum 0, with a wrong checksum).
+
 ``tcp-server PORT``: accept connections; answer each line with ``seen ADDR:PORT`` of the peer.
 ``tcp-client TO SPORT COUNT INTERVAL [SIZE]``: one connection from SPORT; COUNT lines (SIZE bytes
 each) one per INTERVAL; prints ``{"sent", "replies", "seen", "error"}``.
@@ -14,10 +20,15 @@ Every wait is bounded; nothing here listens outside the namespace it runs in.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sys
 import threading
 import time
+
+
+FIRST_WAIT = 15.0
+"""Seconds a catcher waits for its first datagram (the sender's interpreter may start slowly)."""
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -47,6 +58,54 @@ def udp_client(to: str, sport: int, count: int, interval: float) -> dict:
         if source not in seen:
             seen.append(source)
     return {"sent": count, "replies": replies, "seen": seen}
+
+
+def udp_raw(to: str, sport: int, count: int, interval: float, zero: bool) -> dict:
+    from natlab.packet import build
+
+    dest = _endpoint(to)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.connect(dest)  # no packet: asks the route for our source address
+    src = probe.getsockname()[0]
+    probe.close()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    start = time.monotonic()
+    for i in range(count):
+        packet = bytearray(build.udp(src, sport, dest[0], dest[1], b"raw %d" % i))
+        if zero:
+            packet[26:28] = b"\0\0"
+        while (wait := start + i * interval - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.05))
+        raw.sendto(bytes(packet), (dest[0], 0))
+    return {"sent": count, "source": src}
+
+
+def udp_catch(port: int, quiet: float) -> dict:
+    from natlab.packet.verify import problems
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    sock.setblocking(False)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    raw.setblocking(False)
+    out = {"received": 0, "raw": 0, "zero": 0, "bad": 0}
+    print(json.dumps({"event": "listening"}), flush=True)
+    last = time.monotonic() + FIRST_WAIT - quiet  # the first datagram may take a while to come
+    while time.monotonic() - last < quiet:
+        ready, _, _ = select.select([sock, raw], [], [], 0.1)
+        for s in ready:
+            data = s.recv(65535)
+            last = time.monotonic()
+            if s is sock:
+                out["received"] += 1
+                continue
+            ihl = (data[0] & 15) * 4
+            if int.from_bytes(data[ihl + 2:ihl + 4], "big") != port:
+                continue
+            out["raw"] += 1
+            out["zero"] += data[ihl + 6:ihl + 8] == b"\0\0"
+            out["bad"] += bool(problems(data))
+    return out
 
 
 def tcp_server(port: int) -> None:
@@ -104,6 +163,10 @@ def main(argv: list[str]) -> int:
     elif mode == "tcp-client":
         print(json.dumps(tcp_client(args[0], int(args[1]), int(args[2]), float(args[3]),
                                     *(int(a) for a in args[4:5]))))
+    elif mode == "udp-raw":
+        print(json.dumps(udp_raw(args[0], int(args[1]), int(args[2]), float(args[3]), args[4:5] == ["zero"])))
+    elif mode == "udp-catch":
+        print(json.dumps(udp_catch(int(args[0]), float(args[1]))))
     elif mode == "tcp-server":
         tcp_server(int(args[0]))
     else:
