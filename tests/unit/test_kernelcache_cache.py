@@ -90,16 +90,26 @@ def test_take_leaves_the_rest_pending():
     assert len(cache.take(10.0, 2)) == 2 and cache.pending == 3
 
 
-def test_the_counters_fold_only_what_is_new_stamped_no_later_than_the_expiry():
+def test_the_counters_fold_only_what_is_new_stamped_with_the_last_hit():
     cache = Cache(quantum=1.0)
     [item] = installed(cache, out_entry(expires=11.0))
-    folds, _ = cache.account({item.mark: (10, 1000)}, 10.4, 10.4)
-    assert [(f.packets, f.nbytes, f.last_seen) for f in folds] == [(10, 1000, 10.4)]
-    folds, _ = cache.account({item.mark: (10, 1000)}, 10.6, 10.6)
+    folds, _ = cache.account({item.mark: (10, 1000, 10.3)}, 10.4, 10.4)
+    assert [(f.packets, f.nbytes, f.last_seen) for f in folds] == [(10, 1000, 10.3)]
+    folds, _ = cache.account({item.mark: (10, 1000, 10.3)}, 10.6, 10.6)
     assert folds == []
-    folds, _ = cache.account({item.mark: (15, 1500)}, 12.0, 12.0)
-    assert [(f.packets, f.nbytes, f.last_seen) for f in folds] == [(5, 500, 11.0)]
+    folds, _ = cache.account({item.mark: (15, 1500, 10.9)}, 12.0, 12.0)
+    assert [(f.packets, f.nbytes, f.last_seen) for f in folds] == [(5, 500, 10.9)]
     assert cache.stats["hits"] == 15 and cache.stats["hit_bytes"] == 1500
+
+
+def test_a_last_hit_is_never_folded_past_the_entry_expiry_or_the_reading():
+    cache = Cache(quantum=1.0)
+    [item] = installed(cache, out_entry(expires=11.0))
+    [fold], _ = cache.account({item.mark: (1, 10, 11.5)}, 12.0, 12.0)
+    assert fold.last_seen == 11.0
+    [late] = installed(cache, out_entry(expires=13.0, sport=1), now=12.0)
+    [fold], _ = cache.account({late.mark: (1, 10, 12.6)}, 12.5, 12.5)
+    assert fold.last_seen == 12.5
 
 
 def test_an_entry_retires_only_once_its_element_had_surely_gone_when_the_reading_began():
@@ -107,9 +117,9 @@ def test_an_entry_retires_only_once_its_element_had_surely_gone_when_the_reading
     [item] = installed(cache, out_entry(expires=11.0))
     ends = 10.0 + item.timeout_ms / 1000 + SETTLE
     assert cache.next_due() == pytest.approx(ends)
-    _, retired = cache.account({item.mark: (1, 10)}, ends + 0.01, ends - 0.001)
+    _, retired = cache.account({item.mark: (1, 10, 10.5)}, ends + 0.01, ends - 0.001)
     assert retired == [] and len(cache) == 1
-    _, retired = cache.account({item.mark: (1, 10)}, ends + 0.01, ends)
+    _, retired = cache.account({item.mark: (1, 10, 10.5)}, ends + 0.01, ends)
     assert [r.mark for r in retired] == [item.mark] and len(cache) == 0 and cache.next_due() is None
 
 
@@ -178,7 +188,7 @@ def test_clear_folds_the_last_counts_and_forgets_everything_pending_too():
     [a, b] = installed(cache, out_entry(), in_entry())
     cache.offer(out_entry(sport=7), 10.0)
     cache.offer(out_entry(sport=7), 10.0)
-    folds = cache.clear({a.mark: (3, 30), b.mark: (0, 0)}, 10.5)
+    folds = cache.clear({a.mark: (3, 30, 10.4), b.mark: (0, 0, 10.0)}, 10.5)
     assert [(f.entry, f.packets) for f in folds] == [(a.entry, 3)]
     assert len(cache) == 0 and cache.pending == 0 and cache.next_due() is None
     assert cache.stats["flushes"] == 1

@@ -21,11 +21,11 @@ about one NFQUEUE round trip in the slow path per quantum and direction, instead
 of waiting out the uncertainty of the kernel's expiry (jiffies). Should the loop
 be late, the element simply times out in the kernel.
 
-Counters live on the rewrite elements, which have no timeout: they are still
-there after the session element has gone. :meth:`Cache.account` takes a reading
-of every counter, turns the increase since the last reading into :class:`Fold` s
-for the gateway (``last_seen`` is the read time, never past the entry's expiry:
-exact to the quantum, as :mod:`natlab.engine.fastpath` promises), and *retires*
+Counters live on the mark's ``seen`` element (see :mod:`~.nft`), which outlives the
+session element. :meth:`Cache.account` takes a reading of every mark (packets,
+bytes, when the last hit was), turns the increase since the last reading into
+:class:`Fold` s for the gateway (``last_seen``: the last hit, never past the
+entry's expiry), and *retires*
 the entries whose session element had surely gone before the reading started:
 their count is final, their marks can be given out again once the shell has
 deleted their rewrite elements (:meth:`Cache.release`). A mark is never reused
@@ -68,6 +68,8 @@ CAPACITY = 65536
 MARK_LIMIT = 1 << 31
 
 Key = tuple[int, int, int, int, int]
+Reading = tuple[int, int, float]
+"""What the kernel counted for a mark: (packets, bytes, gateway time of the last hit)."""
 Flow = tuple[int, int, int, int, int]
 """(proto, remote address, remote port, external address, external port): a session, both directions."""
 
@@ -249,7 +251,7 @@ class Cache:
                 out.append(inst)
         return out
 
-    def account(self, readings: Mapping[int, tuple[int, int]], now: float,
+    def account(self, readings: Mapping[int, Reading], now: float,
                 read_started: float) -> tuple[list[Fold], list[Installed]]:
         """Fold what the counters say beyond the last reading; retire what had gone before it.
 
@@ -268,7 +270,7 @@ class Cache:
         self.stats["retired"] += len(retired)
         return folds, retired
 
-    def _folds(self, readings: Mapping[int, tuple[int, int]], now: float) -> list[Fold]:
+    def _folds(self, readings: Mapping[int, Reading], now: float) -> list[Fold]:
         folds = []
         for mark, inst in self._by_mark.items():
             reading = readings.get(mark)
@@ -276,8 +278,8 @@ class Cache:
                 continue
             packets, nbytes = reading[0] - inst.packets, reading[1] - inst.nbytes
             if packets > 0:
-                folds.append(Fold(inst.entry, packets, nbytes, min(now, inst.entry.expires)))
-                inst.packets, inst.nbytes = reading
+                folds.append(Fold(inst.entry, packets, nbytes, min(reading[2], now, inst.entry.expires)))
+                inst.packets, inst.nbytes = reading[0], reading[1]
                 self.stats["hits"] += packets
                 self.stats["hit_bytes"] += nbytes
         return folds
@@ -338,7 +340,7 @@ class Cache:
 
     # --- everything at once ------------------------------------------------------
 
-    def clear(self, readings: Mapping[int, tuple[int, int]], now: float) -> list[Fold]:
+    def clear(self, readings: Mapping[int, Reading], now: float) -> list[Fold]:
         """The shell flushed every session map, then read ``readings``: fold the rest, forget all.
 
         Pending entries go too: they were decided under the state about to change.

@@ -68,7 +68,7 @@ def missing() -> Optional[str]:
 
 
 class Nft:
-    """One libnftables context: ``run(script)`` applies a script as one transaction; ``json(cmd)`` lists."""
+    """libnftables contexts: ``run(script)`` applies a script as one transaction; ``text``/``json`` list."""
 
     def __init__(self) -> None:
         module = load()
@@ -90,10 +90,17 @@ class Nft:
             raise LabError("nft refused a cache update", got=err.strip()[-400:] or rc,
                            hint="see the gateway's log; the kernel needs nf_tables with set timeouts")
 
+    def text(self, command: str) -> str:
+        """The text output of one listing command."""
+        return self._list(self._ctx, command)
+
     def json(self, command: str) -> str:
         """The JSON output of one listing command."""
+        return self._list(self._json, command)
+
+    def _list(self, ctx, command: str) -> str:
         self.calls += 1
-        rc, out, err = self._json.cmd(command)
+        rc, out, err = ctx.cmd(command)
         if rc != 0:
             raise LabError(f"nft {command} failed", got=err.strip()[-400:] or rc)
         return out

@@ -1,10 +1,11 @@
-"""The session cache's nftables table, as text: the table itself, element updates, counter reads.
+"""The session cache's nftables table, as text: the table itself, element updates, what it counted.
 
 Theory of operation
 -------------------
 One table, ``ip natlab_kc``, in the gateway's namespace; stateless, no conntrack.
 Each cached :class:`~natlab.engine.fastpath.FastEntry` is three map elements
-sharing one *session mark* (a number no other entry holds):
+sharing one *session mark* (a number no other entry holds), and a fourth the
+kernel makes itself:
 
 - a **session map** element, the wire 5-tuple -> the mark, with an nft
   ``timeout`` that ends it in the kernel when the entry expires, whether or not
@@ -13,14 +14,19 @@ sharing one *session mark* (a number no other entry holds):
   ``out_icmp`` (``ip saddr . icmp id . ip daddr``, echo requests),
   ``in_udp``/``in_tcp``, ``in_icmp`` (``ip saddr . ip daddr . icmp id``, echo replies);
 - an **address** element, the mark -> the new source (``out_addr``) or
-  destination (``in_addr``), with a per-element ``counter``: the packets and
-  bytes the kernel rewrote for that entry. These maps have no timeout, so the
-  counter outlives the session element and is read after it has gone;
+  destination (``in_addr``);
 - a **port** element, the mark -> the new port (``out_port``/``in_port``) or
-  ICMP identifier (``out_id``/``in_id``).
+  ICMP identifier (``out_id``/``in_id``);
+- a **seen** element, the mark, added or refreshed by every hit
+  (``update @seen { meta mark counter }``): its ``counter`` holds the packets and
+  bytes the kernel rewrote for the entry, and its expiry (timeout
+  :data:`SEEN_TIMEOUT`, restarted by each hit) says to the millisecond when the
+  last one was. The rewrite maps and ``seen`` have no timeout of their own, so
+  all of it outlives the session element and is read after it has gone.
 
-A rule looks the 5-tuple up (``meta mark set ... map @out_udp``), rewrites with
-the mark (``ip saddr set meta mark map @out_addr udp sport set meta mark map
+A rule looks the 5-tuple up (``meta mark set ... map @out_udp``), counts the
+hit in ``seen`` (before any rewrite: should ``seen`` be full the rule stops with
+the packet untouched, and it goes to the engine), rewrites with the mark (``ip saddr set meta mark map @out_addr udp sport set meta mark map
 @out_port``: the kernel's payload mangling updates the IP and L4 checksums,
 pseudo-header included, CHECKSUM_PARTIAL/TSO packets too) and last sets natlab's own mark, which the NFQUEUE rules skip
 (:mod:`natlab.datapaths.nfqueue.rules`): a hit never reaches userspace. A miss
@@ -42,7 +48,6 @@ anything ever switch conntrack on here; outbound at ``forward`` priority
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -71,8 +76,12 @@ def session_map(outbound: bool, proto: int) -> str:
 
 SESSION_MAPS = tuple(session_map(o, p) for o in (True, False) for p in (UDP, TCP, ICMP))
 ADDRESS_MAPS = ("out_addr", "in_addr")
-"""The maps whose elements carry the per-entry counters."""
 DATA_MAPS = (*ADDRESS_MAPS, "out_port", "in_port", "out_id", "in_id")
+SEEN = "seen"
+SEEN_TIMEOUT = 86400
+"""Seconds a ``seen`` element lives after its last hit (its remaining time dates that hit)."""
+SEEN_SIZE = 131072
+"""Elements ``seen`` holds at most (twice the cache's capacity of marks)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def _rules(spec: TableSpec, outbound: bool, proto: int) -> list[str]:
     field = "saddr" if outbound else "daddr"
     port = "sport" if outbound else "dport"
     lookup = (f"meta mark set {_key_type(outbound, proto)} map @{session_map(outbound, proto)} "
-              f"ip {field} set meta mark map @{way}_addr ")
+              f"update @{SEEN} {{ meta mark counter }} ip {field} set meta mark map @{way}_addr ")
     tail = f" meta mark set {spec.mark:#x}" + ("" if outbound else " notrack")
     if proto == ICMP:
         kind = "echo-request" if outbound else "echo-reply"
@@ -131,8 +140,9 @@ def table_script(spec: TableSpec) -> str:
         for proto in (UDP, TCP, ICMP):
             lines.append(f"  map {session_map(outbound, proto)} {{ typeof {_key_type(outbound, proto)} "
                          ": meta mark; flags timeout; }")
-    lines += ["  map out_addr { typeof meta mark : ip saddr; counter; }",
-              "  map in_addr { typeof meta mark : ip daddr; counter; }",
+    lines += [f"  set {SEEN} {{ typeof meta mark; size {SEEN_SIZE}; flags dynamic,timeout; timeout {SEEN_TIMEOUT}s; }}",
+              "  map out_addr { typeof meta mark : ip saddr; }",
+              "  map in_addr { typeof meta mark : ip daddr; }",
               "  map out_port { typeof meta mark : udp sport; }",
               "  map in_port { typeof meta mark : udp dport; }",
               "  map out_id { typeof meta mark : icmp id; }",
@@ -204,12 +214,20 @@ def install_script(installs: Iterable[tuple[int, FastEntry, int]]) -> str:
 
 
 def forget_script(retired: Iterable[tuple[int, FastEntry]]) -> str:
-    """Delete the rewrite elements (and counters) of marks no session element points at any more."""
-    items = []
+    """Delete the rewrite and ``seen`` elements of marks no session element points at any more.
+
+    A mark never hit has no ``seen`` element, and deleting a missing element fails the
+    whole transaction: each is added first (a no-op where it exists), then deleted."""
+    items, marks = [], []
     for mark, entry in retired:
+        marks.append(str(mark))
         for name in _data_maps(entry):
             items.append((name, str(mark)))
-    return _script(_elements("delete", _grouped(items), DATA_MAPS))
+    if not marks:
+        return ""
+    seen = [f"add element {_T} {SEEN} {{ {', '.join(f'{m} timeout 1s' for m in marks)} }}",
+            f"delete element {_T} {SEEN} {{ {', '.join(marks)} }}"]
+    return _script(seen + _elements("delete", _grouped(items), DATA_MAPS))
 
 
 def unlink_script(entries: Iterable[FastEntry]) -> str:
@@ -224,31 +242,37 @@ def flush_sessions_script() -> str:
 
 
 def flush_data_script() -> str:
-    return _script([f"flush map {_T} {name}" for name in DATA_MAPS])
+    return _script([f"flush map {_T} {name}" for name in DATA_MAPS] + [f"flush set {_T} {SEEN}"])
 
 
-def list_command(name: str) -> str:
-    return f"list map {_T} {name}"
+def list_seen() -> str:
+    """The listing :func:`parse_seen` reads (nft's text: its JSON rounds expiry to seconds)."""
+    return f"list set {_T} {SEEN}"
 
 
 def _script(lines: list[str]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def parse_counters(text: str) -> dict[int, tuple[int, int]]:
-    """``{mark: (packets, bytes)}`` from the JSON listing of an address map (``nft -j list map``)."""
-    out: dict[int, tuple[int, int]] = {}
-    if not text.strip():
-        return out
-    for item in json.loads(text).get("nftables", ()):
-        found = item.get("map")
-        if not isinstance(found, dict):
-            continue
-        for element in found.get("elem", ()):
-            key = element[0] if isinstance(element, list) and element else element
-            if not isinstance(key, dict) or "elem" not in key:
-                continue  # an element without a counter: nothing to count
-            inner = key["elem"]
-            counter = inner.get("counter") or {}
-            out[int(inner["val"])] = (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+_ELEMENT = re.compile(r"0x([0-9a-f]+)([^,}]*)")
+_COUNTER = re.compile(r"counter packets (\d+) bytes (\d+)")
+_EXPIRES = re.compile(r"expires ((?:\d+(?:d|h|ms|m|s))+)")
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration(text: str) -> float:
+    """Seconds in one of nft's durations (``23h59m58s664ms``)."""
+    return sum(int(n) * _UNIT[u] for n, u in re.findall(r"(\d+)(ms|d|h|m|s)", text))
+
+
+def parse_seen(text: str) -> dict[int, tuple[int, int, float]]:
+    """``{mark: (packets, bytes, seconds since its last hit)}`` from :func:`list_seen`'s text."""
+    out: dict[int, tuple[int, int, float]] = {}
+    body = text.partition("elements = {")[2]
+    for mark, rest in _ELEMENT.findall(body):
+        counter, expires = _COUNTER.search(rest), _EXPIRES.search(rest)
+        if counter is None or expires is None:
+            continue  # added by hand (forget_script), never hit
+        idle = max(0.0, SEEN_TIMEOUT - duration(expires.group(1)))
+        out[int(mark, 16)] = (int(counter.group(1)), int(counter.group(2)), idle)
     return out

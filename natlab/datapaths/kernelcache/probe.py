@@ -1,10 +1,10 @@
 """Does this kernel hold the session cache? Tried once per process, in a network namespace of
 its own (``unshare --net``: gone when the probe exits), never in the caller's.
 
-The probe makes the real table (:func:`~natlab.datapaths.kernelcache.nft.table_script`)
-and one element of each kind, with a timeout and a counter, and lists a counter back:
-nf_tables, concatenated keys, maps with timeouts, per-element counters, payload
-mangling and ``notrack`` are all there, or the reason is what nft said.
+The probe makes the real table (:func:`~natlab.datapaths.kernelcache.nft.table_script`),
+installs and forgets one entry and lists ``seen``: nf_tables, concatenated keys, maps
+with timeouts, dynamic sets with counters, payload mangling and ``notrack`` are all
+there, or the reason is what nft said.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ def check() -> int:
     try:
         ctx.run(nft.table_script(spec))
         ctx.run(nft.install_script([(1, entry, 500)]))
-        counters = nft.parse_counters(ctx.json(nft.list_command("out_addr")))
+        ctx.run(nft.forget_script([(1, entry)]))
+        nft.parse_seen(ctx.text(nft.list_seen()))
     except Exception as err:  # noqa: BLE001 - reported, the probe's whole point
         print(getattr(err, "message", str(err)), file=sys.stderr)
         return 1
-    return 0 if counters.get(1) == (0, 0) else 1
+    return 0
 
 
 @functools.lru_cache(maxsize=1)

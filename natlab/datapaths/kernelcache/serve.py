@@ -165,11 +165,11 @@ class KernelCache:
                 continue
             self.cache.installed([single], self.gateway.now())
 
-    def _read(self) -> dict[int, tuple[int, int]]:
-        readings: dict[int, tuple[int, int]] = {}
-        for name in nft.ADDRESS_MAPS:
-            readings.update(nft.parse_counters(self._nft().json(nft.list_command(name))))
-        return readings
+    def _read(self) -> dict[int, tuple[int, int, float]]:
+        """Every mark's count and last hit (gateway time), as the kernel has them now."""
+        at = self.gateway.now()
+        seen = nft.parse_seen(self._nft().text(nft.list_seen()))
+        return {mark: (packets, nbytes, at - idle) for mark, (packets, nbytes, idle) in seen.items()}
 
     def sync(self) -> None:
         """Read every counter, fold what is new into the gateway, retire what has gone."""
