@@ -2,7 +2,8 @@
 
 ``udp-client TO SPORT COUNT INTERVAL``: from one socket bound to SPORT, send COUNT datagrams,
 one per INTERVAL seconds, to a ``udp-reflect`` probe; prints ``{"sent", "replies", "seen"}``
-(``seen``: the distinct sources the reflector reported, i.e. the external endpoints used).
+(``seen``: the distinct sources the reflector reported, i.e. the external endpoints used;
+``last_sent``: CLOCK_MONOTONIC, shared by every namespace, of the last datagram sent).
 
 ``udp-raw TO SPORT COUNT INTERVAL [zero]``: COUNT datagrams from SPORT through a raw socket, with a
 full checksum (or 0: no checksum), so they leave with the checksum as built, never offloaded.
@@ -42,13 +43,14 @@ def udp_client(to: str, sport: int, count: int, interval: float) -> dict:
     sock.bind(("0.0.0.0", sport))
     sock.settimeout(0.5)
     dest = _endpoint(to)
-    replies, seen = 0, []
+    replies, seen, last_sent = 0, [], 0.0
     start = time.monotonic()
     for i in range(count):
         target = start + i * interval
         while (wait := target - time.monotonic()) > 0:
             time.sleep(min(wait, 0.05))
         sock.sendto(b"flow %d" % i, dest)
+        last_sent = time.monotonic()
         try:
             data, _src = sock.recvfrom(4096)
         except socket.timeout:
@@ -57,7 +59,7 @@ def udp_client(to: str, sport: int, count: int, interval: float) -> dict:
         source = data.decode(errors="replace").removeprefix("seen ")
         if source not in seen:
             seen.append(source)
-    return {"sent": count, "replies": replies, "seen": seen}
+    return {"sent": count, "replies": replies, "seen": seen, "last_sent": last_sent}
 
 
 def udp_raw(to: str, sport: int, count: int, interval: float, zero: bool) -> dict:
@@ -77,7 +79,7 @@ def udp_raw(to: str, sport: int, count: int, interval: float, zero: bool) -> dic
         while (wait := start + i * interval - time.monotonic()) > 0:
             time.sleep(min(wait, 0.05))
         raw.sendto(bytes(packet), (dest[0], 0))
-    return {"sent": count, "source": src}
+    return {"sent": count, "source": src, "start": start}
 
 
 def udp_catch(port: int, quiet: float) -> dict:
@@ -131,7 +133,7 @@ def tcp_client(to: str, sport: int, count: int, interval: float, size: int = 64)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", sport))
     sock.settimeout(3.0)
-    replies, seen, error = 0, [], None
+    replies, seen, error, last_sent = 0, [], None, 0.0
     try:
         sock.connect(_endpoint(to))
         lines = sock.makefile("rb")
@@ -141,6 +143,7 @@ def tcp_client(to: str, sport: int, count: int, interval: float, size: int = 64)
             while (wait := target - time.monotonic()) > 0:
                 time.sleep(min(wait, 0.05))
             sock.sendall(b"x" * max(0, size - 1) + b"\n")
+            last_sent = time.monotonic()
             line = lines.readline()
             if not line:
                 error = "closed"
@@ -153,7 +156,7 @@ def tcp_client(to: str, sport: int, count: int, interval: float, size: int = 64)
         error = f"{type(err).__name__}: {err}"
     finally:
         sock.close()
-    return {"sent": count, "replies": replies, "seen": seen, "error": error}
+    return {"sent": count, "replies": replies, "seen": seen, "error": error, "last_sent": last_sent}
 
 
 def main(argv: list[str]) -> int:
