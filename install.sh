@@ -31,10 +31,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Every program natlab or its tests run comes from here (chromium: the explore workbench's
-# browser tests).
+# browser tests; python3-nftables: libnftables for the kernel-cache datapath, nftables: the
+# nft tool its tests read the cache with; ethtool: those tests turn checksum offload off).
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
           libnfnetlink-dev tcpdump tshark iperf3 procps iputils-ping traceroute netcat-openbsd
-          stun-client stun-server chromium chromium-driver)
+          stun-client stun-server chromium chromium-driver nftables python3-nftables ethtool)
 [ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
