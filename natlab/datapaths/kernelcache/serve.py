@@ -67,6 +67,9 @@ class KernelCache:
         self.cache = Cache(quantum=float(gateway.fast_quantum or 1.0), reserved=(spec.mark,))
         self.nft = nft_ctx
         self.errors = 0
+        """nft refusals (logged; the entry is then not cached)."""
+        self.bugs = 0
+        """Exceptions on the packet path (logged; the packet keeps its verdict, uncached)."""
         self.late = 0
         """Install batches that took longer than the cache's margin (the kernel may then keep an
         element a little past its entry's expiry)."""
@@ -84,14 +87,19 @@ class KernelCache:
     def on_packet(self, data: bytes, side: Side) -> Outcome:
         gateway = self.gateway
         outcome = gateway.on_packet(data, side)
-        if outcome.action is Action.ACCEPT:
-            entry = gateway.fast_entry(data, side)
-            if entry is not None:
-                self.cache.offer(entry, gateway.now())
-        if len(data) > 9 and data[9] == TCP:
-            key = control_key(data)
-            if key is not None:
-                self._close(key, side)
+        try:
+            if outcome.action is Action.ACCEPT:
+                entry = gateway.fast_entry(data, side)
+                if entry is not None:
+                    self.cache.offer(entry, gateway.now())
+            if len(data) > 9 and data[9] == TCP:
+                key = control_key(data)
+                if key is not None:
+                    self._close(key, side)
+        except Exception as err:  # noqa: BLE001 - the verdict stands; this packet is just not cached
+            self.bugs += 1
+            if self.bugs & (self.bugs - 1) == 0:
+                log.exception("kernel cache failed on a packet (%d so far): %s", self.bugs, err)
         return outcome
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +249,8 @@ class KernelCache:
 
     def report(self) -> dict[str, Any]:
         calls = self.nft.calls if self.nft is not None else 0
-        return {"kernel_cache": {**self.cache.report(), "errors": self.errors, "late_batches": self.late,
+        return {"kernel_cache": {**self.cache.report(), "errors": self.errors, "bugs": self.bugs,
+                                 "late_batches": self.late,
                                  "nft_calls": calls}}
 
     def _nft(self) -> Nft:
