@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import (OUT, flow, flow_bg, kc_spec, listening, offload, result, session_elements,
+import subprocess
+
+from labkit import wait_for
+
+from .conftest import (OUT, flow, flow_bg, in_ns, kc_spec, listening, offload, result, session_elements,
                        snmp, split)
 
 pytestmark = [pytest.mark.netns, pytest.mark.datapaths("kernel-cache")]
@@ -61,3 +65,16 @@ def test_a_tcp_stream_with_segmentation_offload_is_cached_with_valid_checksums(g
         assert snmp(ns, "Tcp")["InCsumErrors"] == 0
     gw = client.counters()["gateway"]
     assert gw["kernel_cache"]["hits"] > 300 and gw["kernel_cache"]["errors"] == 0
+    # The client's FIN met the engine and unlinked the connection's entries at once.
+    assert wait_for(lambda: client.counters()["gateway"]["kernel_cache"]["closed"] >= 1)
+
+
+def test_icmp_echo_is_cached_by_identifier_both_ways(gwlab):
+    client = gwlab.start_gateway(kc_spec(gwlab))
+    done = subprocess.run(in_ns(gwlab.inside, "ping", "-n", "-q", "-c", 150, "-i", 0.01, "-W", 1, OUT),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and " 0% packet loss" in done.stdout, done.stdout
+    counters = client.counters()
+    gw = counters["gateway"]
+    assert counters["translated_out"] == 150 and counters["translated_in"] == 150
+    assert gw["fast_packets_inside"] > 100 and gw["fast_packets_outside"] > 100
