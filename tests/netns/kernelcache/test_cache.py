@@ -9,8 +9,7 @@ import subprocess
 
 from labkit import wait_for
 
-from .conftest import (OUT, flow, flow_bg, in_ns, kc_spec, listening, offload, result, session_elements,
-                       snmp, split)
+from .conftest import OUT, flow, flow_bg, in_ns, kc_spec, listening, offload, result, snmp, split
 
 pytestmark = [pytest.mark.netns, pytest.mark.datapaths("kernel-cache")]
 
