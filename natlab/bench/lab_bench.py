@@ -31,7 +31,7 @@ Each path gets a UDP figure (64-byte datagrams sent as fast as the sender can;
 datagrams *received* per second on the server) and a TCP figure (one stream,
 Mbit/s received). The natlab paths also get *new mappings per second*: datagrams
 from a fresh source port each (one pass over the port space, offered at
-:data:`MAPPINGS_OFFERED` per second through a raw socket), received per second:
+:data:`~natlab.bench.new_mappings.MAPPINGS_OFFERED` per second, raw socket), received per second:
 every one a new mapping the engine decided. iperf3 is used when installed, else small Python
 senders/receivers from this module (``python -m natlab.bench.lab_bench ...``).
 Every wait is bounded; the lab is taken down whatever happens.
@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from natlab.bench.new_mappings import MAPPINGS_OFFERED, mappings_blast
+from natlab.bench.new_mappings import mappings_blast
 from natlab.errors import LabError
 from natlab.realisers.netns.procs import python_module
 
