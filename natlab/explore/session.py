@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from natlab.explore import backend, knobs, topoview
+from natlab.explore import backend, eventwalk, knobs, topoview
 from natlab.explore.backend import ConfigError, Probe
 from natlab.explore.record import Recording
 from natlab.explore.walk import packets
@@ -34,6 +34,8 @@ from natlab.explore.walk import packets
 __all__ = ["Workbench"]
 
 EVENTS_SHOWN = 60
+EVENTS_KEPT = 1000
+"""Events asked for after a probe (every one it caused, even on a busy lab)."""
 PROTOS = ("udp", "tcp", "icmp")
 
 
@@ -43,6 +45,14 @@ class _Gateway:
     policy: Any
     changed: dict[str, str]
     clock: float = 0.0
+    start: Optional["_Gateway"] = None
+    """Attached: what the topology file would have started it with."""
+
+
+def _differences(base: Any, policy: Any) -> dict[str, Any]:
+    """Knobs (dotted) whose value in ``policy`` is not the one in ``base``."""
+    old = backend.flatten(backend.policy_to_dict(base))
+    return {k: v for k, v in backend.flatten(backend.policy_to_dict(policy)).items() if old.get(k) != v}
 
 
 def _port(text: str, what: str) -> int:
@@ -65,27 +75,87 @@ def _seconds(value: Any) -> float:
     return seconds
 
 
+def _addresses(given: Any) -> list[str]:
+    """A pool as the page sends it: a list, or one string of addresses split by commas or spaces."""
+    if isinstance(given, str):
+        given = given.replace(",", " ").split()
+    if not isinstance(given, list) or not all(isinstance(a, str) for a in given):
+        raise ConfigError("a pool is a list of IPv4 addresses", got=given, hint="e.g. 203.0.113.1, 203.0.113.2")
+    pool = [a.strip() for a in given if a.strip()]
+    if not pool:
+        raise ConfigError("a pool needs at least one address", got=given, hint="e.g. 203.0.113.1")
+    return pool
+
+
 def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 class Workbench:
-    """Explore ``topology`` (a file) on ``backend_name``; ``seed`` defaults to the topology's."""
+    """Explore ``topology`` (a file) on ``backend_name``; ``seed`` defaults to the topology's.
 
-    def __init__(self, topology: str | Path, seed: Optional[int] = None, backend_name: str = "memory") -> None:
-        self.topology_file = Path(os.path.abspath(topology))
-        self.topo = backend.load_topology(self.topology_file)
-        self.seed = self.topo.seed if seed is None else seed
-        self.driver = backend.open_driver(self.topo, self.seed, backend_name)
-        self.tracer = backend.Tracer.attach(self.driver)
-        self.gateways = {gw.name: _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
-                         for gw in self.topo.gateways}
-        self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
+    With ``lab`` it attaches to that running lab instead (netns or Docker; ``topology``
+    then defaults to the file the lab was made from) and leaves it up on :meth:`close`.
+    """
+
+    def __init__(self, topology: Optional[str | Path] = None, seed: Optional[int] = None,
+                 backend_name: str = "memory", *, lab: Optional[str] = None) -> None:
+        self.attached = lab is not None
+        if lab is not None:
+            self.driver, self.topo, self.topology_file = backend.attach(lab, topology)
+            self.seed = self.topo.seed
+        else:
+            if topology is None:
+                raise ConfigError("name a topology file to explore", hint="natlab explore topologies/two-homes.yaml")
+            self.topology_file = Path(os.path.abspath(topology))
+            self.topo = backend.load_topology(self.topology_file)
+            self.seed = self.topo.seed if seed is None else seed
+            self.driver = backend.open_driver(self.topo, self.seed, backend_name)
+        try:
+            self.tracer = backend.Tracer.attach(self.driver)
+            self.realtime = backend.realtime(self.driver.backend)
+            self.gateways = {gw.name: self._mirror(gw) for gw in self.topo.gateways}
+            self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
+            if self.attached:
+                self._record_attached_state()
+        except BaseException:
+            self.driver.close()
+            raise
         self.version = 0
         self.lock = threading.Lock()
 
+    def _mirror(self, gw: Any) -> _Gateway:
+        """The gateway's policy as the topology sets it, or (attached) as it runs now."""
+        start = _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
+        live = backend.live_gateway(self.driver, gw.name) if self.attached else None
+        if live is None:
+            return start
+        policy = backend.policy_from_dict(live["policy"])
+        preset = str(live.get("preset") or gw.behaviour)
+        base = start.policy if preset == gw.behaviour else backend.policy_of_preset(preset)
+        changed = _differences(base, policy)
+        return _Gateway(preset, policy, {k: backend.show_value(v) for k, v in changed.items()},
+                        float(live.get("clock_offset") or 0.0), start=start)
+
+    def _record_attached_state(self) -> None:
+        """First steps of the recording: what turns a fresh lab of the file into the one attached to."""
+        for name, gw in self.gateways.items():
+            fresh = gw.start or gw
+            if gw.behaviour != fresh.behaviour:
+                self.recording.add("configure", {"gateway": name, "behaviour": gw.behaviour},
+                                   f"attached: {name} runs {gw.behaviour}")
+                fresh = _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour), {})
+            for knob, value in _differences(fresh.policy, gw.policy).items():
+                self.recording.add_set(name, knob, value, note="attached: ")
+            pool = self.driver.addresses(name)
+            if pool != [str(a) for a in next(g for g in self.topo.gateways if g.name == name).pool]:
+                self.recording.add("set_pool", {"gateway": name, "addresses": pool},
+                                   f"attached: {name} pool is {', '.join(pool)}")
+        self.recording.attached = True
+
     def close(self) -> None:
+        """Stop what the workbench started; a lab it brought up goes down, one it attached to stays up."""
         self.driver.close()
 
     # -- names --------------------------------------------------------------------------
@@ -140,6 +210,8 @@ class Workbench:
         view["presets"] = backend.preset_names()
         view["seed"] = self.seed
         view["backend"] = self.driver.backend
+        view["attached"] = self.attached
+        view["walk"] = "traced" if self.tracer is not None else "gateway records"
         view["file"] = str(self.topology_file)
         return view
 
@@ -199,30 +271,60 @@ class Workbench:
         receiver, listen = self._receiver(to, dst, at)
         probe = Probe(proto=proto, src=src, dst=dst, dport=dport, sport=sport_n, receiver=receiver,
                       listen_port=listen, reply=bool(reply))
-        result, walk = self.traced_probe(probe)
+        result, walk, pkts = self.traced_probe(probe)
         self.recording.add_probe(probe, to, at, result)
         self._changed()
-        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": packets(walk)}
+        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": pkts,
+                "observed": "traced" if self.tracer is not None else "gateway records"}
 
-    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
-        """The probe's result and its walk; where no tracer can watch, the gateways' new events instead."""
+    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The probe's result, its traced hops and its packets.
+
+        Where no tracer can watch (real labs) there are no hops: the packets are told
+        from what the gateways recorded meanwhile (:func:`eventwalk.observed_walk`).
+        """
         if self.tracer is None:
-            return self._probe_with_events(probe), []
-        if self.tracer is not None:
-            self.tracer.start()
+            return self._observed_probe(probe)
+        self.tracer.start()
         try:
             result = self.driver.probe(probe)
         finally:
-            walk = self.tracer.stop() if self.tracer is not None else []
-        return result, walk
+            walk = self.tracer.stop()
+        return result, walk, packets(walk)
 
-    def _probe_with_events(self, probe: Probe) -> Any:
-        marks = {gw: max((e["seq"] for e in self.driver.events(gw, EVENTS_SHOWN)), default=0) for gw in self.gateways}
+    def _records(self) -> dict[str, tuple[int, tuple[dict[str, Any], ...], Any, Any]]:
+        """Each gateway's last event number, mapping rows and packet counters (inside, outside)."""
+        out = {}
+        for gw in self.gateways:
+            mark = max((e["seq"] for e in self.driver.events(gw, 1)), default=0)
+            queued = self.driver.counters(gw).get("gateway", {})
+            out[gw] = (mark, tuple(self.driver.mappings(gw)), queued.get("packets_inside"),
+                       queued.get("packets_outside"))
+        return out
+
+    def _observed_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        before = self._records()
         result = self.driver.probe(probe)
-        if result.events:
-            return result
-        new = [e for gw in self.gateways for e in self.driver.events(gw, EVENTS_SHOWN) if e["seq"] > marks[gw]]
-        return dataclasses.replace(result, events=tuple(new))
+        after = self._records()
+        seen = {}
+        for gw, (mark, rows, inside, outside) in before.items():
+            _, rows_after, inside_after, outside_after = after[gw]
+            new = tuple(e for e in self.driver.events(gw, EVENTS_KEPT) if e["seq"] > mark)
+            seen[gw] = eventwalk.Seen(gw, new, rows, rows_after, _delta(inside, inside_after),
+                                      _delta(outside, outside_after))
+        if not result.events:
+            result = dataclasses.replace(result, events=tuple(e for s in seen.values() for e in s.events))
+        receiver = self.driver.addresses(probe.receiver)[0] if probe.receiver else None
+        pkts = eventwalk.observed_walk(self._network(), seen, result_dict(result), self.driver.addresses(probe.src)[0],
+                                       receiver, probe.port_at_receiver)
+        return result, [], pkts
+
+    def _network(self) -> eventwalk.Network:
+        owners = {a: h for h in self.driver.hosts() for a in self.driver.addresses(h)}
+        owners.update({a: gw for gw in self.gateways for a in self.driver.addresses(gw)})
+        chains = {h: topoview.nat_chain(self.topo, h) for h in self.driver.hosts()}
+        chains.update({gw.name: topoview.network_chain(self.topo, gw.outside) for gw in self.topo.gateways})
+        return eventwalk.Network(owners, chains, frozenset(self.gateways))
 
     def sleep_all(self, seconds: float, observed: str) -> None:
         """Let time pass for the whole twin (a ``wait`` step)."""
@@ -247,6 +349,23 @@ class Workbench:
         self.recording.add("reboot", {"gateway": gateway}, f"{gateway} rebooted (mappings flushed)")
         self._changed()
         return {"ok": True, "summary": f"{gateway} rebooted"}
+
+    def set_pool(self, gateway: str, addresses: Any) -> dict[str, Any]:
+        """Change a gateway's external addresses live (the ``set-pool`` op): checked first, as a
+        scenario's ``set_pool`` step is (on its outside network, each once, no static NAT clash)."""
+        gw = self.gateways[self._gateway(gateway)]
+        pool = _addresses(addresses)
+        errors = backend.pool_errors(self.topo, gateway, pool, gw.policy)
+        taken = {a: n for n in [*self.driver.hosts(), *self.gateways] if n != gateway for a in self.driver.addresses(n)}
+        errors += [ConfigError(f"{a} is {taken[a]}'s address", key=f"pool[{i}]", got=a, hint="pick a free one")
+                   for i, a in enumerate(pool) if a in taken]
+        if errors:
+            raise backend.combined(errors)
+        self.driver.set_pool(gateway, pool)
+        self.recording.add("set_pool", {"gateway": gateway, "addresses": pool},
+                           f"{gateway} external address(es) now {', '.join(pool)}")
+        self._changed()
+        return {"ok": True, "summary": f"{gateway} pool: {', '.join(pool)}"}
 
     def check_mappings(self, gateway: str) -> dict[str, Any]:
         """Record the gateway's table as it is now: a ``mappings`` step expecting this many rows."""
@@ -282,6 +401,10 @@ class Workbench:
 
     def scenario_text(self, where: Optional[Path] = None) -> str:
         return self.recording.text(where)
+
+
+def _delta(before: Any, after: Any) -> Optional[int]:
+    return after - before if isinstance(before, int) and isinstance(after, int) else None
 
 
 def _leaf(nested: dict[str, Any], knob: str) -> Any:
