@@ -356,7 +356,9 @@ class Workbench:
         gw = self.gateways[self._gateway(gateway)]
         pool = _addresses(addresses)
         errors = backend.pool_errors(self.topo, gateway, pool, gw.policy)
-        taken = {a: n for n in [*self.driver.hosts(), *self.gateways] if n != gateway for a in self.driver.addresses(n)}
+        taken = {str(a.ip): r.name for r in self.topo.routers for leg in r.legs for a in leg.addresses}
+        taken.update({a: n for n in [*self.driver.hosts(), *self.gateways] if n != gateway
+                      for a in self.driver.addresses(n)})
         errors += [ConfigError(f"{a} is {taken[a]}'s address", key=f"pool[{i}]", got=a, hint="pick a free one")
                    for i, a in enumerate(pool) if a in taken]
         if errors:

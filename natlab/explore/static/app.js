@@ -89,7 +89,7 @@ function drawTopology() {
     if (node.kind === "gateway") {
       g.append(el("text", { class: "sub", y: -1, "data-role": "behaviour", text: node.behaviour || "" }));
       g.append(el("text", { class: "cls", y: 18, "data-role": "class", text: node.nat_class || "" }));
-      g.append(el("text", { class: "sub", y: 35, text: shown }));
+      g.append(el("text", { class: "sub", y: 35, "data-role": "pool", text: shown }));
       g.addEventListener("click", () => selectGateway(node.name));
       g.style.cursor = "pointer";
     } else {
@@ -108,6 +108,8 @@ function updateGatewayBoxes() {
     g.querySelector('[data-role="behaviour"]').textContent =
       gw.behaviour + (Object.keys(gw.changed).length ? " *" : "");
     g.querySelector('[data-role="class"]').textContent = gw.nat_class;
+    const a = gw.addresses;
+    g.querySelector('[data-role="pool"]').textContent = a.length > 1 ? `${a[0]} +${a.length - 1}` : a.join("");
     g.classList.toggle("hot", name === ui.gw);
   }
 }

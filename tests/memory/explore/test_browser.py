@@ -2,7 +2,8 @@
 
 Open the page, change a knob, send probes (a mapping appears; an unsolicited one
 shows its drop reason), give bad input (a clear error, nothing changed), advance
-time (the mapping expires), switch a preset, hole-punch, save the recording, and
+time (the mapping expires), switch a preset, hole-punch, change a pool (a bad one
+first), save the recording, and
 ``natlab run --backend memory`` passes on the saved file. A screenshot of each
 view is written to the artifacts directory.
 """
@@ -137,6 +138,19 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     assert browser.find_elements("css selector", "#sequence .msg.dropped"), "the first punch is filtered"
     assert browser.find_elements("css selector", "#sequence .msg.delivered")
     _shot(browser, explore_artifacts, "punch-panel", "04-hole-punch")
+
+    # nat-b's pool, live: a duplicate is a clear error and changes nothing; a new address is used at once
+    version = _version(browser)
+    _fill(browser, "gw-pool", "203.0.113.21, 203.0.113.21")
+    browser.find_element("id", "gw-pool-set").click()
+    _wait(browser, lambda b: "pool address listed twice" in _text(b, "error"), "the pool error")
+    assert _version(browser) == version and "pool 203.0.113.21, 203.0.113.22" in _text(browser, "gw-head")
+    _fill(browser, "gw-pool", "203.0.113.30")
+    browser.find_element("id", "gw-pool-set").click()
+    _wait(browser, lambda b: "pool 203.0.113.30 " in _text(b, "gw-head"), "the new pool")
+    assert "203.0.113.30" in browser.find_element("id", "node-nat-b").text
+    _probe(browser, "udp", "bob", "6000", "server:3478")
+    assert "seen from 203.0.113.30:" in _text(browser, "probe-verdict")
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(explore_artifacts / "00-workbench.png"))
 
