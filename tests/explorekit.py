@@ -24,13 +24,13 @@ DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 WAIT = 10
 """Seconds a page condition may take (a real lab's probe takes about half a second)."""
 
-__all__ = ["browser", "explore_artifacts", "fill", "open_page", "probe", "set_knob", "shot", "text", "version", "wait"]
+__all__ = ["browser", "explore_artifacts", "fill", "lab_is_up", "open_page", "probe", "set_knob", "shot", "text", "version", "wait"]
 
 
 @pytest.fixture(scope="session")
 def explore_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("NATLAB_EXPLORE_ARTIFACTS")
-    path = Path(given) if given else tmp_path_factory.mktemp("explore-artifacts", numbered=False)
+    path = Path(given) if given else tmp_path_factory.getbasetemp() / "explore-artifacts"  # one for every tier
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -128,3 +128,22 @@ def set_knob(browser: Any, knob: str, value: str) -> None:
     box.clear()
     box.send_keys(value)
     row.find_element("css selector", "button").click()
+
+
+def lab_is_up(name: str) -> bool:
+    """A lab's state says it is up, every gateway answers on its control socket and (netns)
+    every namespace it made is still there: what a workbench that attached must leave behind."""
+    import natlab.lab
+    from natlab.errors import NatlabError
+    from natlab.gateway.client import GatewayClient
+    from natlab.realisers.netns import namespaces
+
+    state = natlab.lab.resolve_lab(name)
+    if state.phase != "up":
+        return False
+    if state.backend == "netns" and not all(namespaces.exists(ns) for ns in state.namespaces):
+        return False
+    try:
+        return all(GatewayClient(gw["control_socket"], name=n).ping() for n, gw in state.gateways.items())
+    except NatlabError:  # a control socket that is gone: its gateway is down
+        return False

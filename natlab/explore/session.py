@@ -22,11 +22,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from natlab.explore import backend, eventwalk, knobs, topoview
+from natlab.explore import backend, eventwalk, knobs, mirror, topoview
 from natlab.explore.backend import ConfigError, Probe
 from natlab.explore.record import Recording
 from natlab.explore.walk import packets
@@ -37,22 +36,6 @@ EVENTS_SHOWN = 60
 EVENTS_KEPT = 1000
 """Events asked for after a probe (every one it caused, even on a busy lab)."""
 PROTOS = ("udp", "tcp", "icmp")
-
-
-@dataclass
-class _Gateway:
-    behaviour: str
-    policy: Any
-    changed: dict[str, str]
-    clock: float = 0.0
-    start: Optional["_Gateway"] = None
-    """Attached: what the topology file would have started it with."""
-
-
-def _differences(base: Any, policy: Any) -> dict[str, Any]:
-    """Knobs (dotted) whose value in ``policy`` is not the one in ``base``."""
-    old = backend.flatten(backend.policy_to_dict(base))
-    return {k: v for k, v in backend.flatten(backend.policy_to_dict(policy)).items() if old.get(k) != v}
 
 
 def _port(text: str, what: str) -> int:
@@ -115,44 +98,25 @@ class Workbench:
         try:
             self.tracer = backend.Tracer.attach(self.driver)
             self.realtime = backend.realtime(self.driver.backend)
-            self.gateways = {gw.name: self._mirror(gw) for gw in self.topo.gateways}
+            self.gateways = {gw.name: mirror.of_topology(gw) for gw in self.topo.gateways}
             self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
-            if self.attached:
-                self._record_attached_state()
+            if self.attached:  # the lab as it runs now: the first steps of the recording
+                self.recording.attached = True
+                self._catch_up("attached: ")
         except BaseException:
             self.driver.close()
             raise
         self.version = 0
         self.lock = threading.Lock()
 
-    def _mirror(self, gw: Any) -> _Gateway:
-        """The gateway's policy as the topology sets it, or (attached) as it runs now."""
-        start = _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
-        live = backend.live_gateway(self.driver, gw.name) if self.attached else None
-        if live is None:
-            return start
-        policy = backend.policy_from_dict(live["policy"])
-        preset = str(live.get("preset") or gw.behaviour)
-        base = start.policy if preset == gw.behaviour else backend.policy_of_preset(preset)
-        changed = _differences(base, policy)
-        return _Gateway(preset, policy, {k: backend.show_value(v) for k, v in changed.items()},
-                        float(live.get("clock_offset") or 0.0), start=start)
-
-    def _record_attached_state(self) -> None:
-        """First steps of the recording: what turns a fresh lab of the file into the one attached to."""
+    def _catch_up(self, note: str) -> bool:
+        """On a real lab, take each gateway's word for what it runs (see :mod:`natlab.explore.mirror`)."""
+        found = False
         for name, gw in self.gateways.items():
-            fresh = gw.start or gw
-            if gw.behaviour != fresh.behaviour:
-                self.recording.add("configure", {"gateway": name, "behaviour": gw.behaviour},
-                                   f"attached: {name} runs {gw.behaviour}")
-                fresh = _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour), {})
-            for knob, value in _differences(fresh.policy, gw.policy).items():
-                self.recording.add_set(name, knob, value, note="attached: ")
-            pool = self.driver.addresses(name)
-            if pool != [str(a) for a in next(g for g in self.topo.gateways if g.name == name).pool]:
-                self.recording.add("set_pool", {"gateway": name, "addresses": pool},
-                                   f"attached: {name} pool is {', '.join(pool)}")
-        self.recording.attached = True
+            live = backend.live_gateway(self.driver, name)
+            if live is not None:
+                found = mirror.catch_up(name, gw, live, self.recording, note) or found
+        return found
 
     def close(self) -> None:
         """Stop what the workbench started; a lab it brought up goes down, one it attached to stays up."""
@@ -216,11 +180,15 @@ class Workbench:
         return view
 
     def state(self) -> dict[str, Any]:
+        """Everything the page shows; on a real lab, first what changed there by other hands."""
+        if self._catch_up("changed outside the workbench: "):
+            self._changed()
         gateways = {}
         for name, gw in self.gateways.items():
             gateways[name] = {
                 "behaviour": gw.behaviour, "nat_class": backend.nat_class(backend.policy_to_dict(gw.policy)),
-                "changed": gw.changed, "clock": gw.clock, "addresses": self.driver.addresses(name),
+                "changed": gw.changed, "clock": gw.clock,
+                "addresses": gw.pool if self.realtime else self.driver.addresses(name),
                 "knobs": knobs.knob_rows(gw.policy), "mappings": self.driver.mappings(name),
                 "counters": self.driver.counters(name), "events": self.driver.events(name, EVENTS_SHOWN),
             }
@@ -237,8 +205,7 @@ class Workbench:
         policy = backend.apply_set(gw.policy, [assignment])  # raises, changing nothing, on a bad value
         parsed = backend.parse_assignments([assignment])
         self.driver.set(gateway, [assignment])
-        gw.policy = policy
-        gw.changed[knob] = text
+        gw.update(policy)
         self.recording.add_set(gateway, knob, _leaf(parsed, knob))
         self._changed()
         return {"ok": True, "summary": f"{gateway}: {assignment}"}
@@ -251,7 +218,8 @@ class Workbench:
                               hint=f"one of {', '.join(backend.preset_names())}")
         policy = backend.policy_of_preset(behaviour)
         self.driver.configure(gateway, behaviour)
-        gw.behaviour, gw.policy, gw.changed = behaviour, policy, {}
+        gw.behaviour = behaviour
+        gw.update(policy, base=policy)
         self.recording.add("configure", {"gateway": gateway, "behaviour": behaviour},
                            f"{gateway} is now {behaviour} (mappings flushed)")
         self._changed()
@@ -364,6 +332,7 @@ class Workbench:
         if errors:
             raise backend.combined(errors)
         self.driver.set_pool(gateway, pool)
+        gw.pool = pool
         self.recording.add("set_pool", {"gateway": gateway, "addresses": pool},
                            f"{gateway} external address(es) now {', '.join(pool)}")
         self._changed()

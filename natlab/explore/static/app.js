@@ -284,10 +284,11 @@ function renderMappings(rows) {
 function renderCounters(c) {
   const dl = clear($("counters"));
   const flat = [];
-  for (const [k, v] of Object.entries(c)) {
-    if (v && typeof v === "object") for (const [k2, v2] of Object.entries(v)) flat.push([`${k}.${k2}`, v2]);
-    else flat.push([k, v]);
-  }
+  (function walk(obj, prefix) {  // real gateways nest deeper (gateway.queue.in.queue_dropped ...)
+    for (const [k, v] of Object.entries(obj)) {
+      if (v && typeof v === "object") walk(v, `${prefix}${k}.`); else flat.push([`${prefix}${k}`, v]);
+    }
+  })(c, "");
   for (const [k, v] of flat) {
     if (!v && !["mappings_active", "dropped"].includes(k)) continue;
     const cls = k.startsWith("drops.") || k === "dropped" ? "drop" : null;
@@ -306,7 +307,8 @@ function describeEvent(e) {
 function renderEvents(events) {
   const ol = clear($("events"));
   for (const e of events.slice().reverse()) {
-    ol.append(el("li", { class: `ev-${e.kind}`, text: `#${e.seq} t=${e.at} ${describeEvent(e)}` }));
+    const at = Number.isInteger(e.at) ? e.at : Number(e.at).toFixed(1);
+    ol.append(el("li", { class: `ev-${e.kind}`, text: `#${e.seq} t=${at} ${describeEvent(e)}` }));
   }
 }
 
@@ -323,6 +325,10 @@ async function sendProbe(ev) {
   box.append(el("span", { class: r.delivered ? "ok" : "bad", id: "probe-verdict", text: `${r.proto} ${r.src}:${r.sport} → ${r.dst}${r.dport ? ":" + r.dport : ""}: ${what}` }));
   if (r.replied !== null) box.append(el("span", { class: r.replied ? "ok" : "bad", text: r.replied ? " · answer came back" : " · answer lost" }));
   if (r.detail) box.append(el("span", { class: "bad", id: "probe-reason", text: ` · ${r.detail}` }));
+  const first = data.packets[0];  // on real labs the sender only knows nothing came; the gateway knows why
+  if (first && first.outcome === "dropped" && !(r.detail || "").includes(first.reason)) {
+    box.append(el("span", { class: "bad", id: "probe-drop", text: ` · dropped at ${first.end}: ${first.reason}` }));
+  }
   renderWalk(data.packets, data.observed);
   animate(data.packets);
 }
