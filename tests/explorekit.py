@@ -24,7 +24,8 @@ DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 WAIT = 10
 """Seconds a page condition may take (a real lab's probe takes about half a second)."""
 
-__all__ = ["browser", "explore_artifacts", "fill", "lab_is_up", "open_page", "probe", "set_knob", "shot", "text", "version", "wait"]
+__all__ = ["browser", "explore_artifacts", "fill", "lab_is_up", "open_page", "probe", "set_knob", "shot", "text",
+           "version", "wait"]
 
 
 @pytest.fixture(scope="session")

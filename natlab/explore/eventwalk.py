@@ -187,7 +187,8 @@ def _remote_fits(remote: Any, dst: Endpoint) -> bool:
 
 def _drop(seen: Seen, flow: Flow, side: str) -> Optional[dict[str, Any]]:
     for event in seen.events:
-        if event.get("kind") in DROPS and event.get("side", side) == side and flow.fits(flow_of_summary(event.get("packet"))):
+        if event.get("kind") in DROPS and event.get("side", side) == side \
+                and flow.fits(flow_of_summary(event.get("packet"))):
             return event
     return None
 
@@ -203,7 +204,8 @@ def _outbound(seen: Seen, flow: Flow) -> tuple[str, Optional[Endpoint], str, tup
         return "drop", None, str(dropped.get("reason", "")), (dropped["kind"],), _told(dropped)
     for event in seen.events:
         if event.get("kind") == "mapping-created" and event.get("protocol") == flow.proto \
-                and flow.src.fits(Endpoint.parse(event.get("internal"))) and _remote_fits(event.get("remote"), flow.dst):
+                and flow.src.fits(Endpoint.parse(event.get("internal"))) \
+                and _remote_fits(event.get("remote"), flow.dst):
             return ("forward", Endpoint.parse(event.get("external")), "", ("mapping-created",),
                     f"event #{event.get('seq')} mapping-created {event.get('internal')} -> {event.get('external')}")
     for row, delta in seen.grew("packets_out"):

@@ -7,6 +7,9 @@ one JS, one CSS file from package data, no build step) reads the topology and
 the state, then listens on ``/api/events``: after every change the server
 pushes the whole state (gateways' knobs, mapping tables, counters, recent
 events; the recording) as one SSE message, so every open tab stays current.
+On a real lab (wall-clock time) each stream also reads the state again every
+:data:`REFRESH` seconds and pushes it when it differs: mappings expire by
+themselves there, and other tools change the lab.
 Actions are JSON POSTs; each answers with its result (a probe's walk, a punch's
 sequence) or ``{"error": ...}`` with status 400 and nothing changed.
 

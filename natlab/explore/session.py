@@ -2,18 +2,22 @@
 
 Theory of operation
 -------------------
-A :class:`Workbench` holds a :class:`~natlab.scenario.driver.Driver` (the
-memory twin by default) and is the only thing that touches it. Every action the
-page can take is one method here: ``set_knob``, ``configure``, ``probe``,
-``advance``, ``reboot``, ``check_mappings``, ``punch``. Each one validates its
+A :class:`Workbench` holds a :class:`~natlab.realisers.base.Driver` (the
+memory twin by default; a netns or Docker lab it brought up; or, with ``lab=``,
+one that was up already, which it leaves up) and is the only thing that touches
+it. Every action the page can take is one method here: ``set_knob``,
+``configure``, ``set_pool``, ``probe``, ``advance``, ``reboot``,
+``check_mappings``, ``punch``. Each one validates its
 input first and raises :class:`ConfigError` (what, got, hint) before anything
 changes, then calls the driver, then appends what it did *and what it saw* to
 the :class:`~natlab.explore.record.Recording`, so the session can be saved as
 a scenario whose expectations are the observed outcomes.
 
-Each gateway's policy is mirrored here (topology preset, then every ``set`` and
-``configure`` applied with natlab's own validators), so the knob panel needs
-nothing from the backend but the Driver API. :meth:`state` is everything the
+Each gateway is mirrored here (:mod:`natlab.explore.mirror`: topology preset,
+then every ``set``, ``configure`` and ``set_pool`` applied with natlab's own
+validators), so the knob panel needs nothing from the backend but the Driver
+API; on a real lab the mirror is caught up with what the gateways report, and
+what other hands changed is recorded too. :meth:`state` is everything the
 page shows; ``version`` counts changes, so the page knows when to redraw.
 """
 
