@@ -299,9 +299,10 @@ class Workbench:
         return eventwalk.Network(owners, chains, frozenset(self.gateways))
 
     def sleep_all(self, seconds: float, observed: str) -> None:
-        """Let time pass for the whole twin (a ``wait`` step)."""
+        """Let time pass for everyone (a ``wait`` step): the twin's clock, or the wall clock on a real
+        lab, where the gateways' own clocks (their ``advance`` offsets) do not move."""
         self.driver.sleep(seconds)
-        for gw in self.gateways.values():
+        for gw in self.gateways.values() if not self.realtime else ():
             gw.clock += seconds
         self.recording.add("wait", {"seconds": seconds}, observed)
 
