@@ -8,7 +8,8 @@ import ipaddress
 
 import pytest
 
-from natlab.datapaths.kernelcache.cache import MARGIN, SETTLE, UNLINK_SAFE, UNLINK_SLACK, Cache, control_key, flow_of
+from natlab.datapaths.kernelcache.cache import (MARGIN, PROBE_AT, SETTLE, UNLINK_SAFE, UNLINK_SLACK, Cache,
+                                              control_key, flow_of)
 from natlab.engine.fastpath import FastEntry
 from natlab.engine.types import Side
 from natlab.packet import build
@@ -249,3 +250,50 @@ def test_a_closed_connection_is_not_installed_again_at_its_first_offer():
     cache.unlinked(cache.close(out_entry(proto=6).key, Side.INSIDE, 10.2), 10.21, closed=True)
     cache.offer(out_entry(proto=6, expires=16.0), 11.0)
     assert cache.take(11.0, 10) == [] and cache.stats["closed"] == 1
+
+
+def test_a_probe_is_armed_three_quarters_into_an_entry_and_lasts_until_its_unlink():
+    cache = Cache(quantum=1.0)
+    [item] = installed(cache, out_entry(expires=11.0))
+    end = 11.0 - MARGIN
+    assert cache.next_probe() == pytest.approx(10.0 + PROBE_AT * (end - 10.0))
+    assert cache.probe_due(10.5) == []
+    at = cache.next_probe()
+    [(inst, left)] = cache.probe_due(at)
+    assert inst.mark == item.mark and left == int((end - UNLINK_SLACK - at) * 1000)
+
+
+def test_the_probes_packet_renews_the_entry_in_place_under_the_same_mark():
+    cache = Cache(quantum=1.0)
+    [item] = installed(cache, out_entry(expires=11.0))
+    [(inst, _)] = cache.probe_due(10.8)
+    cache.probed([inst])
+    cache.offer(out_entry(expires=11.8), 10.8)
+    assert cache.pending == 0 and cache.renewals == 1
+    [renewal] = cache.take_renewals(10.8)
+    assert renewal.mark == item.mark and renewal.entry.expires == 11.8
+    assert renewal.timeout_ms == int((11.8 - 10.8 - MARGIN) * 1000)
+    cache.renewed([renewal], 10.801)
+    assert cache.unlink_due(11.0 - MARGIN - UNLINK_SLACK + 0.001) == []  # the old end no longer counts
+    assert cache.next_probe() > 11.0 and cache.stats["renewed"] == 1
+
+
+def test_an_entry_without_a_probe_armed_or_with_another_rewrite_is_not_renewed():
+    cache = Cache(quantum=1.0)
+    installed(cache, out_entry(expires=11.0))
+    cache.offer(out_entry(expires=11.8), 10.8)  # no probe armed: an early packet of the burst
+    assert cache.renewals == 0
+    [(inst, _)] = cache.probe_due(10.8)
+    cache.probed([inst])
+    other = dataclasses.replace(out_entry(expires=11.8), new_sport=1)
+    cache.offer(other, 10.8)
+    assert cache.renewals == 0
+
+
+def test_a_renewal_too_close_to_the_kernels_end_is_left_to_end():
+    cache = Cache(quantum=1.0)
+    installed(cache, out_entry(expires=11.0))
+    [(inst, _)] = cache.probe_due(10.8)
+    cache.probed([inst])
+    cache.offer(out_entry(expires=11.99), 10.985)
+    assert cache.take_renewals(10.985) == []

@@ -127,7 +127,8 @@ def test_forgetting_and_unlinking_touch_only_their_own_maps():
 
 
 def test_flushing_empties_every_session_map_in_one_script_and_the_rewrites_in_another():
-    assert nft.flush_sessions_script().splitlines() == [f"flush map ip natlab_kc {n}" for n in nft.SESSION_MAPS]
+    assert nft.flush_sessions_script().splitlines() == [f"flush map ip natlab_kc {n}" for n in nft.SESSION_MAPS] + \
+        [f"flush set ip natlab_kc {n}" for n in nft.PROBE_SETS]
     assert all(f"flush map ip natlab_kc {n}" in nft.flush_data_script() for n in nft.DATA_MAPS)
 
 
@@ -169,3 +170,20 @@ def test_every_hit_is_counted_in_seen_before_any_rewrite():
 def test_forgetting_a_mark_empties_its_seen_element_whether_or_not_it_was_hit():
     lines = nft.forget_script([(5, out_udp())]).splitlines()
     assert lines[:2] == ["add element ip natlab_kc seen { 5 timeout 1s }", "delete element ip natlab_kc seen { 5 }"]
+
+
+def test_a_probe_sends_one_packet_of_its_key_out_of_the_chain_before_the_cache_rules():
+    script = nft.table_script(SPEC)
+    outbound = script.split("chain outbound {")[1]
+    probe = "ip saddr . udp sport . ip daddr . udp dport @probe_out_udp delete @probe_out_udp " \
+            "{ ip saddr . udp sport . ip daddr . udp dport } return"
+    assert probe in outbound and outbound.index(probe) < outbound.index("map @out_udp")
+    assert nft.probe_script([(out_udp(), 240)]) == \
+        "add element ip natlab_kc probe_out_udp { 192.168.1.2 . 5000 . 203.0.113.100 . 7000 timeout 240ms }\n"
+
+
+def test_a_renewal_replaces_the_session_element_in_one_script_keeping_the_mark():
+    assert nft.renew_script([(5, out_udp(), 990)]).splitlines() == [
+        "delete element ip natlab_kc out_udp { 192.168.1.2 . 5000 . 203.0.113.100 . 7000 }",
+        "add element ip natlab_kc out_udp { 192.168.1.2 . 5000 . 203.0.113.100 . 7000 timeout 990ms : 5 }",
+    ]

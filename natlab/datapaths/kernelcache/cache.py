@@ -12,14 +12,18 @@ hands out what to install, each with a fresh *mark* and a kernel timeout that en
 the engine's decision; :meth:`Cache.installed` records when the element is surely
 gone (:attr:`Installed.ends`).
 
-The engine must see a packet of every direction once per quantum, so an entry is
-never renewed in place. Shortly before its element would end, the shell *unlinks*
-it (:meth:`Cache.unlink_due`: deletes the session element while it is surely still
-there, so the delete cannot race the kernel's own expiry); the flow's next packet
-meets the engine, whose new entry is installed at its first offer. The flow spends
-about one NFQUEUE round trip in the slow path per quantum and direction, instead
-of waiting out the uncertainty of the kernel's expiry (jiffies). Should the loop
-be late, the element simply times out in the kernel.
+The engine must see a packet of every direction once per quantum, and decides
+anew on it. Three quarters into an entry's life the shell arms a *probe* for its
+key (:meth:`Cache.probe_due`): the kernel sends the key's next packet, one only,
+to NFQUEUE and keeps rewriting the rest. The engine's entry for that packet, with
+the same rewrite, *renews* the cached one in place (:meth:`Cache.take_renewals`:
+one transaction replaces the session element, same mark, new timeout), so a busy
+flow never leaves the kernel. An entry not renewed (no packet came, or the engine
+offered none) is *unlinked* shortly before its element would end
+(:meth:`Cache.unlink_due`: deleted while surely still there, so the delete cannot
+race the kernel's own expiry); the flow's next packet meets the engine, whose new
+entry is installed at its first offer. Should the loop be late, the element
+simply times out in the kernel.
 
 Counters live on the mark's ``seen`` element (see :mod:`~.nft`), which outlives the
 session element. :meth:`Cache.account` takes a reading of every mark (packets,
@@ -57,6 +61,10 @@ SETTLE = 0.002
 kernel rounds a timeout down to jiffies, so its element never outlives the computed end)."""
 MIN_LIFE = 0.050
 """An entry with less left than this is not worth an nft update."""
+PROBE_AT = 0.75
+"""Share of an entry's life after which its probe is armed."""
+PROBE_MIN = 0.100
+"""An entry with less than this left at its probe time gets none (it is unlinked instead)."""
 UNLINK_SLACK = 0.020
 """An element is unlinked this long before its kernel timeout runs out; one closer to
 its end than :data:`UNLINK_SAFE` is left to expire instead (a delete racing the
@@ -113,6 +121,14 @@ class Installed:
     packets: int = 0
     """What its counter said at the last reading (already folded into the gateway)."""
     nbytes: int = 0
+    probe_at: float = 0.0
+    unlink_at: float = 0.0
+    probing: bool = False
+    """A probe is armed: the engine's next entry for the key renews this one."""
+
+
+def same_rewrite(a: FastEntry, b: FastEntry) -> bool:
+    return (a.new_src, a.new_sport, a.new_dst, a.new_dport) == (b.new_src, b.new_sport, b.new_dst, b.new_dport)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +161,16 @@ class Cache:
         self._flow_of_inside: dict[Key, Flow] = {}
         self._heap: list[tuple[float, int]] = []
         self._unlinks: list[tuple[float, int]] = []
+        self._probes: list[tuple[float, int]] = []
         self._pending: dict[Key, FastEntry] = {}
+        self._renewals: dict[Key, FastEntry] = {}
         self._seen: dict[Key, float] = {}
         self._seen_before: dict[Key, float] = {}
         self._seen_since = 0.0
         self._free: list[int] = []
         self._next_mark = 1
         self.stats = {"hits": 0, "hit_bytes": 0, "installs": 0, "retired": 0, "unlinked": 0, "closed": 0,
-                      "flushes": 0, "first_offers": 0, "full": 0}
+                      "flushes": 0, "first_offers": 0, "full": 0, "probes": 0, "renewed": 0}
 
     # --- what goes in ------------------------------------------------------------
 
@@ -161,7 +179,13 @@ class Cache:
 
     @property
     def pending(self) -> int:
+        """Entries waiting to be installed."""
         return len(self._pending)
+
+    @property
+    def renewals(self) -> int:
+        """Entries waiting to be renewed in place."""
+        return len(self._renewals)
 
     def offer(self, entry: FastEntry, now: float) -> None:
         """An entry the engine just offered; queued for installing if worth it."""
@@ -170,7 +194,9 @@ class Cache:
         key = entry.key
         current = self._by_key.get(key)
         if current is not None and now < current.ends:
-            return  # its element may still be in the kernel: an add would clash
+            if current.probing and same_rewrite(current.entry, entry) and entry.expires > current.entry.expires:
+                self._renewals[key] = entry  # the probe's packet: renew in place
+            return  # else its element may still be in the kernel: an add would clash
         if key not in self._pending and not self._seen_recently(key, now):
             self._seen[key] = now
             self.stats["first_offers"] += 1
@@ -200,6 +226,65 @@ class Cache:
             out.append(Install(self._alloc(), entry, int(left * 1000)))
         return out
 
+    def take_renewals(self, now: float) -> list[Install]:
+        """The renewals due: the same mark, the new entry, a kernel timeout from ``now``.
+
+        Only entries surely still in the kernel are renewed (the renewal deletes their
+        session element); the others end as they would have."""
+        out = []
+        for key, entry in self._renewals.items():
+            inst = self._by_key.get(key)
+            if inst is None or not inst.probing or now >= inst.entry.expires - MARGIN - UNLINK_SAFE:
+                continue
+            left = entry.expires - now - MARGIN
+            if left >= MIN_LIFE:
+                out.append(Install(inst.mark, entry, int(left * 1000)))
+        self._renewals.clear()
+        return out
+
+    def renewed(self, batch: Iterable[Install], now: float) -> None:
+        """``batch``'s session elements were replaced as of ``now`` (after the transaction)."""
+        for item in batch:
+            inst = self._by_mark[item.mark]
+            inst.entry = item.entry
+            inst.probing = False
+            self._schedule(inst, now, item.timeout_ms)
+            self.stats["renewed"] += 1
+
+    def _schedule(self, inst: Installed, now: float, timeout_ms: int) -> None:
+        """When the element surely ends, when to probe it and when to unlink it."""
+        inst.ends = now + timeout_ms / 1000 + SETTLE
+        heapq.heappush(self._heap, (inst.ends, inst.mark))
+        end = inst.entry.expires - MARGIN
+        inst.unlink_at = end - UNLINK_SLACK
+        if inst.unlink_at > now:
+            heapq.heappush(self._unlinks, (inst.unlink_at, inst.mark))
+        inst.probe_at = now + PROBE_AT * (end - now)
+        if end - inst.probe_at >= PROBE_MIN:
+            heapq.heappush(self._probes, (inst.probe_at, inst.mark))
+
+    def next_probe(self) -> Optional[float]:
+        return self._probes[0][0] if self._probes else None
+
+    def probe_due(self, now: float) -> list[tuple[Installed, int]]:
+        """Entries to arm a probe for now, each with the probe's kernel timeout (ms): until
+        shortly before the entry would be unlinked."""
+        out = []
+        while self._probes and self._probes[0][0] <= now:
+            at, mark = heapq.heappop(self._probes)
+            inst = self._by_mark.get(mark)
+            if inst is None or inst.probe_at != at or self._by_key.get(inst.entry.key) is not inst:
+                continue
+            left = int((inst.unlink_at - now) * 1000)
+            if left >= 1:
+                out.append((inst, left))
+        return out
+
+    def probed(self, entries: Iterable[Installed]) -> None:
+        for inst in entries:
+            inst.probing = True
+            self.stats["probes"] += 1
+
     def _alloc(self) -> int:
         if self._free:
             return self._free.pop()
@@ -214,16 +299,13 @@ class Cache:
     def installed(self, batch: Iterable[Install], now: float) -> None:
         """``batch`` is in the kernel, as of ``now`` (taken after the transaction returned)."""
         for item in batch:
-            inst = Installed(item.mark, item.entry, now + item.timeout_ms / 1000 + SETTLE)
+            inst = Installed(item.mark, item.entry, 0.0)
             self._by_mark[item.mark] = inst
             self._by_key[item.entry.key] = inst
             flow = flow_of(item.entry)
             self._flows.setdefault(flow, set()).add(item.mark)
             self._flow_of_inside[_inside_of(item.entry)] = flow
-            heapq.heappush(self._heap, (inst.ends, item.mark))
-            unlink_at = item.entry.expires - MARGIN - UNLINK_SLACK
-            if unlink_at > now:
-                heapq.heappush(self._unlinks, (unlink_at, item.mark))
+            self._schedule(inst, now, item.timeout_ms)
             self.stats["installs"] += 1
 
     def failed(self, batch: Iterable[Install]) -> None:
@@ -243,10 +325,10 @@ class Cache:
         """Entries to unlink now, shortly before their end (see the module docstring)."""
         out = []
         while self._unlinks and self._unlinks[0][0] <= now:
-            _, mark = heapq.heappop(self._unlinks)
+            at, mark = heapq.heappop(self._unlinks)
             inst = self._by_mark.get(mark)
-            if inst is None or self._by_key.get(inst.entry.key) is not inst:
-                continue  # retired, unlinked or replaced meanwhile
+            if inst is None or inst.unlink_at != at or self._by_key.get(inst.entry.key) is not inst:
+                continue  # retired, unlinked, renewed or replaced meanwhile
             if now < inst.entry.expires - MARGIN - UNLINK_SAFE:
                 out.append(inst)
         return out
@@ -322,6 +404,7 @@ class Cache:
 
     def _forget_offers(self, key: Key) -> None:
         self._pending.pop(key, None)
+        self._renewals.pop(key, None)
         self._seen.pop(key, None)
         self._seen_before.pop(key, None)
 
@@ -352,7 +435,9 @@ class Cache:
         self._flow_of_inside.clear()
         self._heap.clear()
         self._unlinks.clear()
+        self._probes.clear()
         self._pending.clear()
+        self._renewals.clear()
         self._free.clear()
         self._next_mark = 1
         self.stats["flushes"] += 1

@@ -38,6 +38,12 @@ its port written raw (``@th,0,16``): the port's own checksum update would turn
 the 0 into a wrong checksum (the address's pseudo-header update already skips
 it).
 
+**Probes**: per session map a set ``probe_<map>`` of keys. A packet whose key is
+in it deletes it (``delete @probe_out_udp { ... }``, from the packet path) and
+leaves the chain before the cache rules: that one packet reaches NFQUEUE and the
+engine, the key's next ones hit the cache again. The engine's entry for it then
+replaces the session element in place (:func:`renew_script`).
+
 Hooks: inbound at ``prerouting`` priority ``raw`` (-300; the NFQUEUE rules sit
 in ``mangle`` -150), matched on the outside interface, with ``notrack`` should
 anything ever switch conntrack on here; outbound at ``forward`` priority
@@ -81,7 +87,14 @@ SEEN = "seen"
 SEEN_TIMEOUT = 86400
 """Seconds a ``seen`` element lives after its last hit (its remaining time dates that hit)."""
 SEEN_SIZE = 131072
-"""Elements ``seen`` holds at most (twice the cache's capacity of marks)."""
+"""Elements ``seen`` (and each probe set) holds at most (twice the cache's capacity of marks)."""
+
+
+def probe_set(outbound: bool, proto: int) -> str:
+    return f"probe_{session_map(outbound, proto)}"
+
+
+PROBE_SETS = tuple(probe_set(o, p) for o in (True, False) for p in (UDP, TCP, ICMP))
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,17 @@ def _rules(spec: TableSpec, outbound: bool, proto: int) -> list[str]:
             f"udp checksum 0 {lookup}{raw} set meta mark map @{way}_port{tail}"]
 
 
+def _match(outbound: bool, proto: int) -> str:
+    if proto == ICMP:
+        return f"icmp type {'echo-request' if outbound else 'echo-reply'} "
+    return ""
+
+
+def _probe_rule(outbound: bool, proto: int) -> str:
+    key, name = _key_type(outbound, proto), probe_set(outbound, proto)
+    return f"{_match(outbound, proto)}{key} @{name} delete @{name} {{ {key} }} return"
+
+
 def _quoted(names: Sequence[str]) -> str:
     inner = ", ".join(f'"{n}"' for n in names)
     return f"{{ {inner} }}"
@@ -140,6 +164,8 @@ def table_script(spec: TableSpec) -> str:
         for proto in (UDP, TCP, ICMP):
             lines.append(f"  map {session_map(outbound, proto)} {{ typeof {_key_type(outbound, proto)} "
                          ": meta mark; flags timeout; }")
+            lines.append(f"  set {probe_set(outbound, proto)} {{ typeof {_key_type(outbound, proto)}; "
+                         f"size {SEEN_SIZE}; flags dynamic,timeout; }}")
     lines += [f"  set {SEEN} {{ typeof meta mark; size {SEEN_SIZE}; flags dynamic,timeout; timeout {SEEN_TIMEOUT}s; }}",
               "  map out_addr { typeof meta mark : ip saddr; }",
               "  map in_addr { typeof meta mark : ip daddr; }",
@@ -150,11 +176,13 @@ def table_script(spec: TableSpec) -> str:
     skip = f"meta mark {spec.mark:#x} return"
     lines += ["  chain inbound {", f"    type filter hook prerouting priority {INBOUND_PRIORITY}; policy accept;",
               f"    {skip}", f'    iifname != "{spec.outside_iface}" return', f"    {FRAGMENTED} return"]
+    lines += [f"    {_probe_rule(False, p)}" for p in (UDP, TCP, ICMP)]
     lines += [f"    {rule}" for p in (UDP, TCP, ICMP) for rule in _rules(spec, False, p)]
     lines += ["  }", "  chain outbound {",
               f"    type filter hook forward priority {OUTBOUND_PRIORITY}; policy accept;",
               f"    {skip}", f'    oifname != "{spec.outside_iface}" return',
               f"    iifname != {_quoted(spec.inside_ifaces)} return", f"    {FRAGMENTED} return"]
+    lines += [f"    {_probe_rule(True, p)}" for p in (UDP, TCP, ICMP)]
     lines += [f"    {rule}" for p in (UDP, TCP, ICMP) for rule in _rules(spec, True, p)]
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
@@ -213,6 +241,23 @@ def install_script(installs: Iterable[tuple[int, FastEntry, int]]) -> str:
     return _script(_elements("add", _grouped(items), (*DATA_MAPS, *SESSION_MAPS)))
 
 
+def probe_script(probes: Iterable[tuple[FastEntry, int]]) -> str:
+    """Arm a probe for each ``(entry, timeout_ms)``: the key's next packet goes to the engine."""
+    items = [(probe_set(e.outbound, e.proto), f"{session_key(e)} timeout {max(1, t)}ms") for e, t in probes]
+    return _script(_elements("add", _grouped(items), PROBE_SETS))
+
+
+def renew_script(renewals: Iterable[tuple[int, FastEntry, int]]) -> str:
+    """Replace live session elements with new timeouts, same marks, in one transaction (the
+    rewrite elements stay: a renewal never changes the rewrite)."""
+    gone, new = [], []
+    for mark, entry, timeout_ms in renewals:
+        name, key = session_map(entry.outbound, entry.proto), session_key(entry)
+        gone.append((name, key))
+        new.append((name, f"{key} timeout {max(1, timeout_ms)}ms : {mark}"))
+    return _script(_elements("delete", _grouped(gone), SESSION_MAPS) + _elements("add", _grouped(new), SESSION_MAPS))
+
+
 def forget_script(retired: Iterable[tuple[int, FastEntry]]) -> str:
     """Delete the rewrite and ``seen`` elements of marks no session element points at any more.
 
@@ -237,8 +282,9 @@ def unlink_script(entries: Iterable[FastEntry]) -> str:
 
 
 def flush_sessions_script() -> str:
-    """Empty every session map in one transaction: nothing cached matches any more."""
-    return _script([f"flush map {_T} {name}" for name in SESSION_MAPS])
+    """Empty every session map (and probe set) in one transaction: nothing cached matches any more."""
+    return _script([f"flush map {_T} {name}" for name in SESSION_MAPS] +
+                   [f"flush set {_T} {name}" for name in PROBE_SETS])
 
 
 def flush_data_script() -> str:

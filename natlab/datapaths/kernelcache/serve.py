@@ -13,10 +13,11 @@ given to NFQUEUE's :func:`~natlab.datapaths.nfqueue.daemon.serve_gateway`:
   :class:`~natlab.datapaths.kernelcache.cache.Cache`. A TCP segment with SYN,
   FIN or RST unlinks its connection's entries at once.
 - **each iteration**, before the engine's timers: what is pending is installed
-  (one libnftables transaction per :data:`BATCH` entries), and the counters are
-  read and folded into the gateway when an entry's element has gone (at most
-  every :data:`SWEEP_EVERY` s) or when the engine has a deadline due (so its
-  decision sees every cached packet).
+  (one libnftables transaction per :data:`BATCH` entries), renewals replace
+  their session elements, due probes are armed and due unlinks done, and the
+  counters are read and folded into the gateway when an entry's element has gone
+  (at most every :data:`SWEEP_EVERY` s) or when the engine has a deadline due
+  (so its decision sees every cached packet).
 - **control requests**: reads (``counters``, ``status``, ``mappings``) fold the
   counters first; every state-changing op runs the invalidator first
   (``Gateway.fast_invalidators``): the session maps are flushed in one
@@ -108,21 +109,20 @@ class KernelCache:
         return self.gateway.handle(request)
 
     def timeout(self) -> Optional[float]:
-        if self.cache.pending:
+        if self.cache.pending or self.cache.renewals:
             return 0.0
-        wakes = []
+        wakes = [t for t in (self.cache.next_unlink(), self.cache.next_probe()) if t is not None]
         due = self.cache.next_due()
         if due is not None:
             wakes.append(max(due, self._last_sweep + SWEEP_EVERY))
-        unlink = self.cache.next_unlink()
-        if unlink is not None:
-            wakes.append(unlink)
         if not wakes:
             return None
         return max(0.0, min(wakes) - self.gateway.now())
 
     def on_timer(self) -> None:
         self._guard(self.install)
+        self._guard(self.renew)
+        self._guard(self.probe)
         self._guard(self.unlink)
         now = self.gateway.now()
         due = self.cache.next_due()
@@ -221,6 +221,26 @@ class KernelCache:
 
     def _remake(self) -> None:
         self._nft().run(nft.table_script(self.table))
+
+    def renew(self) -> None:
+        """Renew in place the entries whose probe's packet the engine has just decided again."""
+        batch = self.cache.take_renewals(self.gateway.now())
+        if not batch:
+            return
+        try:
+            self._nft().run(nft.renew_script((i.mark, i.entry, i.timeout_ms) for i in batch))
+        except LabError as err:
+            self._error("renew", err)  # one had ended meanwhile: each ends, or is unlinked, as before
+            return
+        self.cache.renewed(batch, self.gateway.now())
+
+    def probe(self) -> None:
+        """Arm the probes due: each key's next packet meets the engine, the rest stay cached."""
+        due = self.cache.probe_due(self.gateway.now())
+        if not due:
+            return
+        self._nft().run(nft.probe_script((inst.entry, left) for inst, left in due))
+        self.cache.probed(inst for inst, _left in due)
 
     def unlink(self) -> None:
         """Entries shortly before their end out of the kernel, so their flows meet the engine now."""
