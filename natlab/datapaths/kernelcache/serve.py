@@ -230,7 +230,13 @@ class KernelCache:
         try:
             self._nft().run(nft.renew_script((i.mark, i.entry, i.timeout_ms) for i in batch))
         except LabError as err:
-            self._error("renew", err)  # one had ended meanwhile: each ends, or is unlinked, as before
+            self._error("renew", err)
+            for item in batch:  # one by one: one had ended meanwhile (it ends, or is unlinked, as before)
+                try:
+                    self._nft().run(nft.renew_script([(item.mark, item.entry, item.timeout_ms)]))
+                except LabError:
+                    continue
+                self.cache.renewed([item], self.gateway.now())
             return
         self.cache.renewed(batch, self.gateway.now())
 
