@@ -116,7 +116,7 @@ def _serve(gateway: Gateway) -> int:
     rules = gateway.pool_hooks.rules
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
     watchdog = QueueWatchdog()
-    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,
+    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors, "binding": queues.stats(),
                                          "queue": queues.kernel_stats(), "watchdog": watchdog.report()})
     control = ControlServer(spec.control_socket, gateway.handle, selector)
     gateway.stat_sources.append(control.stats)

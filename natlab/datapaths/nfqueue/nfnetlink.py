@@ -21,6 +21,7 @@ still queued whose id is at most the one given.
 
 from __future__ import annotations
 
+import operator
 import socket
 import struct
 from typing import NamedTuple, Optional
@@ -113,14 +114,20 @@ def verdict_header(queue_be: int, packet_id: int, verdict: int, payload_len: int
                          socket.AF_UNSPEC, 0, queue_be, 12, NFQA_VERDICT_HDR, _htonl(verdict), _htonl(packet_id))
 
 
-_PADS = (b"", b"\0\0\0", b"\0\0", b"\0")
+PADS = (b"", b"\0\0\0", b"\0\0", b"\0")
+"""The padding after a payload of length ``n``: ``PADS[n & 3]``."""
+PAYLOAD_VERDICT = struct.Struct("=IHHIIBBHHHIIHH")
+"""A verdict's header up to and with its ``NFQA_PAYLOAD`` attribute header (see :func:`payload_parts`)."""
+VERDICT_KIND = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT
 
 
 def payload_parts(queue_be: int, packet_id: int, verdict: int, payload) -> tuple:
     """The buffers of a verdict carrying a new payload (for one gathered ``sendmsg``)."""
     n = len(payload)
-    head = verdict_header(queue_be, packet_id, verdict, n) + _PAYLOAD_ATTR.pack(4 + n, NFQA_PAYLOAD)
-    pad = _PADS[n & 3]
+    pad = PADS[n & 3]
+    head = PAYLOAD_VERDICT.pack(VERDICT_SIZE + 4 + n + len(pad), VERDICT_KIND, NLM_F_REQUEST, 0, 0,
+                                socket.AF_UNSPEC, 0, queue_be, 12, NFQA_VERDICT_HDR, _htonl(verdict),
+                                _htonl(packet_id), 4 + n, NFQA_PAYLOAD)
     return (head, payload, pad) if pad else (head, payload)
 
 
@@ -173,6 +180,91 @@ def parse_packet(buf, off: int, end: int) -> Optional[Queued]:
     if payload_off < 0:
         payload_off = payload_len = 0
     return Queued(packet_id, max(indev, 0), max(info, 0), max(cap_len, 0), payload_off, payload_len)
+
+
+_VALUE_AT = {NFQA_PACKET_HDR: "packet_id", NFQA_IFINDEX_INDEV: "indev", NFQA_SKB_INFO: "skb_info",
+             NFQA_CAP_LEN: "cap_len"}
+
+
+class Layout:
+    """Where everything is in packet messages of one shape (the same attributes, in the same order).
+
+    The kernel writes the attributes of a queue's packets in a fixed order, and
+    which ones are there changes rarely (a timestamp once someone captures, a
+    mark, ``NFQA_SKB_INFO`` for offloaded packets), so one ``struct`` call reads a
+    whole message header once the layout is known: :meth:`parse`. Every
+    attribute header is compared with the one the layout was made from, so a
+    message of another shape is never misread: :meth:`parse` returns None and
+    the caller parses it the slow way (:func:`parse_packet`) and learns its layout.
+    """
+
+    __slots__ = ("struct", "heads", "expected", "picks", "payload_head", "payload_off", "size")
+
+    def __init__(self, attrs: list[tuple[int, int]]) -> None:
+        """``attrs``: (length, type) of each attribute before the final ``NFQA_PAYLOAD``."""
+        fmt = ["=IH14x"]  # nlmsghdr (length, type), nfgenmsg
+        index = 2
+        heads: list[int] = []
+        picks: dict[str, int] = {}
+        pos = 20
+        for alen, atype in attrs:
+            heads.append(index)
+            index += 1
+            name = _VALUE_AT.get(atype & 0x3FFF)
+            padded = (alen + 3) & ~3
+            if name is not None and alen >= 8:
+                fmt.append(f"II{padded - 8}x")
+                picks[name] = index
+                index += 1
+            else:
+                fmt.append(f"I{padded - 4}x")
+            pos += padded
+        fmt.append("I")  # the payload's attribute header
+        self.payload_head = index
+        self.payload_off = pos + 4
+        self.struct = struct.Struct("".join(fmt))
+        self.size = self.struct.size
+        self.heads = operator.itemgetter(*heads, 1) if heads else operator.itemgetter(1, 1)
+        expected = [alen | (atype << 16) for alen, atype in attrs]
+        self.expected = (*expected, PACKET_TYPE) if heads else (PACKET_TYPE, PACKET_TYPE)
+        self.picks = (picks.get("packet_id"), picks.get("indev"), picks.get("skb_info"), picks.get("cap_len"))
+
+    @classmethod
+    def of(cls, buf, off: int, end: int) -> Optional["Layout"]:
+        """The layout of the packet message at ``buf[off:end]`` (None: not a packet with a payload last)."""
+        length, kind = struct.unpack_from("=IH", buf, off)
+        if kind != PACKET_TYPE or length > end - off:
+            return None
+        end = off + length
+        pos = off + 20
+        attrs = []
+        while pos + 4 <= end:
+            alen, atype = _ATTR.unpack_from(buf, pos)
+            if alen < 4 or pos + alen > end:
+                return None
+            if atype & 0x3FFF == NFQA_PAYLOAD:
+                return cls(attrs) if pos + ((alen + 3) & ~3) >= end else None
+            attrs.append((alen, atype))
+            pos += (alen + 3) & ~3
+        return None
+
+    def parse(self, buf, off: int, end: int):
+        """(packet_id, indev, skb_info, cap_len, payload offset, payload length), or None if
+        the message at ``buf[off:end]`` does not have this layout."""
+        if end - off < self.size:
+            return None
+        values = self.struct.unpack_from(buf, off)
+        if self.heads(values) != self.expected or values[0] > end - off:
+            return None
+        head = values[self.payload_head]
+        if head >> 16 & 0x3FFF != NFQA_PAYLOAD or self.payload_off - 4 + (head & 0xFFFF) > values[0]:
+            return None
+        pid, indev, info, cap = self.picks
+        return (_ntohl(values[pid]), _ntohl(values[indev]) if indev else 0, _ntohl(values[info]) if info else 0,
+                _ntohl(values[cap]) if cap else 0, off + self.payload_off, (head & 0xFFFF) - 4)
+
+
+_ntohl = socket.ntohl
 
 
 def packet_id_of(buf, off: int, end: int) -> Optional[int]:

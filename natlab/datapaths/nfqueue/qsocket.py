@@ -32,6 +32,7 @@ import ctypes.util
 import errno
 import os
 import socket
+import struct
 from typing import Iterable, Optional
 
 from natlab.datapaths.nfqueue import nfnetlink as nfq
@@ -117,6 +118,9 @@ class QueueSocket:
         self._msgs = (_MMsgHdr * batch)()
         self._iovs = (_IOVec * batch)()
         self._recvmmsg = None
+        self._lengths = struct.Struct("=" + "56xI4x" * batch)  # msg_len of each mmsghdr
+        assert ctypes.sizeof(_MMsgHdr) == 64 and _MMsgHdr.msg_len.offset == 56
+        self._msgs_view = memoryview(self._msgs).cast("B")
         self._early: list[bytes] = []
 
     # --- setup ----------------------------------------------------------------------
@@ -189,10 +193,11 @@ class QueueSocket:
                 self.overruns += 1
                 return out
             raise OSError(code, os.strerror(code))
-        view, msgs = self._view, self._msgs
+        view = self._view
+        lengths = self._lengths.unpack_from(self._msgs_view)
         for i in range(n):
             start = i * RECV_BUFFER
-            out.append((view, start, start + msgs[i].msg_len))
+            out.append((view, start, start + lengths[i]))
         return out
 
     def send(self, messages: Iterable[tuple]) -> list[tuple]:

@@ -55,6 +55,10 @@ _QUEUE_FIELDS = ("queue", "peer_portid", "queue_total", "copy_mode", "copy_range
 _SKB_GSO, _SKB_PARTIAL = nfq.SKB_GSO, nfq.SKB_CSUMNOTREADY
 _ACCEPT, _NF_ACCEPT, _NF_DROP = Action.ACCEPT, nfq.NF_ACCEPT, nfq.NF_DROP
 _parse = nfq.parse_packet
+_INSIDE, _OUTSIDE = Side.INSIDE, Side.OUTSIDE
+_VERDICT_KIND, _NFQA_VERDICT_HDR, _NFQA_PAYLOAD = nfq.VERDICT_KIND, nfq.NFQA_VERDICT_HDR, nfq.NFQA_PAYLOAD
+_htonl = socket.htonl
+_ACCEPT_BE = _htonl(nfq.NF_ACCEPT)
 
 
 def set_copy_range(sock: socket.socket, queue: int, copy_range: int = COPY_RANGE) -> None:
@@ -96,6 +100,8 @@ class Queues:
         self.batch = batch
         self._sockets: dict[int, QueueSocket] = {}
         self._inbound: dict[int, bool] = {}
+        self._layouts: dict[int, Any] = {}
+        """The layout of the last packet message of each queue (see :class:`nfnetlink.Layout`)."""
         self._outside_index = 0
         self._batching = True
         self.verdict_errors = 0
@@ -160,60 +166,77 @@ class Queues:
             return 0
         counts = self.counts
         verdicts = Verdicts(queue.queue_be, batching=self._batching)
+        plain, payloads = verdicts.plain.append, verdicts.payloads.append
+        queue_be = queue.queue_be
         inbound = self._inbound[fd]
         outside = self._outside_index
         on_packet = self.on_packet
-        handled = 0
+        complete = partial.complete
+        pack_head = nfq.PAYLOAD_VERDICT.pack
+        pads = nfq.PADS
+        handled = gso = completed = partials = 0
+        layout = self._layouts.get(fd)
+        parse = layout.parse if layout is not None else None
+        largest = counts["largest"]
         for view, off, end in spans:
-            try:
-                packet = _parse(view, off, end)
-            except (ValueError, struct.error):
-                counts["malformed"] += 1
-                packet_id = nfq.packet_id_of(view, off, end)
-                if packet_id is None:
-                    verdicts.unbatched()  # a batch message could accept it unseen
-                else:
-                    verdicts.give(packet_id, _NF_DROP)
-                continue
+            packet = parse(view, off, end) if parse is not None else None
             if packet is None:
-                self._not_a_packet(queue, view, off)
-                continue
+                try:
+                    packet = _parse(view, off, end)
+                except (ValueError, struct.error):
+                    counts["malformed"] += 1
+                    packet_id = nfq.packet_id_of(view, off, end)
+                    if packet_id is None:
+                        verdicts.unbatched()  # a batch message could accept it unseen
+                    else:
+                        plain((packet_id, _NF_DROP))
+                    continue
+                if packet is None:
+                    self._not_a_packet(queue, view, off)
+                    continue
+                layout = self._layouts[fd] = nfq.Layout.of(view, off, end)
+                parse = layout.parse if layout is not None else None
+            packet_id, indev, info, _cap_len, start, length = packet
             handled += 1
-            self.received += 1
+            if length > largest:
+                largest = counts["largest"] = length
             try:
-                start = packet.offset
-                info = packet.skb_info
                 if info & _SKB_GSO:
-                    counts["gso"] += 1
-                    data: Any = view[start:start + packet.length].tobytes()
-                    if packet.length > counts["largest"]:
-                        counts["largest"] = packet.length
+                    gso += 1
+                    data: Any = view[start:start + length].tobytes()
                 elif info & _SKB_PARTIAL:
-                    counts["csum_partial"] += 1
-                    data = bytearray(view[start:start + packet.length])
-                    if partial.complete(data):
-                        counts["csum_completed"] += 1
+                    partials += 1
+                    data = bytearray(view[start:start + length])
+                    if complete(data):
+                        completed += 1
                 else:
-                    data = view[start:start + packet.length].tobytes()
-                side = Side.OUTSIDE if inbound and packet.indev == outside else Side.INSIDE
-                outcome = on_packet(data, side)
+                    data = view[start:start + length].tobytes()
+                outcome = on_packet(data, _OUTSIDE if inbound and indev == outside else _INSIDE)
                 if outcome.action is _ACCEPT:
                     new = outcome.data
                     if new is None or new is data:
-                        verdicts.give(packet.packet_id, _NF_ACCEPT)
-                    else:
-                        if info & _SKB_GSO:
-                            new = new if isinstance(new, bytearray) else bytearray(new)
-                            partial.pseudo_header(new)  # the segmentation on the way out sums it
-                        verdicts.give(packet.packet_id, _NF_ACCEPT, new)
+                        plain((packet_id, _NF_ACCEPT))
+                        continue
+                    if info & _SKB_GSO:
+                        new = new if isinstance(new, bytearray) else bytearray(new)
+                        partial.pseudo_header(new)  # the segmentation on the way out sums it
+                    n = len(new)
+                    pad = pads[n & 3]
+                    head = pack_head(36 + n + len(pad), _VERDICT_KIND, 1, 0, 0, 0, 0, queue_be, 12,
+                                     _NFQA_VERDICT_HDR, _ACCEPT_BE, _htonl(packet_id), 4 + n, _NFQA_PAYLOAD)
+                    payloads((head, new, pad) if pad else (head, new))
                 else:
-                    verdicts.give(packet.packet_id, _NF_DROP)
+                    plain((packet_id, _NF_DROP))
             except Exception:  # noqa: BLE001 - a verdict must be given, whatever went wrong
                 self.verdict_errors += 1
                 if self.verdict_errors & (self.verdict_errors - 1) == 0:  # 1st, 2nd, 4th, 8th ...
                     log.exception("error while giving a verdict (%d so far); dropping the packet",
                                   self.verdict_errors)
-                verdicts.give(packet.packet_id, _NF_DROP)
+                plain((packet_id, _NF_DROP))
+        self.received += handled
+        counts["gso"] += gso
+        counts["csum_partial"] += partials
+        counts["csum_completed"] += completed
         counts["drains"] += 1
         counts["verdicts"] += verdicts.count
         counts["batched"] += verdicts.batched()

@@ -18,19 +18,22 @@ from natlab.datapaths.nfqueue import nfnetlink as nfq
 
 
 class Verdicts:
-    __slots__ = ("queue_be", "batching", "payloads", "plain", "count")
+    __slots__ = ("queue_be", "batching", "payloads", "plain")
 
     def __init__(self, queue_be: int, *, batching: bool = True) -> None:
         self.queue_be = queue_be
         self.batching = batching
         self.payloads: list[tuple] = []
+        """Messages (tuples of parts, :func:`nfnetlink.payload_parts`) of verdicts with a payload."""
         self.plain: list[tuple[int, int]] = []
-        """(packet id, verdict) in the order read."""
-        self.count = 0
+        """(packet id, verdict) of the others, in the order read."""
+
+    @property
+    def count(self) -> int:
+        return len(self.plain) + len(self.payloads)
 
     def give(self, packet_id: int, verdict: int, payload=None) -> None:
         """Record the one verdict of ``packet_id`` (``payload``: its new bytes, or None)."""
-        self.count += 1
         if payload is None:
             self.plain.append((packet_id, verdict))
         else:
