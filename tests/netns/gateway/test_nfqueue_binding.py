@@ -311,3 +311,75 @@ def _kernel_queues(gwlab) -> dict[int, dict[str, int]]:
     text = subprocess.run(_ns(gwlab.gw, "cat", "/proc/net/netfilter/nfnetlink_queue"),
                           capture_output=True, text=True).stdout
     return parse_queue_stats(text)
+
+
+# --- hairpin: a super-packet the gateway sends itself --------------------------------------------
+
+HAIRPIN_HOST = """
+import hashlib, json, random, socket, sys, threading
+outside, pool, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def bound(port=0):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))
+    return sock
+listener = bound()
+port = listener.getsockname()[1]
+listener.listen(1)
+mapper = bound(port)  # an outbound connection from the listener's port makes its mapping
+mapper.settimeout(10)
+mapper.connect((outside, 7800))
+external = mapper.recv(64).decode()  # the outside server tells which endpoint it saw
+got = {}
+def serve():
+    conn, peer = listener.accept()
+    digest, n = hashlib.sha256(), 0
+    while n < size:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        n += len(chunk)
+    got.update(n=n, sha256=digest.hexdigest(), peer=peer[0])
+    conn.close()
+thread = threading.Thread(target=serve)
+thread.start()
+data = random.Random(3).randbytes(size)
+host, _, ext_port = external.rpartition(":")
+client = socket.create_connection((host, int(ext_port)), timeout=20)
+client.sendall(data)
+client.close()
+thread.join(30)
+print(json.dumps({"external": external, "sent_sha256": hashlib.sha256(data).hexdigest(), **got}))
+"""
+
+TELL_SOURCE = """
+import json, socket, sys
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind((sys.argv[1], int(sys.argv[2])))
+listener.listen(1)
+listener.settimeout(30)
+print(json.dumps({"event": "listening"}), flush=True)
+conn, peer = listener.accept()
+conn.sendall(("%s:%d" % peer).encode())
+conn.settimeout(30)
+conn.recv(1)
+print(json.dumps({"peer": peer[0]}))
+"""
+
+
+def test_a_hairpinned_tcp_stream_with_tso_arrives_whole(gwlab):
+    policy = _policy()
+    policy["hairpinning"] = "external-source"
+    client = gwlab.start_gateway(gwlab.spec(policy))
+    teller = _start(gwlab.outside, TELL_SOURCE, gwlab.OUTSIDE_ADDRS[0], 7800)
+    size = 8 << 20
+    result = _run(gwlab.inside, HAIRPIN_HOST, gwlab.OUTSIDE_ADDRS[0], gwlab.POOL, size)
+    _answer(teller)
+    assert result["external"].startswith(gwlab.POOL + ":")
+    assert result["n"] == size and result["sha256"] == result["sent_sha256"]
+    assert result["peer"] == gwlab.POOL  # REQ-9b: the hairpinned source is external
+    gateway = client.counters()["gateway"]
+    assert gateway["emit_errors"] == 0 and gateway["hairpins_sent"] > 0
