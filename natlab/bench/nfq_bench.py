@@ -11,7 +11,7 @@ rules and queues; the natlab rows of the same run use the new binding, since
 the gateway does. :func:`aims` states the issue's ratios from one report.
 
 A module of rows plugs into :mod:`~natlab.bench.lab_bench` with one line there
-(``ROW_MODULES``): it names its rows in ``PATHS`` (in table order) and maps each
+(in ``_row_modules``): it names its rows in ``PATHS`` (in table order) and maps each
 to an installer in ``installers(lab, spec)``; an installer is a context manager
 that makes the gateway namespace carry that path while it is open.
 """

@@ -81,7 +81,7 @@ class NfqueueDatapath:
     """Packets from the kernel's NFQUEUEs; emits through a raw socket; pool changes as addresses and rules."""
 
     name = "nfqueue"
-    summary = "NFQUEUE in the gateway's namespace (libnetfilter_queue), a raw socket for emits"
+    summary = "NFQUEUE in the gateway's namespace (GSO, batched netlink), a raw socket for emits"
     in_process = False
 
     def unavailable(self) -> Optional[str]:
