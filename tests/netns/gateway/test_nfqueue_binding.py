@@ -194,6 +194,47 @@ def test_udp_datagrams_of_8000_bytes_in_fragments_and_1400_bytes_cross_both_ways
     assert counters["gateway"]["truncated"] == 0 and counters["gateway"]["binding"]["verdict_errors"] == 0
 
 
+UDP_GSO_SENDER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(17, 103, 1400)  # SOL_UDP, UDP_SEGMENT: the kernel sends one super-packet
+sock.connect((sys.argv[1], int(sys.argv[2])))
+sock.send(b"".join(bytes([i]) * 1400 for i in range(10)))
+print("{}")
+"""
+
+UDP_SINK = """
+import json, socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((sys.argv[1], int(sys.argv[2])))
+sock.settimeout(3)
+print(json.dumps({"event": "listening"}), flush=True)
+got, sources = [], set()
+try:
+    while True:
+        data, peer = sock.recvfrom(65535)
+        got.append(data)
+        sources.add(peer[0])
+except socket.timeout:
+    pass
+print(json.dumps({"intact": got == [bytes([i]) * 1400 for i in range(10)], "count": len(got),
+                  "sources": sorted(sources)}))
+"""
+
+
+def test_a_udp_gso_burst_crosses_as_one_super_packet_and_each_datagram_checks_out(gwlab):
+    client = gwlab.start_gateway(gwlab.spec(_policy()))
+    before = snmp(gwlab.outside)["Udp"]
+    sink = _start(gwlab.outside, UDP_SINK, gwlab.OUTSIDE_ADDRS[0], 7550)
+    _run(gwlab.inside, UDP_GSO_SENDER, gwlab.OUTSIDE_ADDRS[0], 7550)
+    seen = _answer(sink)
+    assert seen == {"intact": True, "count": 10, "sources": [gwlab.POOL]}
+    assert snmp(gwlab.outside)["Udp"]["InCsumErrors"] == before["InCsumErrors"]
+    binding = client.counters()["gateway"]["binding"]
+    # One trip; its checksum field got the pseudo-header sum the kernel's UDP segmentation adds to.
+    assert binding["gso"] == binding["received"] == 1 and binding["largest"] == 20 + 8 + 14000
+
+
 # --- batches: exactly one verdict each -------------------------------------------------------
 
 COUNTER = """
