@@ -209,8 +209,8 @@ class Engine:
         if sess is None:
             st = self._state
             if not st.admits(m, y_addr):
-                if self._remap_inbound_first and proto == UDP:
-                    st.claim(ext_addr, ext_port, y_addr, y_port, now)
+                if self._remap_inbound_first:
+                    st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
                 events = st.filtered(m, y_addr, y_port, now, events)
                 if proto == TCP and flags & SYN and not flags & (ACK | RST):
                     st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
@@ -244,8 +244,8 @@ class Engine:
             # The client now uses the static address: a forward's session on the 5-tuple ends.
             st.end_forward_session(proto, internal, ext_port, y_addr, y_port)
             return static_nat.translate(self._counters, data, ihl, proto, 16, internal, events, OUTSIDE)
-        if self._remap_inbound_first and proto == UDP:
-            st.claim(ext_addr, ext_port, y_addr, y_port, now)
+        if self._remap_inbound_first:
+            st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
         if proto == TCP and flags & SYN and not flags & (ACK | RST):
             st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
         return self._counters.drop(DropReason.NO_MAPPING, events)
