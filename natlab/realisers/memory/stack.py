@@ -103,8 +103,11 @@ class HostStack:
         return conn.segment(_PSH | _ACK, payload)
 
     def close(self, conn: TcpConn) -> Optional[bytes]:
-        """Start closing ``conn``: the FIN to send, or None if it is not open."""
+        """Start closing ``conn``: the FIN to send, or None if it is not open. A socket
+        closed before its handshake completed (a SYN nobody answered) is gone at once and
+        sends nothing, as in a kernel: a later SYN to its port finds no half-open connection."""
         if conn.state != "established":
+            self.conns.pop((conn.local, conn.lport, conn.remote, conn.rport), None)
             return None
         conn.state = "fin-wait"
         return conn.segment(_FIN | _ACK)
