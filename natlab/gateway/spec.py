@@ -50,7 +50,19 @@ class GatewaySpec:
     preset names are always accepted."""
     datapath: str = DEFAULT_DATAPATH
     """How packets reach this gateway: a name in :mod:`natlab.datapaths.registry`."""
+    inside_address: str = ""
+    """The gateway's own address on its inside network, where NAT-PMP, PCP and UPnP are
+    served ("": the first usable address of the first inside subnet)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inside(self) -> str:
+        """:attr:`inside_address`, or the first usable address of the first inside subnet."""
+        if self.inside_address:
+            return self.inside_address
+        import ipaddress
+
+        return str(next(ipaddress.ip_network(self.inside_subnets[0], strict=False).hosts()))
 
     @property
     def control_socket(self) -> Path:
@@ -70,6 +82,8 @@ class GatewaySpec:
             # Left out when it is the default, so a gateway image from before datapaths
             # existed (its GatewaySpec takes no such key) still reads the spec.
             del data["datapath"]
+        if not data["inside_address"]:
+            del data["inside_address"]
         return json.dumps(data, indent=2)
 
     @classmethod

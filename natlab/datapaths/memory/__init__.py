@@ -55,6 +55,24 @@ class MemoryDatapath:
         return Gateway(spec, engine, policy, sender=MemorySender(route, inside),
                        clock=lambda: net.now, wallclock=None)
 
+    def portmap(self, nat: Any) -> Any:
+        """The NAT's port mapping server on its inside address (None if its engine has none)."""
+        from natlab.datapaths.memory.portmap import MemoryPortmap
+        from natlab.gateway.portmap_shell import attach
+        from natlab.portmap.service import LinkStats
+
+        net = self.net
+
+        def link_stats() -> LinkStats:
+            c = nat.gateway.engine.counters
+            return LinkStats(nat.link["bytes_sent"], nat.link["bytes_received"], c.translated_out, c.translated_in)
+
+        shell = attach(nat.gateway, link_stats=link_stats)
+        if shell is None:
+            return None
+        return MemoryPortmap(shell, lambda packet: net.route_from(nat.name, packet, True),
+                             lambda: net.realm_stacks(nat.name))
+
     def serve(self, gateway: Gateway) -> int:
         """Nothing to run: the network moves packets as its hosts send them."""
         from natlab.realisers.base import Unsupported

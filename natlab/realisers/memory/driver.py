@@ -229,11 +229,48 @@ class MemoryDriver:
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
         self._request(gateway, "set-pool", pool=list(pool))
 
+    def map_port(self, host: str, request: Any) -> Any:
+        """natlab's port mapping client (:mod:`natlab.portmap.client`) on the in-memory network."""
+        from natlab.portmap.client import request as ask
+
+        self._host(host)
+        return ask(request, _MemoryTransport(self, host), self.net.address(host))
+
     def sleep(self, seconds: float) -> None:
         self.net.advance(seconds)
 
     def close(self) -> None:
         """Nothing to take down."""
+
+
+class _MemoryTransport:
+    """The port mapping client's UDP and HTTP exchanges over the in-memory network, from ``host``.
+    Answers come at once (the clock does not move), so nothing is retransmitted."""
+
+    def __init__(self, driver: MemoryDriver, host: str) -> None:
+        self.driver, self.host, self.net = driver, host, driver.net
+
+    def udp(self, server: str, port: int, payload: bytes, timeout: float,
+            retransmit: Sequence[float] = ()) -> list[tuple[str, bytes]]:
+        stack = self.net.stack(self.host)
+        sport = self.driver._source_port(self.host, "udp")
+        stack.bind_udp(sport)
+        try:
+            self.net.send_udp(self.host, sport, server, port, payload)
+            return [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+        finally:
+            stack.close_port("udp", sport)
+
+    def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
+        stack = self.net.stack(self.host)
+        conn, _ = self.net.connect_tcp(self.host, self.driver._source_port(self.host, "tcp"), server, port)
+        if conn.state != "established":
+            return b""
+        self.net.send(self.host, stack.send_data(conn, request))
+        fin = stack.close(conn)
+        if fin is not None:
+            self.net.send(self.host, fin)
+        return bytes(conn.received)
 
 
 # -- reading inboxes -------------------------------------------------------------------

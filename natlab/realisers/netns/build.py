@@ -210,7 +210,7 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         outside_subnet=str(topo.network(gw.outside).subnet),
         pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
         policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
-        behaviour_dirs=behaviour_dirs(topo))
+        behaviour_dirs=behaviour_dirs(topo), inside_address=str(gw.address))
 
 
 def start_gateway_process(topo: Topology, state: LabState, gw: Gateway) -> None:
