@@ -214,7 +214,10 @@ class PortmapShell:
         return sends
 
     def _announce_from(self, now: float, first: bool = True) -> None:
-        """Schedule the announcements (the first one too, unless the service just made it)."""
+        """Schedule the announcements (the first one too, unless the service just made it); a
+        schedule still running from an earlier start is dropped."""
+        self._pending = [entry for entry in self._pending if entry[2] != "announce"]
+        heapq.heapify(self._pending)
         if not (self.policy.natpmp or self.policy.pcp):
             return
         for delay in ANNOUNCE_DELAYS[0 if first else 1:]:

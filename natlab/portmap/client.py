@@ -1,16 +1,11 @@
 """natlab's own port mapping client: NAT-PMP, PCP or UPnP IGD, one request, one JSON answer.
 
-::
-
-    python -m natlab.portmap.client '{"protocol": "upnp", "gateway": "192.168.1.1",
-                                      "internal_port": 5000, "lifetime": 3600}'
-
 Theory of operation. :func:`request` runs one :class:`PortMapRequest` over a
 :class:`Transport` (two operations: a UDP exchange and an HTTP exchange) and
 returns a :class:`PortMapAnswer`; the protocol logic is the same everywhere.
-The scenario steps use it through the driver: on netns this module runs in the
-host's namespace over real sockets (:class:`SocketTransport`), in memory the
-driver gives it a transport over the in-memory network. The steps per protocol:
+The scenario steps use it through the driver: on netns it runs in the host's
+namespace over real sockets (:mod:`natlab.realisers.netns.portmap_client`), in
+memory the driver gives it a transport over the in-memory network. The steps per protocol:
 
 - NAT-PMP (RFC 6886): external address request, then the map request
   (lifetime 0 deletes); retransmitted from 250 ms, doubling (section 3.1);
@@ -27,14 +22,9 @@ failure (NAT-PMP/PCP result names, the UPnP error code as ``UPNP_718``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import secrets
-import socket
-import sys
-import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, ip_address
 from typing import Any, Optional, Protocol, Sequence
 
 from natlab.engine.types import Proto
@@ -54,7 +44,7 @@ class PortMapRequest:
     protocol: str
     internal_port: int
     gateway: str = ""
-    """The server's address (the host's gateway's inside address)."""
+    """The server's address ("": the host's default gateway, its NAT's inside address)."""
     transport: str = "udp"
     external_port: int = 0
     lifetime: int = 7200
@@ -280,76 +270,3 @@ def request(req: PortMapRequest, transport: Transport, client: str) -> PortMapAn
     if req.protocol == "pcp":
         return _pcp(req, transport, client)
     return _upnp(req, transport, client)
-
-
-class SocketTransport:
-    """Real sockets, from ``client`` (the host's address)."""
-
-    def __init__(self, client: str) -> None:
-        self.client = client
-
-    def udp(self, server: str, port: int, payload: bytes, timeout: float,
-            retransmit: Sequence[float] = ()) -> list[tuple[str, bytes]]:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((self.client, 0))
-            if IPv4Address(server).is_multicast:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.client))
-            start, sent, got = time.monotonic(), 0, []
-            offsets = tuple(retransmit) or (0.0,)
-            while True:
-                elapsed = time.monotonic() - start
-                if sent < len(offsets) and elapsed >= offsets[sent]:
-                    sock.sendto(payload, (server, port))
-                    sent += 1
-                    continue
-                nxt = offsets[sent] if sent < len(offsets) else timeout
-                wait = min(nxt, timeout) - elapsed
-                if wait <= 0:
-                    if got or elapsed >= timeout:
-                        return got
-                    continue
-                sock.settimeout(wait)
-                try:
-                    data, (source, _) = sock.recvfrom(4096)
-                except (socket.timeout, ConnectionRefusedError):
-                    continue
-                got.append((source, data))
-                if not IPv4Address(server).is_multicast:
-                    return got
-
-    def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
-        try:
-            with socket.create_connection((server, port), timeout=timeout, source_address=(self.client, 0)) as sock:
-                sock.sendall(request)
-                chunks = []
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return b"".join(chunks)
-                    chunks.append(chunk)
-        except OSError:
-            return b""
-
-
-def _client_address(gateway: str) -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect((gateway, 9))
-        return sock.getsockname()[0]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        req = PortMapRequest.from_dict(json.loads(args[0]) if args else {})
-        ip_address(req.gateway)
-    except (ValueError, TypeError, IndexError) as err:
-        print(json.dumps({"ok": False, "result": "BAD_REQUEST", "detail": str(err)}))
-        return 2
-    client = _client_address(req.gateway)
-    answer = request(req, SocketTransport(client), client)
-    print(json.dumps(answer.to_dict(), sort_keys=True))
-    return 0 if answer.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -234,6 +234,9 @@ class MemoryDriver:
         from natlab.portmap.client import request as ask
 
         self._host(host)
+        realm = self.net.hosts[host].realm
+        if not request.gateway and realm is not None and self.net.nat(realm).portmap is not None:
+            request = _replace(request, gateway=to_str(self.net.nat(realm).portmap.address))
         return ask(request, _MemoryTransport(self, host), self.net.address(host))
 
     def sleep(self, seconds: float) -> None:

@@ -197,6 +197,8 @@ class MemNet:
                 pending.remove(gw)
         for host in topo.hosts:
             net.add_host(host.name, [str(a) for a in host.addresses], behind=realm_of.get(host.legs[0].network))
+        for nat in net.nats.values():
+            net._flush_portmap(nat)  # the announcements a starting port mapping server sends
         return net
 
     # -- building ------------------------------------------------------------------

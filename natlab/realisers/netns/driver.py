@@ -201,12 +201,12 @@ class NetnsDriver:
         self._client(gateway).set_pool(list(pool))
 
     def map_port(self, host: str, request: Any) -> Any:
-        """natlab's port mapping client (:mod:`natlab.portmap.client`) run in ``host``'s namespace."""
+        """natlab's port mapping client (:mod:`natlab.realisers.netns.portmap_client`) in ``host``'s namespace."""
         from dataclasses import asdict
 
         from natlab.portmap.client import PortMapAnswer
 
-        argv = [*python_module("natlab.portmap.client"), json.dumps(asdict(request))]
+        argv = [*python_module("natlab.realisers.netns.portmap_client"), json.dumps(asdict(request))]
         done = self.run(host, argv, request.timeout * 6 + _START_GRACE)
         said = _json_lines(done.stdout)
         if not said:

@@ -148,3 +148,50 @@ def test_the_outside_gets_no_answer_on_any_port_mapping_port(lab, driver):
     assert done.stdout.strip() == "silence", done.stdout + done.stderr
     after = {k: v for k, v in driver.counters("nat")["gateway"]["portmap"].items() if k != "epoch"}
     assert after == before
+
+
+HOSTILE = r'''
+import json, socket, sys, time
+gw = sys.argv[1]
+out = {}
+big = socket.create_connection((gw, 5000), timeout=5)
+big.sendall(b"POST /ctl/IPConn HTTP/1.1\r\nHOST: x\r\nContent-Length: 1048576\r\n\r\n")
+out["huge"] = big.recv(200).split(b"\r\n")[0].decode()
+slow = socket.create_connection((gw, 5000), timeout=30)
+slow.sendall(b"GET /rootDesc.xml HTTP/1.1\r\n")
+t0 = time.monotonic()
+out["slow"] = slow.recv(100).decode() or "closed"
+out["slow_after"] = round(time.monotonic() - t0)
+sub = socket.create_connection((gw, 5000), timeout=5)
+sub.sendall(b"SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHOST: x\r\nNT: upnp:event\r\n\r\n")
+out["subscribe"] = sub.recv(200).split(b"\r\n")[0].decode()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(0.5)
+search = b'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nST: upnp:rootdevice\r\n\r\n'
+for _ in range(50):
+    u.sendto(search, (gw, 1900))
+answers = 0
+try:
+    while True:
+        u.recvfrom(4096); answers += 1
+except OSError:
+    pass
+out["ssdp_answers"] = answers
+u.sendto(b"\x00\x05junk", (gw, 5351))
+u.sendto(b"\x07" * 3, (gw, 5351))
+print(json.dumps(out))
+'''
+
+
+def test_hostile_requests_are_refused_counted_and_the_nat_goes_on(lab, driver):
+    said = json.loads(run(lab, [sys.executable, "-c", HOSTILE, GW], timeout=60))
+    assert said["huge"] == "HTTP/1.1 413 Content Too Large"
+    assert said["slow"] == "closed" and said["slow_after"] >= 9  # SLOW_CLIENT: 10 s for a whole request
+    assert said["subscribe"] == "HTTP/1.1 501 Not Implemented"
+    assert said["ssdp_answers"] == 20  # SSDP_BUDGET per sender and window; the rest dropped
+    counters = driver.counters("nat")["gateway"]["portmap"]
+    assert counters["upnp.http.refused.body-too-large"] >= 1 and counters["upnp.http.slow-client"] >= 1
+    assert counters["ssdp.dropped.rate-limited"] >= 30
+    assert counters["upnp.http.eventing-not-implemented"] >= 1
+    probe = driver.probe(Probe(proto="udp", src="alice", dst="203.0.113.100", dport=3478, receiver="server"))
+    assert probe.delivered  # the NAT itself never stopped
