@@ -150,9 +150,9 @@ def test_an_implicit_mapping_becomes_explicit_with_the_same_port(lab):
 # -- helpers ---------------------------------------------------------------------------
 
 def _http(lab: MemoryDriver, raw: bytes) -> bytes:
-    from natlab.realisers.memory.driver import _MemoryTransport
+    from natlab.realisers.memory.driver import MemNetTransport
 
-    return _MemoryTransport(lab, "alice").http(GW, 5000, raw, 1.0)
+    return MemNetTransport(lab.net, "alice", lambda proto: 45000).http(GW, 5000, raw, 1.0)
 
 
 def _soap(lab, action, args, service="WANIPConnection:2", path="/ctl/IPConn"):
@@ -168,3 +168,13 @@ def _announcements(lab: MemoryDriver, host: str) -> list:
             else pcp.parse_response(datagram.payload)
         out.append(parsed)
     return out
+
+
+@pytest.mark.parametrize("protocol", ["natpmp", "pcp", "upnp"])
+def test_with_a_mapped_port_hole_punching_works_even_between_symmetric_nats(protocol):
+    from natlab.matrix.memory import EXPECTED_CLASSIC, EXPECTED_MAPPED, run_matrix
+
+    without = run_matrix(("symmetric", "port-restricted-cone"), seed=3)
+    assert without == {k: EXPECTED_CLASSIC[k] for k in without} and not without[("symmetric", "symmetric")]
+    mapped = run_matrix(("symmetric", "port-restricted-cone"), seed=3, port_mapping=protocol)
+    assert mapped == {k: EXPECTED_MAPPED[k] for k in mapped} and all(mapped.values())

@@ -33,7 +33,7 @@ from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
 
-__all__ = ["MemoryDriver"]
+__all__ = ["MemNetTransport", "MemoryDriver"]
 
 EPHEMERAL = (32768, 60999)
 """Linux's default ip_local_port_range: where a host picks a source port."""
@@ -237,7 +237,8 @@ class MemoryDriver:
         realm = self.net.hosts[host].realm
         if not request.gateway and realm is not None and self.net.nat(realm).portmap is not None:
             request = _replace(request, gateway=to_str(self.net.nat(realm).portmap.address))
-        return ask(request, _MemoryTransport(self, host), self.net.address(host))
+        transport = MemNetTransport(self.net, host, lambda proto: self._source_port(host, proto))
+        return ask(request, transport, self.net.address(host))
 
     def sleep(self, seconds: float) -> None:
         self.net.advance(seconds)
@@ -246,17 +247,18 @@ class MemoryDriver:
         """Nothing to take down."""
 
 
-class _MemoryTransport:
-    """The port mapping client's UDP and HTTP exchanges over the in-memory network, from ``host``.
-    Answers come at once (the clock does not move), so nothing is retransmitted."""
+class MemNetTransport:
+    """The port mapping client's UDP and HTTP exchanges over a MemNet, from ``host``
+    (``source_port(proto)`` picks each exchange's port). Answers come at once (the
+    clock does not move), so nothing is retransmitted."""
 
-    def __init__(self, driver: MemoryDriver, host: str) -> None:
-        self.driver, self.host, self.net = driver, host, driver.net
+    def __init__(self, net: MemNet, host: str, source_port: Any) -> None:
+        self.net, self.host, self.source_port = net, host, source_port
 
     def udp(self, server: str, port: int, payload: bytes, timeout: float,
             retransmit: Sequence[float] = ()) -> list[tuple[str, bytes]]:
         stack = self.net.stack(self.host)
-        sport = self.driver._source_port(self.host, "udp")
+        sport = self.source_port("udp")
         stack.bind_udp(sport)
         try:
             self.net.send_udp(self.host, sport, server, port, payload)
@@ -266,7 +268,7 @@ class _MemoryTransport:
 
     def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
         stack = self.net.stack(self.host)
-        conn, _ = self.net.connect_tcp(self.host, self.driver._source_port(self.host, "tcp"), server, port)
+        conn, _ = self.net.connect_tcp(self.host, self.source_port("tcp"), server, port)
         if conn.state != "established":
             return b""
         self.net.send(self.host, stack.send_data(conn, request))
