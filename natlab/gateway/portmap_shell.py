@@ -20,6 +20,13 @@ server reboots: table flushed, epoch reset, announcements), a pool change (a
 new external address: the table is flushed and clients are told) and a new
 policy (the service takes it; mappings of a protocol turned off go).
 
+Double NAT (``pcp_interworking``, :mod:`natlab.gateway.portmap_iwf` and
+:mod:`natlab.gateway.portmap_relay`): with an upstream NAT and a datapath that
+connected :meth:`connect_upstream`, NAT-PMP and UPnP answers carry the outer
+mapping. The gateway's own PCP client endpoint (first external address, port
+5350) is an explicit mapping in the engine admitting only the upstream server,
+so its answers reach the gateway itself through the NAT as on a real router.
+
 Hostile input: the service answers or drops and counts malformed messages;
 here, M-SEARCH floods are limited per sender (``SSDP_BUDGET`` per
 ``SSDP_WINDOW`` seconds) and the queue of delayed answers is bounded, both
@@ -32,9 +39,13 @@ import heapq
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from ipaddress import IPv4Network
+from typing import Any, Callable, Optional, Union
 
+from natlab.engine.port_mapping_policy import RemotePeer
 from natlab.engine.types import Endpoint, Proto, to_int
+from natlab.gateway import portmap_relay
+from natlab.gateway.portmap_iwf import CLIENT_PORT as UPSTREAM_PORT, Interworking
 from natlab.portmap import natpmp, ssdp
 from natlab.portmap.http import Request
 from natlab.portmap.service import ANNOUNCE_DELAYS, LinkStats, PortMappingService
@@ -84,6 +95,13 @@ class PortmapShell:
         self._pending: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._searches: dict[int, list[float]] = {}
+        self.iwf: Optional[Interworking] = None
+        self.ready: list[Send] = []
+        """Answers completed out of turn (after the upstream server answered), for :meth:`due`."""
+        self._upstream_send: Optional[Callable[[bytes], None]] = None
+        self._iwf_at: tuple = ()
+        upstream = getattr(spec, "upstream_address", "")
+        self.upstream = to_int(upstream) if upstream else None
         gateway.companions.append(self)
         gateway.stat_sources.append(lambda: {"portmap": self.counters()})
         self._announce_from(gateway.now())
@@ -100,6 +118,8 @@ class PortmapShell:
         now = self.gateway.now()
         if port == PORTMAP_PORT:
             out = self.service.handle_datagram(data, sender, now)
+            if self.iwf is not None and data[:1] == bytes([natpmp.VERSION]) and self.policy.natpmp:
+                return portmap_relay.natpmp_answers(self, data, sender, out, now)
         elif port == SSDP_PORT:
             if not self._search_allowed(sender.addr, now):
                 self.count("ssdp.dropped.rate-limited")
@@ -108,10 +128,11 @@ class PortmapShell:
         else:
             self.count("udp.dropped.wrong-port")
             return []
-        return self._carry_out(out, sender, port, now, delays=delays)
+        return self.carry_out(out, sender, port, now, delays=delays)
 
-    def on_http(self, request: Request, sender: Endpoint) -> HttpReply:
-        """One framed request to TCP 5000; SUBSCRIBE/UNSUBSCRIBE (GENA eventing) get 501."""
+    def on_http(self, request: Request, sender: Endpoint) -> Union[HttpReply, portmap_relay.Deferred]:
+        """One framed request to TCP 5000; SUBSCRIBE/UNSUBSCRIBE (GENA eventing) get 501. Passed
+        upstream (``pcp_interworking``), an AddPortMapping's answer is a ``Deferred``."""
         now = self.gateway.now()
         if request.method in ("SUBSCRIBE", "UNSUBSCRIBE", "NOTIFY"):
             self.count("upnp.http.eventing-not-implemented")
@@ -121,7 +142,9 @@ class PortmapShell:
             return HttpReply(405)
         out = self.service.handle_http(request.method, request.path, dict(request.headers), request.body,
                                        sender, now)
-        self._carry_out(out, sender, 0, now)
+        self.carry_out(out, sender, 0, now)
+        if self.iwf is not None and request.method == "POST" and self.policy.upnp:
+            return portmap_relay.upnp_answer(self, request, out, now)
         reply = next((r for r in out.replies if isinstance(r, HttpReply)), None)
         if reply is None:  # dropped by the service (e.g. UPnP turned off): counted there
             return HttpReply(404)
@@ -132,12 +155,69 @@ class PortmapShell:
 
     def next_deadline(self) -> Optional[float]:
         """When :meth:`due` next has something to send (gateway clock), or None."""
-        return self._pending[0][0] if self._pending else None
+        times = [self._pending[0][0]] if self._pending else []
+        if self.ready:
+            times.append(self.gateway.now())
+        if self.iwf is not None and self.iwf.next_deadline() is not None:
+            times.append(self.iwf.next_deadline())
+        return min(times, default=None)
+
+    # -- double NAT ------------------------------------------------------------------
+    def connect_upstream(self, send: Callable[[bytes], None]) -> None:
+        """The datapath can send PCP to the upstream server from :attr:`upstream_endpoint`."""
+        self._upstream_send = send
+        self._interworking(self.gateway.now())
+
+    @property
+    def upstream_endpoint(self) -> Optional[Endpoint]:
+        """Where the gateway's own PCP client listens (first external address, 5350), if it runs."""
+        address = self._external()
+        return Endpoint(address, UPSTREAM_PORT) if self.iwf is not None and address is not None else None
+
+    def on_upstream(self, data: bytes, source: Endpoint) -> list[Send]:
+        """An answer from the upstream PCP server; the client answers it completed."""
+        if self.iwf is None:
+            self.count("iwf.dropped.not-running")
+            return []
+        self.iwf.on_upstream(data, source)
+        return self.take_ready()
+
+    def take_ready(self) -> list[Send]:
+        ready, self.ready = self.ready, []
+        return ready
+
+    def send_to(self, data: bytes, to: Endpoint) -> Send:
+        return Send(data, to, PORTMAP_PORT)
+
+    def _interworking(self, now: float) -> None:
+        """Start, restart or stop the upstream PCP client as the policy, pool and datapath allow."""
+        wanted = self.policy.pcp_interworking and self.upstream is not None and self._upstream_send is not None
+        address = self._external()
+        if self.iwf is not None and wanted and self._iwf_at == (address, self.service.boot_id):
+            return  # running, and nothing it depends on changed
+        if self.iwf is not None:
+            self.iwf.forget()
+            self.gateway.record_tick(self.engine.unmap_port(int(Proto.UDP), UPSTREAM_PORT, now))
+            self.iwf = None
+        if not wanted or address is None:
+            return
+        self._iwf_at = (address, self.service.boot_id)
+        assert self.upstream is not None and self._upstream_send is not None
+        own = RemotePeer(IPv4Network((self.upstream, 32)), natpmp.SERVER_PORT)
+        tick = self.engine.map_port("pcp", int(Proto.UDP), Endpoint(address, UPSTREAM_PORT), UPSTREAM_PORT, None,
+                                    (own,), now, "the gateway's own PCP client (pcp_interworking)")
+        self.gateway.record_tick(tick)
+        self.iwf = Interworking(self.upstream, self._external, self._upstream_send,
+                                random.Random(self.service.boot_id ^ int(self.gateway.spec.seed)),
+                                lambda proto, port: self.service.find_external(proto, port) is not None)
+        self.iwf.learn_address(now)
 
     def due(self) -> list[Send]:
         """Datagrams whose time has come: delayed SSDP answers, repeated announcements."""
         now = self.gateway.now()
-        out: list[Send] = []
+        if self.iwf is not None:
+            self.iwf.due(now)
+        out: list[Send] = self.take_ready()
         while self._pending and self._pending[0][0] <= now:
             _, _, item = heapq.heappop(self._pending)
             if isinstance(item, Send):
@@ -149,19 +229,22 @@ class PortmapShell:
     def counters(self) -> dict[str, Any]:
         return {"mappings": len(self.service.mappings()), "epoch": self.service.epoch(self.gateway.now()),
                 "boot_id": self.service.boot_id, **dict(sorted(self.service.counters.items())),
-                **dict(sorted(self.stats.items())), "engine": self.engine.port_mapping_counters()}
+                **dict(sorted(self.stats.items())), "engine": self.engine.port_mapping_counters(),
+                **({"interworking": self.iwf.report()} if self.iwf is not None else {})}
 
     # -- what the gateway calls ----------------------------------------------------
     def changed(self, what: str) -> None:
         now = self.gateway.now()
         if what == "flush":
-            self._carry_out(self.service.reboot(now), None, PORTMAP_PORT, now, announced=True)
+            self.carry_out(self.service.reboot(now), None, PORTMAP_PORT, now, announced=True)
+            self._interworking(now)
         elif what == "pool":
             address = self._external()
             if address != self.service.external_address:
                 out = self.service.release_all(self.service.mappings(), now, PortMapEventKind.FLUSHED)
                 out += self.service.set_external_address(address, now)
-                self._carry_out(out, None, PORTMAP_PORT, now, announced=True)
+                self.carry_out(out, None, PORTMAP_PORT, now, announced=True)
+                self._interworking(now)
         elif what == "policy":
             self._new_policy(now)
 
@@ -173,11 +256,12 @@ class PortmapShell:
         self.service.policy = new
         off = {MappingKind.NATPMP: not new.natpmp, MappingKind.PCP: not new.pcp, MappingKind.UPNP: not new.upnp}
         gone = [m for m in self.service.mappings() if off[m.kind]]
-        self._carry_out(self.service.release_all(gone, now), None, PORTMAP_PORT, now)
+        self.carry_out(self.service.release_all(gone, now), None, PORTMAP_PORT, now)
+        self._interworking(now)
         for listener in self.listeners:
             listener(new)
 
-    def _carry_out(self, out: Outcome, sender: Optional[Endpoint], port: int, now: float,
+    def carry_out(self, out: Outcome, sender: Optional[Endpoint], port: int, now: float,
                    announced: bool = False, delays: bool = True) -> list[Send]:
         for intent in out.intents:
             m = intent.mapping

@@ -53,6 +53,9 @@ class GatewaySpec:
     inside_address: str = ""
     """The gateway's own address on its inside network, where NAT-PMP, PCP and UPnP are
     served ("": the first usable address of the first inside subnet)."""
+    upstream_address: str = ""
+    """The inside address of the NAT our outside network is behind ("": none), whose PCP
+    server ``port_mapping.pcp_interworking`` passes requests on to."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,8 +85,9 @@ class GatewaySpec:
             # Left out when it is the default, so a gateway image from before datapaths
             # existed (its GatewaySpec takes no such key) still reads the spec.
             del data["datapath"]
-        if not data["inside_address"]:
-            del data["inside_address"]
+        for key in ("inside_address", "upstream_address"):
+            if not data[key]:
+                del data[key]
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -93,3 +97,9 @@ class GatewaySpec:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def upstream_of(topo: Any, gw: Any) -> str:
+    """The inside address of the gateway whose inside network is ``gw``'s outside ("": none)."""
+    above = topo.network(gw.outside).gateway
+    return next((str(g.address) for g in topo.gateways if g.name == above), "")

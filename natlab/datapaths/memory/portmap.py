@@ -24,8 +24,8 @@ from natlab.engine.types import Endpoint, to_int
 from natlab.gateway.portmap_shell import PORTMAP_PORT, SSDP_PORT, PortmapShell
 from natlab.packet import build
 from natlab.packet.headers import PROTO_TCP, PROTO_UDP, IPv4Header, PacketError, UDPHeader
-from natlab.portmap import http, ssdp, upnp_desc
-from natlab.portmap.types import PortMappingPolicy
+from natlab.portmap import http, ssdp, upnp_desc, upnp_soap
+from natlab.portmap.types import HttpReply, PortMappingPolicy
 from natlab.realisers.memory.stack import HostStack
 
 SSDP_GROUP = to_int(ssdp.MULTICAST_GROUP)
@@ -81,6 +81,22 @@ class MemoryPortmap:
             return []
         return answers + self._serve_http()
 
+    def from_outside(self, data: bytes) -> list[bytes]:
+        """A packet the engine let through to the gateway's own external endpoint (the upstream
+        PCP server's answer); the client answers it completed, to route inside."""
+        try:
+            ip, offset = IPv4Header.parse(data)
+            udp, _ = UDPHeader.parse(bytes(data[offset:ip.total_length]))
+        except PacketError:
+            self.shell.count("memory.dropped.malformed")
+            return []
+        own = self.shell.upstream_endpoint
+        if ip.proto != PROTO_UDP or own is None or udp.dport != own.port:
+            self.shell.count("memory.dropped.not-for-the-gateway")
+            return []
+        payload = bytes(data[offset + 8:ip.total_length])
+        return self._packets(self.shell.on_upstream(payload, Endpoint(ip.src, udp.sport)))
+
     def flush_due(self) -> None:
         """Send what the shell has due (announcements, delayed SSDP answers)."""
         for packet in self._packets(self.shell.due()):
@@ -102,6 +118,18 @@ class MemoryPortmap:
                 out.append(packet)
         return out
 
+    def _now(self, reply: Any) -> HttpReply:
+        """The answer at once: in memory an upstream PCP server answers inside the call, so a
+        deferred answer still waiting means none is there."""
+        if isinstance(reply, HttpReply):
+            return reply
+        got: list[HttpReply] = []
+        reply.then(got.append)
+        if got:
+            return got[0]
+        self.shell.count("iwf.upnp-no-upstream-answer")
+        return HttpReply(500, upnp_soap.fault(501))
+
     def _serve_http(self) -> list[bytes]:
         out: list[bytes] = []
         for key, conn in list(self.stack.conns.items()):
@@ -116,7 +144,7 @@ class MemoryPortmap:
                 self.shell.count(f"upnp.http.refused.{result.reason}")
                 answer = http.refusal(result.status)
             else:
-                answer = http.frame(self.shell.on_http(result, Endpoint(conn.remote, conn.rport)))
+                answer = http.frame(self._now(self.shell.on_http(result, Endpoint(conn.remote, conn.rport))))
             out.append(self.stack.send_data(conn, answer))
             fin: Optional[bytes] = self.stack.close(conn)
             if fin is not None:

@@ -33,7 +33,7 @@ from typing import Any, Optional
 from natlab.engine.types import Endpoint, to_str
 from natlab.gateway.portmap_shell import PORTMAP_PORT, SSDP_PORT, PortmapShell, Send
 from natlab.portmap import http, ssdp, upnp_desc
-from natlab.portmap.types import PortMappingPolicy
+from natlab.portmap.types import HttpReply, PortMappingPolicy
 
 log = logging.getLogger("natlab.gateway")
 
@@ -62,6 +62,7 @@ class PortmapSockets:
         self._udp: dict[str, socket.socket] = {}
         self._listener: Optional[socket.socket] = None
         self._conns: dict[int, _Connection] = {}
+        self._upstream: Optional[tuple[Endpoint, socket.socket]] = None
         shell.listeners.append(self.sync)
 
     # -- opening and closing ----------------------------------------------------
@@ -92,7 +93,54 @@ class PortmapSockets:
             for conn in list(self._conns.values()):
                 self._drop(conn)
 
+    def send_upstream(self, payload: bytes) -> None:
+        """PCP to the upstream NAT from the gateway's own external endpoint (``pcp_interworking``)."""
+        sock = self._upstream_socket()
+        if sock is None or self.shell.upstream is None:
+            self.shell.count("iwf.send-no-socket")
+            return
+        try:
+            sock.sendto(payload, (to_str(self.shell.upstream), PORTMAP_PORT))
+        except OSError as err:
+            self.shell.count("iwf.send-errors")
+            log.warning("PCP to the upstream server failed: %s", err)
+
+    def _upstream_socket(self) -> Optional[socket.socket]:
+        """The socket on :attr:`PortmapShell.upstream_endpoint`, (re)bound when that changes."""
+        want = self.shell.upstream_endpoint
+        if self._upstream is not None and self._upstream[0] != want:
+            self._unregister(self._upstream[1])
+            self._upstream = None
+        if want is None or self._upstream is not None:
+            return self._upstream[1] if self._upstream else None
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((to_str(want.addr), want.port))
+            sock.setblocking(False)
+        except OSError as err:
+            self.shell.count("socket-errors")
+            log.error("the upstream PCP client socket on %s: %s", want, err)
+            return None
+        self.selector.register(sock, selectors.EVENT_READ, lambda _m, s=sock: self._read_upstream(s))
+        self._upstream = (want, sock)
+        return sock
+
+    def _read_upstream(self, sock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                data, (source, sport) = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.shell.count("iwf.recv-errors")
+                return
+            self.send(self.shell.on_upstream(data, Endpoint.of(source, sport)))
+
     def close(self) -> None:
+        if self._upstream is not None:
+            self._unregister(self._upstream[1])
+            self._upstream = None
         for name in list(self._udp):
             self._unregister(self._udp.pop(name))
         for conn in list(self._conns.values()):
@@ -202,9 +250,19 @@ class PortmapSockets:
             return
         if isinstance(result, http.Refused):
             self.shell.count(f"upnp.http.refused.{result.reason}")
-            conn.out = http.refusal(result.status)
-        else:
-            conn.out = http.frame(self.shell.on_http(result, conn.peer))
+            self._respond(conn, http.refusal(result.status))
+            return
+        reply = self.shell.on_http(result, conn.peer)
+        if isinstance(reply, HttpReply):
+            self._respond(conn, http.frame(reply))
+        else:  # waiting for the upstream PCP server (pcp_interworking)
+            self.selector.modify(conn.sock, selectors.EVENT_WRITE, lambda mask, c=conn: None)
+            reply.then(lambda answer, c=conn: self._respond(c, http.frame(answer)))
+
+    def _respond(self, conn: _Connection, data: bytes) -> None:
+        if self._conns.get(conn.sock.fileno()) is not conn:
+            return  # dropped meanwhile (a slow client, a policy change)
+        conn.out = data
         self.selector.modify(conn.sock, selectors.EVENT_WRITE, lambda mask, c=conn: self._on_conn(c, mask))
         self._write(conn)
 
@@ -239,6 +297,7 @@ class PortmapSockets:
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             self.shell.count("upnp.http.slow-client")
             self._drop(conn)
+        self._upstream_socket()  # follows the external address and the policy
         if self.shell.next_deadline() is not None:
             self.send(self.shell.due())
 
@@ -252,4 +311,5 @@ def open_portmap(gateway: Any, selector: selectors.BaseSelector, link_stats: Any
         return None
     sockets = PortmapSockets(shell, gateway.spec.inside_ifaces[0], selector)
     sockets.sync(shell.policy)
+    shell.connect_upstream(sockets.send_upstream)
     return sockets

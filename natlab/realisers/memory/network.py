@@ -48,7 +48,7 @@ from natlab.datapaths.memory import MemoryDatapath
 from natlab.engine import Engine, Forward, Hairpin, MappingView, Policy, Side
 from natlab.engine.types import AddressLike, to_int, to_str
 from natlab.gateway.service import Gateway
-from natlab.gateway.spec import GatewaySpec
+from natlab.gateway.spec import GatewaySpec, upstream_of
 from natlab.packet import build
 from natlab.packet.headers import PROTO_UDP, parse_packet
 from natlab.realisers.memory.stack import HostStack, TcpConn
@@ -193,7 +193,7 @@ class MemNet:
                             str(topo.network(gw.inside).subnet),
                             behind=realm_of.get(gw.outside), seed=engine_seed, preset=gw.preset,
                             outside_subnet=str(topo.network(gw.outside).subnet), behaviour_dirs=dirs,
-                            inside_address=str(gw.address))
+                            inside_address=str(gw.address), upstream_address=upstream_of(topo, gw))
                 pending.remove(gw)
         for host in topo.hosts:
             net.add_host(host.name, [str(a) for a in host.addresses], behind=realm_of.get(host.legs[0].network))
@@ -204,15 +204,17 @@ class MemNet:
     # -- building ------------------------------------------------------------------
     def add_nat(self, name: str, policy: Policy, pool: Sequence[AddressLike], inside_prefix: str,
                 *, behind: Optional[str] = None, seed: Optional[int] = None, preset: str = "",
-                outside_subnet: str = "", behaviour_dirs: Sequence[str] = (), inside_address: str = "") -> _Nat:
+                outside_subnet: str = "", behaviour_dirs: Sequence[str] = (), inside_address: str = "",
+                upstream_address: str = "") -> _Nat:
         """A NAT with ``pool`` on its outside (the internet, or ``behind``'s inside).
 
         ``seed`` seeds its engine; by default it is drawn from the network's RNG.
         ``preset`` (for ``status``), ``outside_subnet`` (a live policy is checked
         against it), ``behaviour_dirs`` (where ``configure`` may load preset
-        files) and ``inside_address`` (the gateway's own, where NAT-PMP, PCP and
-        UPnP are served; default the first usable of ``inside_prefix``) are what a
-        lab's gateway spec says.
+        files), ``inside_address`` (the gateway's own, where NAT-PMP, PCP and
+        UPnP are served; default the first usable of ``inside_prefix``) and
+        ``upstream_address`` (the inside address of the NAT above, for
+        ``pcp_interworking``) are what a lab's gateway spec says.
         """
         from natlab.behaviours.presets import policy_to_dict
 
@@ -224,7 +226,7 @@ class MemNet:
                            inside_subnets=(inside_prefix,), outside_subnet=outside_subnet, pool=addresses,
                            preset=preset, policy=policy_to_dict(policy), seed=engine_seed, run_dir="",
                            behaviour_dirs=tuple(behaviour_dirs), datapath=self.datapath.name,
-                           inside_address=inside_address)
+                           inside_address=inside_address, upstream_address=upstream_address)
         engine = Engine(policy, pool, random.Random(engine_seed))
         nat = _Nat(name, self.datapath.gateway(spec, engine, policy), ipaddress.IPv4Network(inside_prefix), behind)
         self.nats[name] = nat
@@ -380,6 +382,10 @@ class MemNet:
         kind = type(verdict)
         if kind is Forward:
             nat.link["bytes_sent" if side is Side.INSIDE else "bytes_received"] += len(verdict.data)
+            if side is Side.OUTSIDE and nat.portmap is not None and nat.routes_to(int.from_bytes(verdict.data[16:20], "big")):
+                for answer in nat.portmap.from_outside(bytes(verdict.data)):  # for the gateway itself
+                    self._route(answer, nat.name, (nat.name,))
+                return Delivered(nat.name, path)
             onward = nat.name if side is Side.OUTSIDE else nat.realm
             return self._route(bytes(verdict.data), onward, path)
         if kind is Hairpin:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
-from natlab.gateway.spec import GatewaySpec
+from natlab.gateway.spec import GatewaySpec, upstream_of
 from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
@@ -210,7 +210,8 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         outside_subnet=str(topo.network(gw.outside).subnet),
         pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
         policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
-        behaviour_dirs=behaviour_dirs(topo), inside_address=str(gw.address))
+        behaviour_dirs=behaviour_dirs(topo), inside_address=str(gw.address),
+        upstream_address=upstream_of(topo, gw))
 
 
 def start_gateway_process(topo: Topology, state: LabState, gw: Gateway) -> None:
