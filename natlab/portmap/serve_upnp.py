@@ -1,6 +1,6 @@
 """UPnP IGD front end of the port mapping service: SSDP, descriptions, SOAP actions.
 
-Not yet served by gateways. ``answer_http`` serves GET of the documents of
+``answer_http`` serves GET of the documents of
 ``upnp_desc`` and POST of SOAP calls to the two control URLs; each action is a
 function in ``_ACTIONS`` returning its out arguments or a UPnP error code.
 Errors (WANIPConnection:1/:2 service definitions), as this device uses them:
