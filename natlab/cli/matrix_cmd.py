@@ -12,6 +12,7 @@ from rich.table import Table
 
 from natlab.cli.app import app
 from natlab.cli.output import console
+from natlab.cli.datapath_opt import DatapathOpt, force as force_datapath
 from natlab.errors import ConfigError
 
 
@@ -34,8 +35,10 @@ def matrix(
     port_mapping: Annotated[Optional[str], typer.Option(
         help="memory: turn natpmp, pcp or upnp on at both NATs; each peer maps its port first "
              "and offers the mapped endpoint too.")] = None,
+    datapath: DatapathOpt = None,
 ) -> None:
     """Hole punching between every pair of presets in a two-homes topology, with a public rendezvous."""
+    force_datapath(datapath)
     from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
     from natlab.behaviours.presets import load_preset
 

@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import random
 import struct
-from types import MappingProxyType
-from typing import Mapping as Dict
 from typing import Optional, Sequence
 
-from natlab.engine import fragments, hairpin, icmp_errors, live, port_mappings, static_nat
+from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, port_mappings, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
-from natlab.engine.ports import PortAllocator, checked_pool
+from natlab.engine.ports import checked_pool
 from natlab.engine.state import NatState
-from natlab.engine.table import ACK, RST, SYN, Mapping, Session
+from natlab.engine.table import ACK, RST, SYN
 from natlab.engine.types import AddressLike, Addresses, Endpoint, Side, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, Forward, Tick, Verdict
 from natlab.engine.views import MappingView
@@ -267,6 +265,17 @@ class Engine:
         """Explicit mappings created, refreshed, deleted, expired, flushed, and conflicts by kind."""
         return {"active": len(self._state.port_maps), **self._state.port_maps.counters}
 
+    # -- fast paths (a cache that repeats decisions: natlab.engine.fastpath) -----------
+    def fast_entry(self, data: bytes | bytearray, side: Side, now: float,
+                   quantum: float) -> Optional["fastpath.FastEntry"]:
+        """After :meth:`process` forwarded ``data`` (the bytes as they arrived): the entry a
+        fast path may use for the next packets of that 5-tuple and direction, or None."""
+        return fastpath.entry_for(self._state, data, side, now, quantum)
+
+    def fold_fast(self, entry: "fastpath.FastEntry", packets: int, last_seen: float) -> None:
+        """Count what a fast path rewrote for ``entry`` and refresh its session as of ``last_seen``."""
+        fastpath.fold(self._state, entry, packets, last_seen)
+
     # -- time ----------------------------------------------------------------------
     def expire(self, now: float) -> Tick:
         """End every session, mapping, held SYN and fragment due by ``now``."""
@@ -323,40 +332,3 @@ class Engine:
         """Entries held, by table: mappings, sessions, timers (heap entries, stale ones
         included), held_syns, fragments, claims. For memory-bound checks and reports."""
         return self._state.sizes()
-
-    # -- the names outside code read before NatState existed (read-only) ----------------
-    @property
-    def pool(self) -> tuple[int, ...]:
-        """The pool as ints, in order (the same as ``addresses.pool``)."""
-        return self._state.pool
-
-    @property
-    def pool_set(self) -> frozenset[int]:
-        """The pool as a set of ints. Prefer ``addresses.pool_set`` or :meth:`owns`."""
-        return self._pool_set
-
-    @property
-    def static_in(self) -> Dict[int, int]:
-        """Static 1:1 NAT, external -> internal address (read-only). Prefer ``addresses.static_in``
-        or :meth:`owns`."""
-        return MappingProxyType(self._static_in)  # type: ignore[arg-type]
-
-    @property
-    def allocator(self) -> PortAllocator:
-        """The port allocator. Prefer :meth:`port_block_state` and :meth:`port_blocks`."""
-        return self._state.allocator
-
-    @property
-    def by_flow(self) -> Dict[tuple, Session]:
-        """Sessions by (proto, X, x, Y, y), read-only. Prefer :meth:`table_sizes`."""
-        return MappingProxyType(self._by_flow)
-
-    @property
-    def by_external(self) -> Dict[tuple, Mapping]:
-        """Mappings by (proto, X', x'), read-only. Prefer :meth:`mappings`."""
-        return MappingProxyType(self._by_external)
-
-    @property
-    def heap(self) -> tuple:
-        """The timer heap's entries (a copy). Prefer :meth:`next_deadline` and :meth:`table_sizes`."""
-        return tuple(self._timers)

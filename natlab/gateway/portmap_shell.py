@@ -195,6 +195,7 @@ class PortmapShell:
         address = self._external()
         if self.iwf is not None and wanted and self._iwf_at == (address, self.service.boot_id):
             return  # running, and nothing it depends on changed
+        self.gateway.invalidate_fast()
         if self.iwf is not None:
             self.iwf.forget()
             self.gateway.record_tick(self.engine.unmap_port(int(Proto.UDP), UPSTREAM_PORT, now))
@@ -263,6 +264,8 @@ class PortmapShell:
 
     def carry_out(self, out: Outcome, sender: Optional[Endpoint], port: int, now: float,
                    announced: bool = False, delays: bool = True) -> list[Send]:
+        if out.intents:  # the engine's state changes: no fast-path entry may outlive it
+            self.gateway.invalidate_fast()
         for intent in out.intents:
             m = intent.mapping
             if isinstance(intent, MapPort):
