@@ -50,22 +50,25 @@ class GatewaySpec:
     preset names are always accepted."""
     datapath: str = DEFAULT_DATAPATH
     """How packets reach this gateway: a name in :mod:`natlab.datapaths.registry`."""
-    inside_address: str = ""
-    """The gateway's own address on its inside network, where NAT-PMP, PCP and UPnP are
-    served ("": the first usable address of the first inside subnet)."""
-    upstream_address: str = ""
-    """The inside address of the NAT our outside network is behind ("": none), whose PCP
-    server ``port_mapping.pcp_interworking`` passes requests on to."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def inside(self) -> str:
-        """:attr:`inside_address`, or the first usable address of the first inside subnet."""
-        if self.inside_address:
-            return self.inside_address
+        """The gateway's own inside address, where NAT-PMP, PCP and UPnP are served:
+        ``extra["portmap"]["inside_address"]``, or the first usable of the first inside subnet.
+        (In ``extra``, so a gateway image from before port mapping still reads the spec.)"""
+        given = self.extra.get("portmap", {}).get("inside_address")
+        if given:
+            return str(given)
         import ipaddress
 
         return str(next(ipaddress.ip_network(self.inside_subnets[0], strict=False).hosts()))
+
+    @property
+    def upstream_address(self) -> str:
+        """The inside address of the NAT above ("": none), whose PCP server
+        ``port_mapping.pcp_interworking`` passes requests on to (``extra["portmap"]``)."""
+        return str(self.extra.get("portmap", {}).get("upstream_address") or "")
 
     @property
     def control_socket(self) -> Path:
@@ -85,9 +88,6 @@ class GatewaySpec:
             # Left out when it is the default, so a gateway image from before datapaths
             # existed (its GatewaySpec takes no such key) still reads the spec.
             del data["datapath"]
-        for key in ("inside_address", "upstream_address"):
-            if not data[key]:
-                del data[key]
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -97,6 +97,11 @@ class GatewaySpec:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def portmap_extra(topo: Any, gw: Any) -> dict[str, Any]:
+    """What the port mapping server needs to know of the lab, for ``GatewaySpec.extra["portmap"]``."""
+    return {"inside_address": str(gw.address), "upstream_address": upstream_of(topo, gw)}
 
 
 def upstream_of(topo: Any, gw: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,13 +65,14 @@ def test_a_preset_file_error_names_file_line_and_key(tmp_path):
     assert (info.value.line, info.value.key) == (5, "policy.port_mapping.pcp")
 
 
-def test_the_spec_keeps_inside_and_upstream_addresses_and_leaves_them_out_when_empty():
+def test_the_spec_carries_inside_and_upstream_addresses_in_extra_where_old_images_ignore_them():
     spec = GatewaySpec("l", "gw", "ns", ("in0",), "out0", ("192.168.1.0/24",), "203.0.113.0/24",
                        ("203.0.113.1",), "p", {}, 1, "/run/x")
-    assert spec.inside == "192.168.1.1" and "inside_address" not in spec.to_json()
-    there = GatewaySpec.from_json(spec.__class__(**{**spec.__dict__, "inside_address": "192.168.1.254",
-                                                    "upstream_address": "100.64.0.1"}).to_json())
+    assert spec.inside == "192.168.1.1" and spec.upstream_address == ""
+    extra = {"portmap": {"inside_address": "192.168.1.254", "upstream_address": "100.64.0.1"}}
+    there = GatewaySpec.from_json(GatewaySpec(**{**spec.__dict__, "extra": extra}).to_json())
     assert (there.inside, there.upstream_address) == ("192.168.1.254", "100.64.0.1")
+    assert set(json.loads(there.to_json())) == set(json.loads(spec.to_json()))  # no new top-level key
 
 
 def write(tmp_path: Path, steps: str) -> Path:

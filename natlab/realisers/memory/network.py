@@ -226,7 +226,8 @@ class MemNet:
                            inside_subnets=(inside_prefix,), outside_subnet=outside_subnet, pool=addresses,
                            preset=preset, policy=policy_to_dict(policy), seed=engine_seed, run_dir="",
                            behaviour_dirs=tuple(behaviour_dirs), datapath=self.datapath.name,
-                           inside_address=inside_address, upstream_address=upstream_address)
+                           extra={"portmap": {"inside_address": inside_address,
+                                              "upstream_address": upstream_address}})
         engine = Engine(policy, pool, random.Random(engine_seed))
         nat = _Nat(name, self.datapath.gateway(spec, engine, policy), ipaddress.IPv4Network(inside_prefix), behind)
         self.nats[name] = nat

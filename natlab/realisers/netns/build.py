@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
-from natlab.gateway.spec import GatewaySpec, upstream_of
+from natlab.gateway.spec import GatewaySpec, portmap_extra
 from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
@@ -233,8 +233,8 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
         policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
         behaviour_dirs=behaviour_dirs(topo), datapath=datapath,
-        inside_address=str(gw.address), upstream_address=upstream_of(topo, gw),
-        extra={datapath.replace("-", "_"): dict(options)} if options is not None else {})
+        extra={**({datapath.replace("-", "_"): dict(options)} if options is not None else {}),
+               "portmap": portmap_extra(topo, gw)})
 
 
 def prepare_datapath(spec: GatewaySpec) -> None:
