@@ -100,8 +100,28 @@ class GatewaySpec:
 
 
 def portmap_extra(topo: Any, gw: Any) -> dict[str, Any]:
-    """What the port mapping server needs to know of the lab, for ``GatewaySpec.extra["portmap"]``."""
-    return {"inside_address": str(gw.address), "upstream_address": upstream_of(topo, gw)}
+    """``GatewaySpec.extra`` entries for the port mapping server: what it cannot derive from the
+    spec (an inside address other than the subnet's first, an upstream NAT); {} for most labs."""
+    import ipaddress
+
+    found: dict[str, Any] = {}
+    if gw.address != next(ipaddress.ip_network(topo.network(gw.inside).subnet).hosts()):
+        found["inside_address"] = str(gw.address)
+    if upstream_of(topo, gw):
+        found["upstream_address"] = upstream_of(topo, gw)
+    return {"portmap": found} if found else {}
+
+
+def policy_for_spec(policy: Any) -> dict[str, Any]:
+    """The policy as a spec carries it: ``port_mapping`` is left out while it has every default
+    (serving nothing), so a gateway image from before port mapping still reads the spec."""
+    from natlab.behaviours.presets import policy_to_dict
+    from natlab.engine.port_mapping_policy import PortMappingPolicy
+
+    data = policy_to_dict(policy)
+    if getattr(policy, "port_mapping", None) == PortMappingPolicy():
+        data.pop("port_mapping", None)
+    return data
 
 
 def upstream_of(topo: Any, gw: Any) -> str:

@@ -206,3 +206,20 @@ def test_events_name_the_kind_and_the_table_counts_them():
     assert event.kind is EventKind.PORT_MAPPING_CREATED and event.detail.startswith("pcp:")
     assert "game" in event.detail and event.external == f"{POOL}:6000"
     assert e.port_mapping_counters() == {"active": 1, "created": 1}
+
+
+def test_a_fast_path_entry_never_outlives_the_explicit_mapping_it_uses():
+    e = engine()
+    e.map_port("pcp", UDP, ALICE, 6000, 10.0, (), 0.0)
+    packet = build.udp(PEER, 4000, POOL, 6000, b"hi")
+    assert type(e.process(packet, Side.OUTSIDE, 1.0)) is Forward
+    entry = e.fast_entry(packet, Side.OUTSIDE, 1.0, quantum=60.0)
+    assert entry is not None and entry.expires == 10.0
+
+
+def test_the_spec_leaves_a_default_port_mapping_out_of_its_policy():
+    from natlab.behaviours.presets import load_preset
+    from natlab.gateway.spec import policy_for_spec
+
+    assert "port_mapping" not in policy_for_spec(load_preset("rfc-recommended").policy)
+    assert policy_for_spec(load_preset("cgn").policy)["port_mapping"]["pcp"] is True
