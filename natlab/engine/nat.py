@@ -34,14 +34,14 @@ import random
 import struct
 from typing import Optional, Sequence
 
-from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, static_nat
+from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, port_mappings, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
 from natlab.engine.ports import checked_pool
 from natlab.engine.state import NatState
 from natlab.engine.table import ACK, RST, SYN
-from natlab.engine.types import AddressLike, Addresses, Side, to_str
+from natlab.engine.types import AddressLike, Addresses, Endpoint, Side, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, Forward, Tick, Verdict
 from natlab.engine.views import MappingView
 
@@ -206,7 +206,7 @@ class Engine:
         sess = m.sessions.get((y_addr, y_port))
         if sess is None:
             st = self._state
-            if not st.admits(m, y_addr):
+            if not st.admits(m, y_addr, y_port):
                 if self._remap_inbound_first:
                     st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
                 events = st.filtered(m, y_addr, y_port, now, events)
@@ -247,6 +247,25 @@ class Engine:
         if proto == TCP and flags & SYN and not flags & (ACK | RST):
             st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
         return self._counters.drop(DropReason.NO_MAPPING, events)
+
+    # -- explicit port mappings (NAT-PMP, PCP, UPnP IGD: natlab.engine.port_mappings) ----
+    def map_port(self, kind: str, proto: int, internal: Endpoint, external_port: int, until: Optional[float],
+                 filters: Sequence = (), now: float = 0.0, description: str = "") -> Tick:
+        """Install or refresh an explicit mapping of ``external_port`` on the first pool address."""
+        return Tick(tuple(port_mappings.map_port(self._state, kind, proto, internal, external_port, until,
+                                                 filters, now, description)))
+
+    def unmap_port(self, proto: int, external_port: int, now: float) -> Tick:
+        """Remove the explicit mapping of ``external_port``, if there is one."""
+        return Tick(tuple(port_mappings.unmap_port(self._state, proto, external_port, now)))
+
+    def port_free(self, proto: int, port: int) -> bool:
+        """Whether ``port`` on the first pool address may be mapped (no mapping, forward or port block holds it)."""
+        return port_mappings.is_free(self._state, proto, port)
+
+    def port_mapping_counters(self) -> dict[str, int]:
+        """Explicit mappings created, refreshed, deleted, expired, flushed, and conflicts by kind."""
+        return {"active": len(self._state.port_maps), **self._state.port_maps.counters}
 
     # -- fast paths (a cache that repeats decisions: natlab.engine.fastpath) -----------
     def fast_entry(self, data: bytes | bytearray, side: Side, now: float,

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 
 from pydantic import ConfigDict, Field
 
+from natlab.engine.port_mapping_policy import PortMappingPolicy
 from natlab.engine.types import FlowKey
 
 _STRICT = ConfigDict(extra="forbid")
@@ -293,6 +294,8 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     forwards: tuple[PortForward, ...] = ()
     static: tuple[StaticNat, ...] = ()
+    port_mapping: PortMappingPolicy = field(default_factory=PortMappingPolicy)
+    """NAT-PMP, PCP and UPnP IGD served on the inside address (all off by default)."""
 
     def replace(self, **changes: object) -> "Policy":
         """A copy with some top-level fields changed (not validated; see presets)."""
@@ -307,4 +310,5 @@ SECTIONS: dict[str, type] = {
     "tcp": TcpPolicy,
     "fragments": Fragments,
     "limits": Limits,
+    "port_mapping": PortMappingPolicy,
 }

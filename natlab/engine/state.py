@@ -42,6 +42,7 @@ from natlab.engine.counters import Counters
 from natlab.engine.fragments import FragmentTable
 from natlab.engine.inbound_first import Claims, Taken, leaves_claim
 from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
+from natlab.engine.port_mappings import PortMappingTable
 from natlab.engine.ports import PortAllocator
 from natlab.engine.syn_hold import SynHold
 from natlab.engine.table import Mapping, Session, TcpState, decrement, restarts, tcp_next_state
@@ -74,6 +75,9 @@ class NatState:
         self.syns = SynHold()
         self.frags = FragmentTable()
         self.claims = Claims()
+        self.port_maps = PortMappingTable()
+        """Explicit mappings (NAT-PMP, PCP, UPnP: :mod:`natlab.engine.port_mappings`)."""
+        self.held_out = self.port_maps.outbound
         self._by_key: dict[tuple, Mapping] = {}
         self._forwards: dict[tuple[int, int, int], Mapping] = {}
         self._per_host: dict[int, int] = {}
@@ -141,11 +145,14 @@ class NatState:
         return self._allocator
 
     # -- filtering (REQ-8) -----------------------------------------------------------
-    def admits(self, m: Mapping, y_addr: int) -> bool:
+    def admits(self, m: Mapping, y_addr: int, y_port: int = 0) -> bool:
         """Would filtering admit a packet from a remote with no session yet? EIF: yes; ADF: if
-        a session shares its address (the same ``Dependency.key``); APDF: never."""
+        a session shares its address (the same ``Dependency.key``); APDF: never. Forwards
+        admit everyone, explicit port mappings whom their filters name."""
         f = self._policy.filtering
-        if m.kind != "dynamic" or f is _EIM:
+        if m.kind != "dynamic":
+            return m.kind == "forward" or m.admits(y_addr, y_port)  # type: ignore[attr-defined]
+        if f is _EIM:
             return True
         if f is _ADM:
             return m.addr_refs.get(y_addr, 0) > 0
@@ -166,6 +173,8 @@ class NatState:
             return self.counters.drop(DropReason.SESSION_LIMIT, events)
         flow = _new_key(FlowKey, (proto, x_addr, x_port, y_addr, y_port))
         m = self._forwards.get((proto, x_addr, x_port))
+        if m is None and self.held_out:
+            m = self.held_out.get((proto, x_addr, x_port))  # an explicit port mapping: as a forward
         if m is None:
             key = self._policy.mapping.key(flow)
             m = self._by_key.get(key)
@@ -416,13 +425,13 @@ class NatState:
     def mappings(self, now: Optional[float] = None) -> tuple[MappingView, ...]:
         live = self.by_external.values()
         if now is not None:  # a read never expires anything: hide what is due instead
-            live = [m for m in live if m.kind != "dynamic" or (m.expires or 0) > now]
+            live = [m for m in live if m.expires is None or m.expires > now]
         return snapshot(live)
 
     def sizes(self) -> dict[str, int]:
         return {"mappings": len(self.by_external), "sessions": len(self.by_flow), "timers": len(self.timers),
                 "held_syns": len(self.syns), "fragments": len(self.frags.records) + self.frags.n_held,
-                "claims": len(self.claims)}
+                "claims": len(self.claims), "port_mappings": len(self.port_maps)}
 
     def _limit(self, flow: FlowKey, now: float, events, detail: str) -> Drop:
         """A limit-reached drop whose event says which limit."""

@@ -193,6 +193,10 @@ class Driver(Protocol):
         """Forget every dynamic mapping, as a power cycle would."""
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
         """Change a gateway's external addresses."""
+    def map_port(self, host: str, request: Any) -> Any:
+        """Ask ``host``'s gateway for a port mapping with natlab's own client: a
+        :class:`natlab.portmap.client.PortMapRequest` in, a ``PortMapAnswer`` out
+        (NAT-PMP, PCP or UPnP IGD; real sockets on netns, the in-memory network in memory)."""
     def sleep(self, seconds: float) -> None:
         """Let time pass for everyone: wall time on real labs, the manual clock in memory."""
     def close(self) -> None:

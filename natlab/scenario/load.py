@@ -47,7 +47,7 @@ __all__ = ["knob_assignments", "load", "from_doc", "undot", "VAR"]
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(address|port))?\}")
 """``${name}``, ``${name.address}``, ``${name.port}``."""
 
-_NAME_FIELDS = {"src": "host", "host": "host", "gateway": "gateway"}
+_NAME_FIELDS = {"src": "host", "host": "host", "gateway": "gateway", "third_party": "host"}
 Names = Optional[dict[str, list[str]]]
 """{"host": [...], "gateway": [...]}; None when the topology could not be read at all."""
 
@@ -233,6 +233,8 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
     save = _save(doc, path, raw, errors)
     if save:
         saved.add(save)
+        if "map_port" in raw:  # a PCP mapping's nonce, to refresh or delete it later
+            saved.add(f"{save}_nonce")
     action = _action(doc, path, raw, errors)
     if action is None:
         return None
@@ -300,9 +302,9 @@ def _save(doc: Doc, path: tuple, raw: dict, errors: ErrorList) -> Optional[str]:
     if save is None:
         return None
     action = next((k for k in raw if k in ACTIONS), None)
-    if action not in (*PROBE_ACTIONS, "mappings") or not isinstance(save, str) \
+    if action not in (*PROBE_ACTIONS, "mappings", "map_port") or not isinstance(save, str) \
             or not VAR.fullmatch("${%s}" % save):
-        errors.add(doc.error("save takes a variable name, on a probe or mappings step",
+        errors.add(doc.error("save takes a variable name, on a probe, mappings or map_port step",
                              (*path, "save"), got=save,
                              hint="e.g. save: alice_ext, then use ${alice_ext}"))
         return save if isinstance(save, str) else None  # still known to later steps

@@ -77,7 +77,25 @@ class MappingsSpec(_Strict):
     protocol: Optional[Literal["udp", "tcp", "icmp"]] = None
     internal: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / ${var}")
     external: Optional[str] = None
-    kind: Optional[Literal["dynamic", "forward", "static"]] = None
+    kind: Optional[Literal["dynamic", "forward", "static", "natpmp", "pcp", "upnp"]] = None
+
+
+class MapPortSpec(_Strict):
+    """``map_port:`` a host asks a gateway for a port mapping with natlab's own client."""
+
+    host: Name
+    protocol: Literal["natpmp", "pcp", "upnp"]
+    port: int = Field(ge=1, le=65535, description="the internal port to map")
+    transport: Literal["udp", "tcp"] = "udp"
+    external_port: int = Field(0, ge=0, le=65535, description="the port asked for (0: any)")
+    lifetime: int = Field(7200, ge=0, le=2**32 - 1, description="seconds (UPnP IGD:1: 0 is permanent)")
+    delete: bool = Field(False, description="remove the mapping (NAT-PMP/PCP lifetime 0, UPnP DeletePortMapping)")
+    third_party: Optional[Name] = Field(None, description="map for this other inside host (THIRD_PARTY, NewInternalClient)")
+    nonce: Optional[str] = Field(None, description="PCP: the mapping's nonce to refresh or delete it (${var}_nonce)")
+    prefer_failure: bool = Field(False, description="PCP PREFER_FAILURE: that port or nothing")
+    any_port: bool = Field(False, description="UPnP IGD:2 AddAnyPortMapping")
+    gateway: Optional[Name] = Field(None, description="whose server to ask (default: the host's own gateway)")
+    timeout: float = Field(3.0, gt=0, description="seconds to wait for each answer")
 
 
 class AdvanceSpec(_Strict):
@@ -154,6 +172,16 @@ class MappingsExpect(_Strict):
     parity: Optional[Literal["preserved"]] = None
 
 
+class MapPortExpect(_Strict):
+    ok: Optional[bool] = Field(None, description="granted (default true, false if result is not SUCCESS)")
+    result: Optional[str] = Field(None, description="SUCCESS, a NAT-PMP/PCP result name (NOT_AUTHORIZED) or UPNP_<code>")
+    external_port: Optional[PortCheck] = Field(None, description="a number, preserved or changed")
+    external: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / NAME:* / ${var}")
+    lifetime: Optional[int] = Field(None, ge=0, description="the lifetime granted, in seconds")
+    epoch_at_most: Optional[int] = Field(None, ge=0, description="the server's epoch (NAT-PMP/PCP) is at most this")
+    epoch_at_least: Optional[int] = Field(None, ge=0)
+
+
 class NoExpect(_Strict):
     pass
 
@@ -162,13 +190,13 @@ ACTIONS: dict[str, type[BaseModel]] = {
     "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec, "gre": ProbeSpec,
     "run": RunSpec, "spawn": SpawnSpec, "mappings": MappingsSpec,
     "advance": AdvanceSpec, "set": SetSpec, "configure": ConfigureSpec,
-    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec,
+    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec, "map_port": MapPortSpec,
 }
 """Every step action and the model of its value."""
 
 EXPECTS: dict[str, type[BaseModel]] = {
     "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect, "gre": ProbeExpect,
-    "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect,
+    "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect, "map_port": MapPortExpect,
 }
 """Actions that take ``expect:``, and its model; the others take none."""
 

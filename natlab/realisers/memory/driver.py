@@ -34,7 +34,7 @@ from natlab.packet import build
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
 
-__all__ = ["MemoryDriver"]
+__all__ = ["MemNetTransport", "MemoryDriver"]
 
 PROTO_GRE = 47
 GRE_HEADER = b"\x00\x00\x08\x00"
@@ -254,11 +254,53 @@ class MemoryDriver:
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
         self._request(gateway, "set-pool", pool=list(pool))
 
+    def map_port(self, host: str, request: Any) -> Any:
+        """natlab's port mapping client (:mod:`natlab.portmap.client`) on the in-memory network."""
+        from natlab.portmap.client import request as ask
+
+        self._host(host)
+        realm = self.net.hosts[host].realm
+        if not request.gateway and realm is not None and self.net.nat(realm).portmap is not None:
+            request = _replace(request, gateway=to_str(self.net.nat(realm).portmap.address))
+        transport = MemNetTransport(self.net, host, lambda proto: self._source_port(host, proto))
+        return ask(request, transport, self.net.address(host))
+
     def sleep(self, seconds: float) -> None:
         self.net.advance(seconds)
 
     def close(self) -> None:
         """Nothing to take down."""
+
+
+class MemNetTransport:
+    """The port mapping client's UDP and HTTP exchanges over a MemNet, from ``host``
+    (``source_port(proto)`` picks each exchange's port). Answers come at once (the
+    clock does not move), so nothing is retransmitted."""
+
+    def __init__(self, net: MemNet, host: str, source_port: Any) -> None:
+        self.net, self.host, self.source_port = net, host, source_port
+
+    def udp(self, server: str, port: int, payload: bytes, timeout: float,
+            retransmit: Sequence[float] = ()) -> list[tuple[str, bytes]]:
+        stack = self.net.stack(self.host)
+        sport = self.source_port("udp")
+        stack.bind_udp(sport)
+        try:
+            self.net.send_udp(self.host, sport, server, port, payload)
+            return [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+        finally:
+            stack.close_port("udp", sport)
+
+    def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
+        stack = self.net.stack(self.host)
+        conn, _ = self.net.connect_tcp(self.host, self.source_port("tcp"), server, port)
+        if conn.state != "established":
+            return b""
+        self.net.send(self.host, stack.send_data(conn, request))
+        fin = stack.close(conn)
+        if fin is not None:
+            self.net.send(self.host, fin)
+        return bytes(conn.received)
 
 
 # -- reading inboxes -------------------------------------------------------------------

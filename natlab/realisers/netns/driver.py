@@ -224,6 +224,20 @@ class NetnsDriver:
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
         self._client(gateway).set_pool(list(pool))
 
+    def map_port(self, host: str, request: Any) -> Any:
+        """natlab's port mapping client (:mod:`natlab.realisers.netns.portmap_client`) in ``host``'s namespace."""
+        from dataclasses import asdict
+
+        from natlab.portmap.client import PortMapAnswer
+
+        argv = [*python_module("natlab.realisers.netns.portmap_client"), json.dumps(asdict(request))]
+        done = self.run(host, argv, request.timeout * 6 + _START_GRACE)
+        said = _json_lines(done.stdout)
+        if not said:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return PortMapAnswer(False, "CLIENT_FAILED", detail=f"exit {done.returncode}: {tail}")
+        return PortMapAnswer.from_dict(said[-1])
+
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
