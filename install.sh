@@ -35,7 +35,8 @@ fi
 # nft tool its tests read the cache with; ethtool: those tests turn checksum offload off).
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
           libnfnetlink-dev tcpdump tshark iperf3 procps iputils-ping traceroute netcat-openbsd
-          stun-client stun-server chromium chromium-driver nftables python3-nftables ethtool)
+          stun-client stun-server chromium chromium-driver natpmpc miniupnpc nftables python3-nftables
+          ethtool)
 [ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
 missing=()
 for p in "${packages[@]}"; do

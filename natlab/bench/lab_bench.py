@@ -13,8 +13,9 @@ removed again before the next:
 
 - ``natlab``: the real gateway process, ``python -m natlab.gateway <spec>``,
   with the spec the lab realiser would write (:func:`natlab.realisers.netns.build.gateway_spec`).
-- ``natlab kernel-cache``: the same process on the ``kernel-cache`` datapath
-  (established sessions rewritten by nftables maps, one quantum at most).
+- ``natlab kernel-cache`` (:mod:`natlab.bench.kc_bench`): the same process on the
+  ``kernel-cache`` datapath (established sessions rewritten by nftables maps, one
+  quantum at most).
 - ``natlab daemon, pass-through engine``: the same process with
   ``NATLAB_GATEWAY_ENGINE=passthrough``: the daemon's plumbing without NAT logic.
 - ``bare NFQUEUE pass-through``: natlab's own iptables rules (same queues, same
@@ -49,7 +50,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -95,20 +96,29 @@ class Report:
     seconds: float
     behaviour: str
     lab: str
+    by_path: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
+    """``{path: {udp_pps, udp_sent_pps, tcp_mbps}}``: the same figures, keyed for scripts."""
 
     def figures(self, path: str) -> PathFigures:
         return next(p for p in self.paths if p.path == path)
 
 
 KERNEL = "kernel NAT (MASQUERADE)"
-BARE = "bare NFQUEUE pass-through"
+BARE = "bare NFQUEUE pass-through (netfilterqueue 1.1.0)"
 DAEMON = "natlab daemon, pass-through engine"
 NATLAB = "natlab"
-KERNEL_CACHE = "natlab kernel-cache"
-ORDER = (KERNEL, BARE, DAEMON, NATLAB, KERNEL_CACHE)
-MAPPING_PATHS = (NATLAB, KERNEL_CACHE)
-"""Paths measured for new mappings per second (the ones with an engine deciding)."""
 
+
+def _row_modules() -> tuple:
+    """Modules adding rows (see :mod:`natlab.bench.nfq_bench`): one line each."""
+    from natlab.bench import kc_bench, nfq_bench
+
+    return (nfq_bench, kc_bench)
+
+
+ORDER = (KERNEL, BARE, DAEMON, NATLAB, *(p for m in _row_modules() for p in m.PATHS))
+MAPPING_PATHS = (NATLAB, *(p for m in _row_modules() for p in getattr(m, "MAPPING_PATHS", ())))
+"""Paths also measured for new mappings per second (the ones with an engine deciding)."""
 
 
 def topology(name: str, behaviour: str):
@@ -149,20 +159,24 @@ def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Prog
         meter = _Meter(lab, seconds, use_iperf3, progress)
         paths = {
             NATLAB: lambda: _natlab_gateway(lab, spec, engine=None),
-            KERNEL_CACHE: lambda: _kernel_cache_gateway(lab, spec),
             DAEMON: lambda: _natlab_gateway(lab, spec, engine="passthrough"),
             BARE: lambda: _accept_all(lab, spec),
-            KERNEL: lambda: _masquerade(lab, spec.outside_iface),
         }
+        for module in _row_modules():
+            paths.update(module.installers(lab, spec))
+        paths[KERNEL] = lambda: _masquerade(lab, spec.outside_iface)  # kernel last: see the docstring
         results = {}
-        for path in (NATLAB, KERNEL_CACHE, DAEMON, BARE, KERNEL):  # kernel last: see the docstring
+        for path in paths:
             progress(path)
             results[path] = meter.measure(path, paths[path], mappings=path in MAPPING_PATHS)
     finally:
         progress("taking the lab down")
         lab.down()
-    return Report(tuple(results[p] for p in ORDER), "iperf3" if use_iperf3 else "python sockets",
-                  seconds, behaviour, name)
+    figures = tuple(results[p] for p in ORDER)
+    by_path = {f.path: {"udp_pps": f.udp_pps, "udp_sent_pps": f.udp_sent_pps, "tcp_mbps": f.tcp_mbps,
+                        "new_mappings_ps": f.new_mappings_ps}
+               for f in figures}
+    return Report(figures, "iperf3" if use_iperf3 else "python sockets", seconds, behaviour, name, by_path)
 
 
 # --- what runs in the gateway namespace, one path at a time ----------------------
@@ -197,15 +211,6 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         # fails closed); the next path measured there needs it open again.
         _check(lab.exec("gw", [*python_module("natlab.bench.lab_bench"), "reopen", str(spec.spec_path)],
                         capture_output=True, text=True, timeout=30))
-
-
-def _kernel_cache_gateway(lab, spec):
-    """The natlab gateway on the kernel-cache datapath (default quantum)."""
-    from natlab.gateway.service import DEFAULT_FAST_QUANTUM
-
-    spec = replace(spec, name=f"{spec.name}-kc", datapath="kernel-cache",
-                   extra={**spec.extra, "kernel_cache": {"quantum": DEFAULT_FAST_QUANTUM}})
-    return _natlab_gateway(lab, spec, engine=None)
 
 
 @contextmanager

@@ -12,9 +12,6 @@ from natlab.cli.output import console
 
 AIM_PPS_SHARE = 0.5
 AIM_TCP_MBPS = 1000.0
-AIM_CACHE_SHARE = 0.8
-"""kernel-cache against kernel NAT, UDP pkt/s and TCP Mbit/s (issue #13)."""
-AIM_NEW_MAPPINGS = 20_000
 
 
 def _pps(value: Optional[float]) -> str:
@@ -67,10 +64,8 @@ def bench_nat(
     tcp = "n/a" if natlab.tcp_mbps is None else f"{natlab.tcp_mbps:,.0f} Mbit/s"
     print(f"aims: natlab >= {AIM_PPS_SHARE:.0%} of bare NFQUEUE pass-through UDP pkt/s (now {share}); "
           f"natlab >= {AIM_TCP_MBPS / 1000:g} Gbit/s TCP (now {tcp})")
-    kernel, cache = report.figures(lab_bench.KERNEL), report.figures(lab_bench.KERNEL_CACHE)
-    print(f"aims: kernel-cache >= {AIM_CACHE_SHARE:.0%} of kernel NAT (now UDP "
-          f"{_share(cache.udp_pps, kernel.udp_pps) or 'n/a'}, TCP {_share(cache.tcp_mbps, kernel.tcp_mbps) or 'n/a'}); "
-          f">= {AIM_NEW_MAPPINGS:,} new mappings/s through a live gateway (now natlab "
-          f"{_pps(natlab.new_mappings_ps)}, kernel-cache {_pps(cache.new_mappings_ps)})")
+    for module in lab_bench._row_modules():
+        for line in module.aims(report):
+            print(line)
     print("64-byte UDP datagrams sent as fast as one sender can; where 'sent' is close to "
           "'received', the sender, not the path, was the limit.")
