@@ -92,7 +92,7 @@ def test_a_live_change_empties_the_cache_before_it_answers(gwlab, op):
     assert sum(session_elements(gwlab).values()) == 0  # nothing cached translates after the op
     counters = client.counters()
     cache = counters["gateway"]["kernel_cache"]
-    assert cache["entries"] == 0 and cache["flushes"] == 1
+    assert cache["entries"] == 0 and cache["flushes"] >= 1
     assert counters["gateway"]["fast_packets_inside"] + counters["gateway"]["packets_inside"] == 50
     if op != "flush" and op != "configure":  # a reboot starts the counters afresh
         assert counters["translated_out"] == 50
