@@ -1,0 +1,220 @@
+"""The Pythonic layer over the binding: the EAL, the ports, and the C session table.
+
+Theory of operation
+-------------------
+:class:`Dataplane` starts the EAL once per process (``--no-pci --no-huge`` and
+one ``--vdev`` per veth in a lab; the PCI devices and EAL options of
+``dpdk.ports``/``dpdk.eal_args`` on real NICs), opens one port per
+:class:`PortSpec` and hands out, per :meth:`poll`, the frames the C fast path
+did not take (:class:`SlowFrame`, copied into bytes; the mbufs are freed at
+once). Frames Python builds leave through :meth:`send`; :meth:`flush` pushes
+them out.
+
+The session table is reached through :meth:`install`, :meth:`remove`,
+:meth:`collect` and :meth:`clear`; its keys and values are the engine's
+:class:`~natlab.engine.fastpath.FastEntry` fields (addresses as ints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Optional, Sequence
+
+from natlab.errors import BackendUnavailable, LabError
+
+BURST_SLOW = 256
+"""Room for slow frames per poll (32 per port and burst, 8 ports at most)."""
+COLLECT = 4096
+
+REASONS = ("absent", "expired", "other")
+"""Why a frame missed the fast path (``nl_slow.reason``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PortSpec:
+    """One port: the kernel interface it sits on (lab) or a PCI address (real NIC)."""
+
+    name: str
+    """The interface name in the gateway's namespace (or the PCI address)."""
+    side: int
+    """0 inside, 1 outside (:class:`natlab.engine.types.Side` order in the C code)."""
+    vdev: Optional[str]
+    """The EAL ``--vdev`` argument that makes it (None: a PCI device given by ``-a``)."""
+    dpdk_name: str
+    """The name DPDK gives the port (``net_af_xdp0``, or the PCI address)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowFrame:
+    port: int
+    reason: str
+    frame: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """An entry's counters read back from C (since the last read)."""
+
+    key: tuple[int, int, int, int, int, int]
+    """(side, proto, src, sport, dst, dport), as the packets arrive."""
+    packets: int
+    nbytes: int
+    last_seen: float
+    """CLOCK_MONOTONIC seconds (0.0: never hit)."""
+    expires: float
+
+
+def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
+    """The ``--vdev`` value and the port's DPDK name for ``iface`` on ``driver``."""
+    if driver == "af_xdp":
+        name = f"net_af_xdp{index}"
+        return f"{name},iface={iface},start_queue=0,queue_count=1", name
+    if driver == "af_packet":
+        name = f"net_af_packet{index}"
+        return f"{name},iface={iface},qpairs=1,qdisc_bypass=1", name
+    raise LabError("unknown DPDK driver", got=driver, hint="af_xdp, af_packet or auto")
+
+
+class Dataplane:
+    def __init__(self, ports: Sequence[PortSpec], eal_args: Sequence[str], *, file_prefix: str,
+                 memory_mb: int = 256, capacity: int = 65536, mbufs: int = 8191) -> None:
+        self.ports = tuple(ports)
+        self.eal_args = tuple(eal_args)
+        self.file_prefix = file_prefix
+        self.memory_mb = memory_mb
+        self.capacity = capacity
+        self.mbufs = mbufs
+        self.ffi: Any = None
+        self.lib: Any = None
+        self.ctx: Any = None
+        self.macs: list[bytes] = []
+
+    # --- life cycle ------------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        # A prefix of its own per gateway: gateways on one machine never share EAL state
+        # (--in-memory would be tidier, but it refuses --no-huge).
+        args = ["natlab-dpdk", "--file-prefix", self.file_prefix, "--log-level", "lib.eal:error"]
+        vdevs = [p for p in self.ports if p.vdev]
+        if vdevs:
+            args += ["--no-pci", "--no-huge", "-m", str(self.memory_mb)]
+            for port in vdevs:
+                args += ["--vdev", port.vdev]
+        else:
+            for port in self.ports:
+                args += ["-a", port.name]
+        return [*args, *self.eal_args]
+
+    def open(self) -> None:
+        from natlab.datapaths.dpdk.binding import load
+
+        self.ffi, self.lib = load()
+        argv = [self.ffi.new("char[]", a.encode()) for a in self.argv()]
+        c_argv = self.ffi.new("char *[]", argv)
+        if self.lib.nl_eal_init(len(argv), c_argv) < 0:
+            raise BackendUnavailable("the DPDK EAL did not start", got=self._error(),
+                                     hint="root (CAP_NET_ADMIN, CAP_SYS_ADMIN for af_xdp) and the "
+                                          "interfaces named in the spec")
+        self.ctx = self.lib.nl_open(self.mbufs, self.capacity)
+        if self.ctx == self.ffi.NULL:
+            raise LabError("DPDK mbuf pool or session table", got=self._error())
+        for port in self.ports:
+            port_id = self.lib.nl_port_id(port.dpdk_name.encode())
+            if port_id < 0:
+                raise LabError(f"DPDK made no port {port.dpdk_name} for {port.name}",
+                               hint="see the EAL's messages in the gateway log")
+            if self.lib.nl_port_add(self.ctx, port_id, port.side, 1024, 1024) < 0:
+                raise LabError(f"DPDK port {port.dpdk_name} ({port.name})", got=self._error())
+        mac = self.ffi.new("uint8_t[6]")
+        for index in range(len(self.ports)):
+            self.lib.nl_port_mac(self.ctx, index, mac)
+            self.macs.append(bytes(self.ffi.buffer(mac, 6)))
+        self._slow = self.ffi.new("struct nl_slow[]", BURST_SLOW)
+        self._seen = self.ffi.new("struct nl_seen[]", COLLECT)
+        self._more = self.ffi.new("int *")
+        self._entry = self.ffi.new("struct nl_entry *")
+        self._one = self.ffi.new("struct nl_seen *")
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            self.lib.nl_close(self.ctx)
+            self.ctx = None
+        if self.lib is not None:
+            self.lib.nl_eal_cleanup()
+
+    def _error(self) -> str:
+        return self.ffi.string(self.lib.nl_last_error()).decode(errors="replace")
+
+    # --- frames -----------------------------------------------------------------
+
+    def poll(self, now: float) -> list[SlowFrame]:
+        """One rx burst per port: the fast path's hits are out; the rest, as bytes."""
+        n = self.lib.nl_poll(self.ctx, self._slow, BURST_SLOW, now)
+        if not n:
+            return []
+        buffer = self.ffi.buffer
+        out = [SlowFrame(s.port, REASONS[s.reason], buffer(s.data, s.len)[:])
+               for s in self._slow[0:n]]
+        self.lib.nl_release(self.ctx)
+        return out
+
+    def send(self, port: int, frame: bytes | bytearray) -> bool:
+        return self.lib.nl_send(self.ctx, port, bytes(frame), len(frame)) == 0
+
+    def flush(self) -> None:
+        self.lib.nl_flush(self.ctx)
+
+    # --- the session table ---------------------------------------------------------
+
+    def install(self, *, side: int, proto: int, src: int, sport: int, dst: int, dport: int,
+                new_src: int, new_sport: int, new_dst: int, new_dport: int, expires: float,
+                out_port: int, mtu: int, eth: bytes) -> bool:
+        """One entry (replacing one of the same key); False when the table is full."""
+        e = self._entry
+        e.side, e.proto, e.src, e.sport, e.dst, e.dport = side, proto, src, sport, dst, dport
+        e.new_src, e.new_sport, e.new_dst, e.new_dport = new_src, new_sport, new_dst, new_dport
+        e.expires, e.out_port, e.mtu = expires, out_port, mtu
+        self.ffi.memmove(e.eth, eth, 12)
+        return self.lib.nl_fast_add(self.ctx, e) == 0
+
+    def remove(self, key: tuple[int, int, int, int, int, int]) -> Optional[Seen]:
+        """Remove the entry of ``key``; its unread counters (None: it was not there)."""
+        side, proto, src, sport, dst, dport = key
+        if not self.lib.nl_fast_del(self.ctx, side, proto, src, sport, dst, dport, self._one):
+            return None
+        return _seen(self._one)
+
+    def collect(self, now: float) -> Iterator[Seen]:
+        """Entries hit since the last read, and those expired by ``now`` (removed)."""
+        while True:
+            n = self.lib.nl_fast_collect(self.ctx, self._seen, COLLECT, now, self._more)
+            for i in range(n):
+                yield _seen(self._seen[i])
+            if not self._more[0]:
+                return
+
+    def clear(self) -> None:
+        self.lib.nl_fast_clear(self.ctx)
+
+    # --- counters -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        st = self.ffi.new("struct nl_stats *")
+        self.lib.nl_stats(self.ctx, st)
+        names = ("rx", "tx", "tx_dropped", "fast_hits", "misses", "expired", "other", "table_full",
+                 "installs", "removes", "clears", "own_echo", "alloc_failed", "entries", "capacity")
+        return {name: int(getattr(st, name)) for name in names}
+
+    def port_stats(self) -> list[dict[str, Any]]:
+        out = self.ffi.new("uint64_t[3]")
+        rows = []
+        for index, port in enumerate(self.ports):
+            self.lib.nl_port_stats(self.ctx, index, out)
+            rows.append({"port": port.name, "rx": int(out[0]), "tx": int(out[1]),
+                         "tx_dropped": int(out[2])})
+        return rows
+
+
+def _seen(s: Any) -> Seen:
+    return Seen((s.side, s.proto, s.src, s.sport, s.dst, s.dport), int(s.packets), int(s.bytes),
+                float(s.last_seen), float(s.expires))
