@@ -25,6 +25,7 @@ Nothing here imports ``nat`` but this file; imports form no cycle, and no module
 touches another's private attributes (tests/unit/test_engine_structure.py).
 """
 
+from natlab.engine.fastpath import FastEntry
 from natlab.engine.nat import Engine
 from natlab.engine.policy import (
     Dependency,
@@ -51,7 +52,7 @@ from natlab.engine.verdicts import Drop, DropReason, Emit, Event, EventKind, For
 from natlab.engine.views import MappingView, SessionView
 
 __all__ = [
-    "Addresses", "Dependency", "Drop", "DropReason", "Emit", "Endpoint", "Engine", "Event", "EventKind",
+    "Addresses", "Dependency", "Drop", "FastEntry", "DropReason", "Emit", "Endpoint", "Engine", "Event", "EventKind",
     "Flow", "FlowKey", "Forward", "Fragments", "Hairpin", "HairpinFiltering", "Hairpinning", "InboundFirst", "IcmpPolicy", "Limits",
     "MappingView", "Policy", "Pooling", "PortAssignment", "PortForward", "PortRange",
     "Proto", "Protocol", "Refresh", "SessionView", "Side", "StaticNat", "SynResponse",

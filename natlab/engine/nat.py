@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Mapping as Dict
 from typing import Optional, Sequence
 
-from natlab.engine import fragments, hairpin, icmp_errors, live, static_nat
+from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
@@ -247,6 +247,17 @@ class Engine:
         if proto == TCP and flags & SYN and not flags & (ACK | RST):
             st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
         return self._counters.drop(DropReason.NO_MAPPING, events)
+
+    # -- fast paths (a cache that repeats decisions: natlab.engine.fastpath) -----------
+    def fast_entry(self, data: bytes | bytearray, side: Side, now: float,
+                   quantum: float) -> Optional["fastpath.FastEntry"]:
+        """After :meth:`process` forwarded ``data`` (the bytes as they arrived): the entry a
+        fast path may use for the next packets of that 5-tuple and direction, or None."""
+        return fastpath.entry_for(self._state, data, side, now, quantum)
+
+    def fold_fast(self, entry: "fastpath.FastEntry", packets: int, last_seen: float) -> None:
+        """Count what a fast path rewrote for ``entry`` and refresh its session as of ``last_seen``."""
+        fastpath.fold(self._state, entry, packets, last_seen)
 
     # -- time ----------------------------------------------------------------------
     def expire(self, now: float) -> Tick:

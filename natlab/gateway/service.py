@@ -23,13 +23,13 @@ import logging
 import math
 import os
 import time
-from pathlib import Path
 import traceback
 from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from natlab.engine.types import Side
 from natlab.engine.verdicts import Drop, Emit, Forward, Hairpin, Tick, drop_records
 from natlab.errors import NatlabError
+from natlab.gateway import inputs
 from natlab.gateway.outcome import DROP, Action, Outcome
 from natlab.packet.headers import summarize
 
@@ -124,6 +124,11 @@ class Gateway:
         self._errors_logged: set[tuple[str, str, int]] = set()
         self.stat_sources: list[Callable[[], dict[str, int]]] = []
         """More counters to report under "gateway" (the daemon adds the queues' own)."""
+        self.fast_quantum: Optional[float] = fast_quantum(spec)
+        """How long a fast-path entry may live (None: this gateway has no fast path)."""
+        self.fast_invalidators: list[Callable[[], None]] = []
+        """Callbacks that fold what a datapath's fast-path cache counted (:meth:`fold_fast`)
+        and empty it; all run before any op that changes state (:meth:`invalidate_fast`)."""
 
     # --- clock ---------------------------------------------------------------
 
@@ -214,6 +219,35 @@ class Gateway:
         self._record({"kind": "engine-error", "reason": "engine-error", "side": side.value,
                       "error": f"{type(err).__name__}: {err}", "packet": summarize(data)}, now)
 
+    # --- fast paths (natlab.engine.fastpath) -----------------------------------
+
+    def fast_entry(self, data: bytes | bytearray, side: Side) -> Any:
+        """After :meth:`process` forwarded ``data`` (as it arrived): the
+        :class:`~natlab.engine.fastpath.FastEntry` a fast path may install, or None."""
+        if self.fast_quantum is None:
+            return None
+        entry_of = getattr(self.engine, "fast_entry", None)  # the passthrough engine has none
+        return None if entry_of is None else entry_of(data, side, self.now(), self.fast_quantum)
+
+    def fold_fast(self, entry: Any, packets: int, nbytes: int = 0, last_seen: Optional[float] = None) -> None:
+        """``packets`` (``nbytes``) a fast path rewrote for ``entry``, the last at gateway time
+        ``last_seen`` (None: now): counted here and in the engine, the session refreshed."""
+        if packets <= 0:
+            return
+        key = "fast_packets_inside" if entry.side is Side.INSIDE else "fast_packets_outside"
+        self.stats[key] = self.stats.get(key, 0) + packets
+        self.stats["fast_bytes"] = self.stats.get("fast_bytes", 0) + nbytes
+        fold = getattr(self.engine, "fold_fast", None)
+        if fold is not None:
+            fold(entry, packets, self.now() if last_seen is None else last_seen)
+
+    def invalidate_fast(self) -> None:
+        """Empty every fast-path cache now: the next packet of every flow meets the engine."""
+        for clear in self.fast_invalidators:
+            clear()
+        if self.fast_invalidators:
+            self.stats["fast_flushes"] = self.stats.get("fast_flushes", 0) + 1
+
     # --- emits and events ----------------------------------------------------
 
     def _send(self, packet: bytes | bytearray) -> Any:
@@ -272,6 +306,9 @@ class Gateway:
         method = self._OPS.get(op) if isinstance(op, str) else None
         if method is None:
             raise ValueError(f"unknown op {op!r} (ops: {', '.join(sorted(self._OPS))})")
+        if op not in self.READ_ONLY_OPS:
+            # Before the change: no cached entry may outlive the state that made it.
+            self.invalidate_fast()
         return method(self, request)
 
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +414,7 @@ class Gateway:
         return {"events": len(tick.events)}
 
     def op_set_pool(self, request: dict[str, Any]) -> dict[str, Any]:
-        new = _validate_pool(request.get("pool"))
+        new = inputs.validate_pool(request.get("pool"))
         old = self.pool
         self.pool_hooks.add_addresses([a for a in new if a not in old])
         self._tick(self.engine.set_pool(new, self.now()))
@@ -396,7 +433,7 @@ class Gateway:
             raise ValueError(f'"behaviour" must be a preset name or path, got {behaviour!r}')
         if not isinstance(overrides, dict):
             raise ValueError(f'"overrides" must be an object of knob: value, got {overrides!r}')
-        allowed_preset(behaviour, getattr(self.spec, "behaviour_dirs", ()))
+        inputs.allowed_preset(behaviour, getattr(self.spec, "behaviour_dirs", ()))
         policy = resolve(behaviour, overrides).policy
         self._reconfigure(policy)
         tick = self._tick(self.engine.flush(self.now()))
@@ -405,6 +442,9 @@ class Gateway:
         self._record({"kind": "reconfigured", "detail": detail}, self.now())
         return {"preset": behaviour, "policy": _policy_dict(policy), "events": len(tick.events)}
 
+    READ_ONLY_OPS = frozenset({"ping", "status", "counters", "mappings", "events"})
+    """Ops that change nothing: every other op empties the fast-path caches first."""
+
     _OPS: dict[str, Callable[["Gateway", dict[str, Any]], dict[str, Any]]] = {
         "ping": op_ping, "status": op_status, "counters": op_counters, "mappings": op_mappings,
         "events": op_events, "set": op_set, "advance": op_advance, "flush": op_flush,
@@ -412,38 +452,14 @@ class Gateway:
     }
 
 
-PRESET_SUFFIXES = (".yaml", ".yml")
+DEFAULT_FAST_QUANTUM = 1.0
+"""Seconds a fast-path entry lives at most (``kernel_cache.quantum``, ``dpdk.quantum``)."""
 
 
-def allowed_preset(behaviour: str, dirs: Sequence[str]) -> None:
-    """A preset name, or a preset file inside one of ``dirs`` (the lab's behaviour folders).
-
-    ``configure`` must not become a way to make the gateway open any file it is
-    given: a path is followed through symlinks and ``..`` before it is checked.
-    """
-    if "/" not in behaviour and os.sep not in behaviour and not behaviour.endswith(PRESET_SUFFIXES):
-        if behaviour.strip() != behaviour or "\0" in behaviour:
-            raise ValueError(f"not a preset name: {behaviour!r}")
-        return
-    if "\0" in behaviour or not os.path.isabs(behaviour):
-        raise ValueError(f"a preset file must be an absolute path, got {behaviour!r}")
-    real = Path(os.path.realpath(behaviour))
-    roots = [Path(os.path.realpath(d)) for d in dirs if d]
-    if real.suffix not in PRESET_SUFFIXES or not any(real.is_relative_to(root) for root in roots):
-        where = ", ".join(str(r) for r in roots) or "none: this lab was started with preset names only"
-        raise ValueError(f"preset file {behaviour} is outside the lab's behaviour folders ({where})"
-                         "; name a preset or a .yaml file in one of them")
-
-
-def _validate_pool(pool: Any) -> tuple[str, ...]:
-    if not isinstance(pool, list) or not pool:
-        raise ValueError('"pool" must be a non-empty list of IPv4 addresses')
-    out = []
-    for item in pool:
-        try:
-            out.append(str(ipaddress.IPv4Address(item)))
-        except (ipaddress.AddressValueError, TypeError) as err:
-            raise ValueError(f"not an IPv4 address in the pool: {item!r}") from err
-    if len(set(out)) != len(out):
-        raise ValueError(f"the pool lists an address twice: {pool!r}")
-    return tuple(out)
+def fast_quantum(spec: Any) -> Optional[float]:
+    """The fast-path quantum the spec's datapath options give (None: no fast path)."""
+    extra = getattr(spec, "extra", None) or {}
+    options = extra.get(str(getattr(spec, "datapath", "")).replace("-", "_"))
+    if not isinstance(options, dict):
+        return None
+    return float(options.get("quantum", DEFAULT_FAST_QUANTUM))

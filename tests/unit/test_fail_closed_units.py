@@ -12,7 +12,7 @@ import pytest
 from natlab.gateway.control import MAX_DEPTH, ControlServer, nesting_depth
 from natlab.datapaths.nfqueue.queues import config_message, parse_queue_stats
 from natlab.datapaths.nfqueue.rules import closed_rules, fwd_rules, pre_rules
-from natlab.gateway.service import allowed_preset
+from natlab.gateway.inputs import allowed_preset
 from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
 
 
