@@ -51,7 +51,10 @@ int nl_eal_init(int argc, char **argv);
 int nl_eal_cleanup(void);
 int nl_port_count(void);
 int nl_port_id(const char *name);
-struct nl_ctx *nl_open(uint32_t n_mbufs, uint32_t capacity);
+struct nl_ctx *nl_open(uint32_t capacity);
+int nl_open_pool(struct nl_ctx *c, uint32_t n_mbufs);
+int nl_fast_frame(struct nl_ctx *c, uint8_t side, const uint8_t *mac, uint8_t *f, uint32_t len,
+                  double now, uint16_t *reason);
 int nl_port_add(struct nl_ctx *c, uint16_t port_id, uint8_t side, uint16_t rx_desc, uint16_t tx_desc);
 void nl_port_mac(struct nl_ctx *c, int index, uint8_t *out);
 int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now);
@@ -61,7 +64,7 @@ void nl_flush(struct nl_ctx *c);
 int nl_fast_add(struct nl_ctx *c, const struct nl_entry *e);
 int nl_fast_del(struct nl_ctx *c, uint8_t side, uint8_t proto, uint32_t src, uint16_t sport,
                 uint32_t dst, uint16_t dport, struct nl_seen *out);
-int nl_fast_collect(struct nl_ctx *c, struct nl_seen *out, int max, double now, int *more);
+int nl_fast_collect(struct nl_ctx *c, struct nl_seen *out, int max, int *more);
 void nl_fast_clear(struct nl_ctx *c);
 void nl_stats(struct nl_ctx *c, struct nl_stats *out);
 void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out3);

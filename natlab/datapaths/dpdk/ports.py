@@ -88,6 +88,7 @@ class Dataplane:
         self.lib: Any = None
         self.ctx: Any = None
         self.macs: list[bytes] = []
+        self._eal = False
 
     # --- life cycle ------------------------------------------------------------
 
@@ -105,7 +106,23 @@ class Dataplane:
                 args += ["-a", port.name]
         return [*args, *self.eal_args]
 
+    def open_table(self) -> None:
+        """The context and its session table only (no EAL: what unit tests use)."""
+        from natlab.datapaths.dpdk.binding import load
+
+        self.ffi, self.lib = load()
+        self.ctx = self.lib.nl_open(self.capacity)
+        if self.ctx == self.ffi.NULL:
+            raise LabError("the DPDK session table", got=self._error())
+        self._slow = self.ffi.new("struct nl_slow[]", BURST_SLOW)
+        self._seen = self.ffi.new("struct nl_seen[]", COLLECT)
+        self._more = self.ffi.new("int *")
+        self._entry = self.ffi.new("struct nl_entry *")
+        self._one = self.ffi.new("struct nl_seen *")
+        self._reason = self.ffi.new("uint16_t *")
+
     def open(self) -> None:
+        """The EAL, the table, the mbuf pool and every port, started."""
         from natlab.datapaths.dpdk.binding import load
 
         self.ffi, self.lib = load()
@@ -115,9 +132,10 @@ class Dataplane:
             raise BackendUnavailable("the DPDK EAL did not start", got=self._error(),
                                      hint="root (CAP_NET_ADMIN, CAP_SYS_ADMIN for af_xdp) and the "
                                           "interfaces named in the spec")
-        self.ctx = self.lib.nl_open(self.mbufs, self.capacity)
-        if self.ctx == self.ffi.NULL:
-            raise LabError("DPDK mbuf pool or session table", got=self._error())
+        self._eal = True
+        self.open_table()
+        if self.lib.nl_open_pool(self.ctx, self.mbufs) < 0:
+            raise LabError("the DPDK mbuf pool", got=self._error())
         for port in self.ports:
             port_id = self.lib.nl_port_id(port.dpdk_name.encode())
             if port_id < 0:
@@ -129,18 +147,14 @@ class Dataplane:
         for index in range(len(self.ports)):
             self.lib.nl_port_mac(self.ctx, index, mac)
             self.macs.append(bytes(self.ffi.buffer(mac, 6)))
-        self._slow = self.ffi.new("struct nl_slow[]", BURST_SLOW)
-        self._seen = self.ffi.new("struct nl_seen[]", COLLECT)
-        self._more = self.ffi.new("int *")
-        self._entry = self.ffi.new("struct nl_entry *")
-        self._one = self.ffi.new("struct nl_seen *")
 
     def close(self) -> None:
         if self.ctx is not None:
             self.lib.nl_close(self.ctx)
             self.ctx = None
-        if self.lib is not None:
+        if self._eal:
             self.lib.nl_eal_cleanup()
+            self._eal = False
 
     def _error(self) -> str:
         return self.ffi.string(self.lib.nl_last_error()).decode(errors="replace")
@@ -184,10 +198,16 @@ class Dataplane:
             return None
         return _seen(self._one)
 
-    def collect(self, now: float) -> Iterator[Seen]:
-        """Entries hit since the last read, and those expired by ``now`` (removed)."""
+    def fast_frame(self, side: int, mac: bytes, frame: bytearray, now: float) -> tuple[int, str]:
+        """The fast path on one frame in place (tests): (egress port or -1, miss reason)."""
+        buf = self.ffi.from_buffer(frame)
+        out = self.lib.nl_fast_frame(self.ctx, side, mac, buf, len(frame), now, self._reason)
+        return out, ("hit" if out >= 0 else REASONS[self._reason[0]])
+
+    def collect(self) -> Iterator[Seen]:
+        """Entries hit since the last read (their counters start again from 0)."""
         while True:
-            n = self.lib.nl_fast_collect(self.ctx, self._seen, COLLECT, now, self._more)
+            n = self.lib.nl_fast_collect(self.ctx, self._seen, COLLECT, self._more)
             for i in range(n):
                 yield _seen(self._seen[i])
             if not self._more[0]:

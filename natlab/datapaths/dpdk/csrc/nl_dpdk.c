@@ -31,7 +31,6 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_errno.h>
-#include <rte_malloc.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -45,15 +44,21 @@ enum { NL_MISS_ABSENT = 0, NL_MISS_EXPIRED = 1, NL_MISS_OTHER = 2 };
 struct nl_sess {
     uint32_t src, dst;          /* wire key (network byte order) */
     uint16_t sport, dport;
-    uint8_t side, proto, used, pad;
+    uint8_t side, proto, used, dirty;
     uint32_t new_src, new_dst;  /* rewrite (network byte order) */
     uint16_t new_sport, new_dport;
     uint16_t ip_delta, l4_delta;
     uint16_t out_port, mtu;
     uint8_t eth[12];            /* dst MAC, src MAC of the egress frame */
+    uint32_t next_free;
     double expires;             /* CLOCK_MONOTONIC seconds */
     double last_seen;
     uint64_t packets, bytes;
+};
+
+struct nl_slot {                /* the index: open addressing over entry numbers */
+    uint32_t tag;               /* the key's full hash */
+    uint32_t idx;               /* entry number + 1; 0: empty */
 };
 
 struct nl_entry {               /* what Python installs (host byte order) */
@@ -100,8 +105,10 @@ struct nl_ctx {
     struct rte_mempool *pool;
     struct nl_port ports[NL_MAX_PORTS];
     int n_ports;
-    struct nl_sess *table;
-    uint32_t mask, capacity, entries;
+    struct nl_sess *sess;       /* capacity entries, a free list through next_free */
+    struct nl_slot *slots;      /* mask + 1 >= 2 * capacity */
+    uint32_t *dirty;            /* entries hit since the last collect (2 * capacity) */
+    uint32_t mask, capacity, entries, free_head, n_dirty, dirty_overflow;
     struct rte_mbuf *slow[NL_SLOW_MAX];
     int n_slow;
     struct nl_stats st;
@@ -152,19 +159,23 @@ static inline uint32_t nl_hash(uint32_t src, uint32_t dst, uint16_t sport, uint1
 }
 
 static inline struct nl_sess *nl_find(struct nl_ctx *c, uint32_t src, uint32_t dst, uint16_t sport,
-                                      uint16_t dport, uint8_t side, uint8_t proto, int *slot_out)
+                                      uint16_t dport, uint8_t side, uint8_t proto, uint32_t *slot_out)
 {
-    uint32_t i = nl_hash(src, dst, sport, dport, side, proto) & c->mask;
+    uint32_t h = nl_hash(src, dst, sport, dport, side, proto);
+    uint32_t i = h & c->mask;
     for (;;) {
-        struct nl_sess *s = &c->table[i];
-        if (!s->used) {
-            if (slot_out) *slot_out = (int)i;
+        struct nl_slot *sl = &c->slots[i];
+        if (sl->idx == 0) {
+            if (slot_out) *slot_out = i;
             return NULL;
         }
-        if (s->src == src && s->dst == dst && s->sport == sport && s->dport == dport
-            && s->side == side && s->proto == proto) {
-            if (slot_out) *slot_out = (int)i;
-            return s;
+        if (sl->tag == h) {
+            struct nl_sess *s = &c->sess[sl->idx - 1];
+            if (s->src == src && s->dst == dst && s->sport == sport && s->dport == dport
+                && s->side == side && s->proto == proto) {
+                if (slot_out) *slot_out = i;
+                return s;
+            }
         }
         i = (i + 1) & c->mask;
     }
@@ -195,17 +206,21 @@ int nl_fast_add(struct nl_ctx *c, const struct nl_entry *e)
 {
     uint32_t src = htonl(e->src), dst = htonl(e->dst);
     uint16_t sport = htons(e->sport), dport = htons(e->dport);
-    int slot;
+    uint32_t slot;
     struct nl_sess *s = nl_find(c, src, dst, sport, dport, e->side, e->proto, &slot);
     if (s == NULL) {
-        if (c->entries >= c->capacity) {
+        if (c->entries >= c->capacity || c->free_head == 0) {
             c->st.table_full++;
             return -1;
         }
-        s = &c->table[slot];
+        uint32_t idx = c->free_head;
+        s = &c->sess[idx - 1];
+        c->free_head = s->next_free;
         memset(s, 0, sizeof *s);
         s->src = src; s->dst = dst; s->sport = sport; s->dport = dport;
         s->side = e->side; s->proto = e->proto; s->used = 1;
+        c->slots[slot].tag = nl_hash(src, dst, sport, dport, e->side, e->proto);
+        c->slots[slot].idx = idx;
         c->entries++;
     }
     s->new_src = htonl(e->new_src);
@@ -213,7 +228,7 @@ int nl_fast_add(struct nl_ctx *c, const struct nl_entry *e)
     s->new_sport = htons(e->new_sport);
     s->new_dport = htons(e->new_dport);
     uint32_t addr = nl_addr_delta(nl_addr_delta(0, src, s->new_src), dst, s->new_dst);
-    s->ip_delta = (uint16_t)nl_fold(addr + 0xfeff);     /* TTL - 1, as a word in memory */
+    s->ip_delta = (uint16_t)nl_fold(addr + htons(0xfeff));  /* TTL - 1: the word (TTL, proto) falls by 0x0100 */
     uint32_t ports = nl_word_delta(nl_word_delta(0, sport, s->new_sport), dport, s->new_dport);
     if (e->proto == IPPROTO_ICMP)
         s->l4_delta = (uint16_t)nl_fold(ports);          /* no pseudo-header (RFC 792) */
@@ -227,22 +242,27 @@ int nl_fast_add(struct nl_ctx *c, const struct nl_entry *e)
     return 0;
 }
 
-/* Backward-shift deletion keeps linear probing free of tombstones. */
+/* Backward-shift deletion keeps linear probing free of tombstones; the entry goes
+ * back on the free list. */
 static void nl_erase(struct nl_ctx *c, uint32_t i)
 {
+    struct nl_sess *s = &c->sess[c->slots[i].idx - 1];
+    s->used = 0;
+    s->dirty = 0;           /* a stale number in the dirty list is skipped */
+    s->next_free = c->free_head;
+    c->free_head = c->slots[i].idx;
+    c->slots[i].idx = 0;
     uint32_t j = i;
-    c->table[i].used = 0;
     for (;;) {
         j = (j + 1) & c->mask;
-        struct nl_sess *s = &c->table[j];
-        if (!s->used)
+        struct nl_slot *sl = &c->slots[j];
+        if (sl->idx == 0)
             break;
-        uint32_t home = nl_hash(s->src, s->dst, s->sport, s->dport, s->side, s->proto) & c->mask;
-        /* s may move to the hole at i if its home is not cyclically in (i, j] */
+        uint32_t home = sl->tag & c->mask;
         int stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
-            c->table[i] = *s;
-            s->used = 0;
+            c->slots[i] = *sl;
+            sl->idx = 0;
             i = j;
         }
     }
@@ -262,81 +282,108 @@ static void nl_seen_of(const struct nl_sess *s, struct nl_seen *o)
 int nl_fast_del(struct nl_ctx *c, uint8_t side, uint8_t proto, uint32_t src, uint16_t sport,
                 uint32_t dst, uint16_t dport, struct nl_seen *out)
 {
-    int slot;
+    uint32_t slot;
     struct nl_sess *s = nl_find(c, htonl(src), htonl(dst), htons(sport), htons(dport), side, proto, &slot);
     if (s == NULL)
         return 0;
     nl_seen_of(s, out);
-    nl_erase(c, (uint32_t)slot);
+    nl_erase(c, slot);
     c->st.removes++;
     return 1;
 }
 
-/* Entries with unread packets, or expired by `now` (those are removed): up to max. */
-int nl_fast_collect(struct nl_ctx *c, struct nl_seen *out, int max, double now, int *more)
+/* Entries hit since the last collect (their counters then start again from 0): up to max
+ * per call; *more says call again. O(entries hit), not O(table). */
+int nl_fast_collect(struct nl_ctx *c, struct nl_seen *out, int max, int *more)
 {
     int n = 0;
     *more = 0;
-    for (uint32_t i = 0; i <= c->mask; i++) {
-        struct nl_sess *s = &c->table[i];
-        if (!s->used)
-            continue;
-        int expired = now >= s->expires;
-        if (!s->packets && !expired)
-            continue;
-        if (n == max) {
-            *more = 1;
-            break;
+    if (c->dirty_overflow) {        /* the list overflowed: look at every entry once */
+        for (uint32_t k = 0; k < c->capacity && n < max; k++) {
+            struct nl_sess *s = &c->sess[k];
+            if (s->used && s->packets) {
+                nl_seen_of(s, &out[n++]);
+                s->packets = 0; s->bytes = 0; s->dirty = 0;
+            }
         }
+        if (n == max) { *more = 1; return n; }
+        c->dirty_overflow = 0;
+        c->n_dirty = 0;
+        return n;
+    }
+    while (c->n_dirty > 0 && n < max) {
+        struct nl_sess *s = &c->sess[c->dirty[--c->n_dirty]];
+        if (!s->used || !s->dirty)
+            continue;
+        s->dirty = 0;
+        if (!s->packets)
+            continue;
         nl_seen_of(s, &out[n++]);
         s->packets = 0;
         s->bytes = 0;
-        if (expired) {
-            nl_erase(c, i);
-            c->st.removes++;
-            i--;        /* a later entry may have shifted into slot i */
-        }
     }
+    *more = c->n_dirty > 0;
     return n;
+}
+
+static void nl_reset_table(struct nl_ctx *c)
+{
+    memset(c->slots, 0, sizeof(struct nl_slot) * ((size_t)c->mask + 1));
+    memset(c->sess, 0, sizeof(struct nl_sess) * c->capacity);
+    for (uint32_t k = 0; k < c->capacity; k++)
+        c->sess[k].next_free = k + 2 <= c->capacity ? k + 2 : 0;
+    c->free_head = c->capacity ? 1 : 0;
+    c->entries = 0;
+    c->n_dirty = 0;
+    c->dirty_overflow = 0;
 }
 
 void nl_fast_clear(struct nl_ctx *c)
 {
-    memset(c->table, 0, sizeof(struct nl_sess) * ((size_t)c->mask + 1));
-    c->entries = 0;
+    nl_reset_table(c);
     c->st.clears++;
 }
 
 /* ---- ports and mbufs ---------------------------------------------------- */
 
-struct nl_ctx *nl_open(uint32_t n_mbufs, uint32_t capacity)
+/* The context and the session table (plain memory: no EAL needed, so tests can use it). */
+struct nl_ctx *nl_open(uint32_t capacity)
 {
-    struct nl_ctx *c = rte_zmalloc("nl_ctx", sizeof *c, 64);
+    struct nl_ctx *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        snprintf(nl_error_buf, sizeof nl_error_buf, "rte_zmalloc of the context failed");
+        snprintf(nl_error_buf, sizeof nl_error_buf, "no memory for the context");
         return NULL;
     }
+    if (capacity < 1)
+        capacity = 1;
     uint32_t slots = 16;
     while (slots < 2 * capacity)
         slots <<= 1;
-    c->table = rte_zmalloc("nl_sessions", sizeof(struct nl_sess) * slots, 64);
-    if (c->table == NULL) {
-        snprintf(nl_error_buf, sizeof nl_error_buf, "rte_zmalloc of %u session slots failed", slots);
-        rte_free(c);
+    c->slots = calloc(slots, sizeof(struct nl_slot));
+    c->sess = calloc(capacity, sizeof(struct nl_sess));
+    c->dirty = calloc(2 * (size_t)capacity, sizeof(uint32_t));
+    if (c->slots == NULL || c->sess == NULL || c->dirty == NULL) {
+        snprintf(nl_error_buf, sizeof nl_error_buf, "no memory for %u sessions", capacity);
+        free(c->slots); free(c->sess); free(c->dirty); free(c);
         return NULL;
     }
     c->mask = slots - 1;
     c->capacity = capacity;
+    nl_reset_table(c);
+    return c;
+}
+
+/* The mbuf pool (after the EAL started). */
+int nl_open_pool(struct nl_ctx *c, uint32_t n_mbufs)
+{
     c->pool = rte_pktmbuf_pool_create("nl_pool", n_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                       rte_socket_id());
     if (c->pool == NULL) {
         snprintf(nl_error_buf, sizeof nl_error_buf, "mbuf pool of %u: %s", n_mbufs,
                  rte_strerror(rte_errno));
-        rte_free(c->table);
-        rte_free(c);
-        return NULL;
+        return -1;
     }
-    return c;
+    return 0;
 }
 
 int nl_port_add(struct nl_ctx *c, uint16_t port_id, uint8_t side, uint16_t rx_desc, uint16_t tx_desc)
@@ -437,21 +484,27 @@ static inline uint16_t nl_apply(uint16_t check, uint16_t delta)
     return (uint16_t)~nl_fold((uint16_t)~check + (uint32_t)delta);
 }
 
-/* 1: rewritten and queued; 0: for the slow path (*reason set). */
-static inline int nl_fast(struct nl_ctx *c, struct nl_port *p, struct rte_mbuf *m, double now,
-                          uint16_t *reason)
+/* The frame rewritten in place: its egress port; or -1, for the slow path (*reason set).
+ * `side` is the ingress port's, `mac` its address. */
+static inline int nl_fast_core(struct nl_ctx *c, uint8_t side, const uint8_t *mac, uint8_t *f,
+                               uint32_t len, double now, uint16_t *reason)
 {
-    uint32_t len = rte_pktmbuf_data_len(m);
-    uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
     *reason = NL_MISS_OTHER;
-    if (m->nb_segs != 1 || len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00)
-        return 0;
-    if (memcmp(f, p->mac, 6) != 0)
-        return 0;
+    if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00)
+        return -1;
+    if (memcmp(f, mac, 6) != 0)
+        return -1;
     uint8_t *ip = f + 14;
     uint32_t tot = ((uint32_t)ip[2] << 8) | ip[3];
     if (ip[0] != 0x45 || tot < 28 || tot > len - 14 || (ip[6] & 0x3f) || ip[7] || ip[8] <= 1)
-        return 0;
+        return -1;
+    {   /* the header checksum, as a router checks it (RFC 1812 5.2.2) */
+        uint32_t sum = 0;
+        for (int w = 0; w < 20; w += 2)
+            sum += ((uint32_t)ip[w] << 8) | ip[w + 1];
+        if (nl_fold(sum) != 0xffff)
+            return -1;
+    }
     uint8_t proto = ip[9];
     uint8_t *l4 = ip + 20;
     uint16_t sport, dport;
@@ -462,40 +515,40 @@ static inline int nl_fast(struct nl_ctx *c, struct nl_port *p, struct rte_mbuf *
         check = (uint16_t *)(l4 + 6);
     } else if (proto == IPPROTO_TCP) {
         if (tot < 40 || (l4[13] & 0x07))          /* FIN, SYN, RST: the engine's */
-            return 0;
+            return -1;
         memcpy(&sport, l4, 2);
         memcpy(&dport, l4 + 2, 2);
         check = (uint16_t *)(l4 + 16);
     } else if (proto == IPPROTO_ICMP) {
         if (l4[1] != 0)
-            return 0;
-        if (p->side == NL_SIDE_INSIDE && l4[0] == 8) {
+            return -1;
+        if (side == NL_SIDE_INSIDE && l4[0] == 8) {
             memcpy(&sport, l4 + 4, 2);
             dport = 0;
-        } else if (p->side == NL_SIDE_OUTSIDE && l4[0] == 0) {
+        } else if (side == NL_SIDE_OUTSIDE && l4[0] == 0) {
             sport = 0;
             memcpy(&dport, l4 + 4, 2);
         } else {
-            return 0;
+            return -1;
         }
         check = (uint16_t *)(l4 + 2);
     } else {
-        return 0;
+        return -1;
     }
     uint32_t src, dst;
     memcpy(&src, ip + 12, 4);
     memcpy(&dst, ip + 16, 4);
-    struct nl_sess *s = nl_find(c, src, dst, sport, dport, p->side, proto, NULL);
+    struct nl_sess *s = nl_find(c, src, dst, sport, dport, side, proto, NULL);
     if (s == NULL) {
         *reason = NL_MISS_ABSENT;
-        return 0;
+        return -1;
     }
     if (now >= s->expires) {
         *reason = NL_MISS_EXPIRED;
-        return 0;
+        return -1;
     }
     if (tot > s->mtu)
-        return 0;
+        return -1;
     memcpy(ip + 12, &s->new_src, 4);
     memcpy(ip + 16, &s->new_dst, 4);
     ip[8]--;
@@ -504,7 +557,7 @@ static inline int nl_fast(struct nl_ctx *c, struct nl_port *p, struct rte_mbuf *
     ipc = nl_apply(ipc, s->ip_delta);
     memcpy(ip + 10, &ipc, 2);
     if (proto == IPPROTO_ICMP) {
-        if (p->side == NL_SIDE_INSIDE)
+        if (side == NL_SIDE_INSIDE)
             memcpy(l4 + 4, &s->new_sport, 2);
         else
             memcpy(l4 + 4, &s->new_dport, 2);
@@ -521,12 +574,26 @@ static inline int nl_fast(struct nl_ctx *c, struct nl_port *p, struct rte_mbuf *
         memcpy(check, &l4c, 2);
     }
     memcpy(f, s->eth, 12);
+    if (!s->dirty) {
+        s->dirty = 1;
+        if (c->n_dirty < 2 * c->capacity)
+            c->dirty[c->n_dirty++] = (uint32_t)(s - c->sess);
+        else
+            c->dirty_overflow = 1;
+    }
     s->packets++;
     s->bytes += tot;
     s->last_seen = now;
-    nl_queue_tx(c, s->out_port, m);
-    return 1;
+    return s->out_port;
 }
+
+/* For tests: the fast path on a frame in a buffer (no EAL, no mbuf). */
+int nl_fast_frame(struct nl_ctx *c, uint8_t side, const uint8_t *mac, uint8_t *f, uint32_t len,
+                  double now, uint16_t *reason)
+{
+    return nl_fast_core(c, side, mac, f, len, now, reason);
+}
+
 
 /* One rx burst per port; hits go out, the rest wait in `slow` for Python. */
 int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now)
@@ -553,8 +620,13 @@ int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now)
                 continue;
             }
             uint16_t reason;
-            if (nl_fast(c, p, m, now, &reason)) {
+            int out = m->nb_segs == 1 ? nl_fast_core(c, p->side, p->mac, f, rte_pktmbuf_data_len(m),
+                                                     now, &reason) : -1;
+            if (m->nb_segs != 1)
+                reason = NL_MISS_OTHER;
+            if (out >= 0 && out < c->n_ports) {
                 c->st.fast_hits++;
+                nl_queue_tx(c, out, m);
                 continue;
             }
             if (reason == NL_MISS_ABSENT) c->st.misses++;
@@ -596,16 +668,21 @@ void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out3)
 
 void nl_close(struct nl_ctx *c)
 {
-    nl_release(c);
-    nl_flush(c);
+    if (c->pool != NULL) {
+        nl_release(c);
+        nl_flush(c);
+    }
     for (int i = 0; i < c->n_ports; i++) {
         rte_eth_dev_stop(c->ports[i].port_id);
         rte_eth_dev_close(c->ports[i].port_id);
     }
     c->n_ports = 0;
-    rte_free(c->table);
-    rte_mempool_free(c->pool);
-    rte_free(c);
+    if (c->pool != NULL)
+        rte_mempool_free(c->pool);
+    free(c->slots);
+    free(c->sess);
+    free(c->dirty);
+    free(c);
 }
 
 int nl_eal_cleanup(void) { return rte_eal_cleanup(); }
