@@ -32,16 +32,13 @@ REASONS = ("absent", "expired", "other")
 
 @dataclasses.dataclass(frozen=True)
 class PortSpec:
-    """One port: the kernel interface it sits on (lab) or a PCI address (real NIC)."""
+    """One port: a kernel interface in the gateway's namespace (lab), or a PCI device."""
 
     name: str
-    """The interface name in the gateway's namespace (or the PCI address)."""
+    """The interface name (lab), or the PCI address (real NIC)."""
     side: int
     """0 inside, 1 outside (:class:`natlab.engine.types.Side` order in the C code)."""
-    vdev: Optional[str]
-    """The EAL ``--vdev`` argument that makes it (None: a PCI device given by ``-a``)."""
-    dpdk_name: str
-    """The name DPDK gives the port (``net_af_xdp0``, or the PCI address)."""
+    pci: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +61,12 @@ class Seen:
     expires: float
 
 
+DRIVERS = ("af_xdp", "af_packet")
+"""Virtual devices over a kernel interface, in the order ``auto`` tries them."""
+
+
 def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
-    """The ``--vdev`` value and the port's DPDK name for ``iface`` on ``driver``."""
+    """The devargs that make a port of ``driver`` over ``iface``, and the port's DPDK name."""
     if driver == "af_xdp":
         name = f"net_af_xdp{index}"
         return f"{name},iface={iface},start_queue=0,queue_count=1", name
@@ -77,8 +78,12 @@ def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
 
 class Dataplane:
     def __init__(self, ports: Sequence[PortSpec], eal_args: Sequence[str], *, file_prefix: str,
-                 memory_mb: int = 256, capacity: int = 65536, mbufs: int = 8191) -> None:
+                 driver: str = "auto", memory_mb: int = 256, capacity: int = 65536,
+                 mbufs: int = 8191) -> None:
         self.ports = tuple(ports)
+        self.driver = driver
+        self.drivers: list[str] = []
+        """The driver each port got (af_xdp, af_packet, pci)."""
         self.eal_args = tuple(eal_args)
         self.file_prefix = file_prefix
         self.memory_mb = memory_mb
@@ -96,14 +101,11 @@ class Dataplane:
         # A prefix of its own per gateway: gateways on one machine never share EAL state
         # (--in-memory would be tidier, but it refuses --no-huge).
         args = ["natlab-dpdk", "--file-prefix", self.file_prefix, "--log-level", "lib.eal:error"]
-        vdevs = [p for p in self.ports if p.vdev]
-        if vdevs:
+        pci = [p for p in self.ports if p.pci]
+        if not pci:
             args += ["--no-pci", "--no-huge", "-m", str(self.memory_mb)]
-            for port in vdevs:
-                args += ["--vdev", port.vdev]
-        else:
-            for port in self.ports:
-                args += ["-a", port.name]
+        for port in pci:
+            args += ["-a", port.name]
         return [*args, *self.eal_args]
 
     def open_table(self) -> None:
@@ -136,17 +138,35 @@ class Dataplane:
         self.open_table()
         if self.lib.nl_open_pool(self.ctx, self.mbufs) < 0:
             raise LabError("the DPDK mbuf pool", got=self._error())
-        for port in self.ports:
-            port_id = self.lib.nl_port_id(port.dpdk_name.encode())
-            if port_id < 0:
-                raise LabError(f"DPDK made no port {port.dpdk_name} for {port.name}",
-                               hint="see the EAL's messages in the gateway log")
+        for index, port in enumerate(self.ports):
+            port_id, driver = self._make_port(index, port)
             if self.lib.nl_port_add(self.ctx, port_id, port.side, 1024, 1024) < 0:
-                raise LabError(f"DPDK port {port.dpdk_name} ({port.name})", got=self._error())
+                raise LabError(f"DPDK port {port.name} ({driver})", got=self._error())
+            self.drivers.append(driver)
         mac = self.ffi.new("uint8_t[6]")
         for index in range(len(self.ports)):
             self.lib.nl_port_mac(self.ctx, index, mac)
             self.macs.append(bytes(self.ffi.buffer(mac, 6)))
+
+    def _make_port(self, index: int, port: PortSpec) -> tuple[int, str]:
+        """Probe the port's device: the chosen driver, or under ``auto`` af_xdp then af_packet."""
+        if port.pci:
+            port_id = self.lib.nl_port_id(port.name.encode())
+            if port_id < 0:
+                raise LabError(f"DPDK has no port for PCI device {port.name}",
+                               hint="bind it to vfio-pci (dpdk-devbind.py) and check eal_args")
+            return port_id, "pci"
+        tried = []
+        for driver in (DRIVERS if self.driver == "auto" else (self.driver,)):
+            devargs, name = vdev_args(driver, index, port.name)
+            if self.lib.nl_dev_probe(devargs.encode()) == 0:
+                port_id = self.lib.nl_port_id(name.encode())
+                if port_id >= 0:
+                    return port_id, driver
+            tried.append(f"{driver}: {self._error()}")
+        raise BackendUnavailable(f"no DPDK port over {port.name}", got="; ".join(tried),
+                                 hint="af_xdp needs a kernel with AF_XDP (CONFIG_XDP_SOCKETS) and "
+                                      "CAP_SYS_ADMIN; af_packet needs CAP_NET_RAW")
 
     def close(self) -> None:
         if self.ctx is not None:

@@ -31,6 +31,8 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_errno.h>
+#include <rte_dev.h>
+#include <rte_bus.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -111,6 +113,7 @@ struct nl_ctx {
     uint32_t mask, capacity, entries, free_head, n_dirty, dirty_overflow;
     struct rte_mbuf *slow[NL_SLOW_MAX];
     int n_slow;
+    uint32_t last_rx;
     struct nl_stats st;
     char error[256];
 };
@@ -135,6 +138,20 @@ int nl_eal_init(int argc, char **argv)
 }
 
 int nl_port_count(void) { return rte_eth_dev_count_avail(); }
+
+/* Make a virtual device after the EAL started (so a failed af_xdp can fall back). */
+int nl_dev_probe(const char *devargs)
+{
+    int rc = rte_dev_probe(devargs);
+    if (rc < 0)
+        snprintf(nl_error_buf, sizeof nl_error_buf, "rte_dev_probe(%s): %s", devargs, rte_strerror(-rc));
+    return rc;
+}
+
+int nl_dev_remove(const char *name)
+{
+    return rte_eal_hotplug_remove("vdev", name);
+}
 
 int nl_port_id(const char *name)
 {
@@ -600,6 +617,7 @@ int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now)
 {
     struct rte_mbuf *burst[NL_BURST];
     int n_slow = 0;
+    uint32_t got = 0;
     c->n_slow = 0;
     for (int pi = 0; pi < c->n_ports; pi++) {
         struct nl_port *p = &c->ports[pi];
@@ -611,6 +629,7 @@ int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now)
         uint16_t n = rte_eth_rx_burst(p->port_id, 0, burst, (uint16_t)room);
         p->rx += n;
         c->st.rx += n;
+        got += n;
         for (uint16_t k = 0; k < n; k++) {
             struct rte_mbuf *m = burst[k];
             uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
@@ -640,6 +659,7 @@ int nl_poll(struct nl_ctx *c, struct nl_slow *slow, int max, double now)
         }
     }
     c->n_slow = n_slow;
+    c->last_rx = got;
     nl_flush(c);
     return n_slow;
 }
@@ -651,6 +671,8 @@ void nl_release(struct nl_ctx *c)
         rte_pktmbuf_free_bulk(c->slow, c->n_slow);
     c->n_slow = 0;
 }
+
+uint32_t nl_last_rx(struct nl_ctx *c) { return c->last_rx; }
 
 void nl_stats(struct nl_ctx *c, struct nl_stats *out)
 {

@@ -1,0 +1,64 @@
+"""What a kernel lab sets up for a gateway on the DPDK datapath, before its process starts.
+
+Called by the netns realiser (one hook in ``natlab/realisers/netns/build.py``) for
+each gateway whose datapath is ``dpdk``, after its veths exist:
+
+- **offloads off on the peers** of the gateway's veths (the switch-side ends,
+  which transmit into the gateway): a frame DPDK reads from a veth must carry
+  its real checksum and be at most one MTU, so tx checksumming, TSO and GSO
+  are off there (``ethtool -K``); GRO off on the gateway's own veths.
+- **the kernel out of the path** in the gateway's namespace: ``ip_forward=0``
+  and an nftables ``netdev`` ingress chain that drops everything on the
+  gateway's interfaces. AF_PACKET (and AF_XDP in generic mode) sees frames
+  before that hook, so DPDK still gets them, but the kernel no longer answers
+  ARP, routes or delivers a second copy. It also keeps a stopped gateway
+  closed: with no DPDK process nothing passes.
+
+Everything here lives in the lab's namespaces and goes when they are deleted
+(``natlab down``); nothing touches the host's own interfaces or firewall.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Sequence
+
+from natlab.errors import LabError
+
+TABLE = "natlab_dpdk"
+OFFLOADS_OFF = ("tx", "off", "tso", "off", "gso", "off")
+
+
+def _run(argv: list[str], stdin: str | None = None) -> None:
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as err:
+        raise LabError(f"{argv[3] if len(argv) > 3 else argv[0]} is not installed",
+                       hint="apt-get install ethtool nftables (bash install.sh --dpdk)") from err
+    if done.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed", got=done.stderr.strip())
+
+
+def ingress_drop_script(ifaces: Sequence[str]) -> str:
+    """An ``nft -f`` script: one netdev table, an ingress chain per interface, policy drop."""
+    lines = [f"table netdev {TABLE} {{"]
+    for iface in ifaces:
+        lines += [f"  chain drop_{iface} {{",
+                  f'    type filter hook ingress device "{iface}" priority 0; policy drop;',
+                  "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,
+                    peers: Sequence[str]) -> None:
+    """Offloads off on ``peers`` (in ``switch_ns``), GRO off on the gateway's own ends, the
+    kernel's forwarding off and an ingress drop on ``gateway_ifaces`` (in ``gateway_ns``)."""
+    for peer in peers:
+        _run(["ip", "netns", "exec", switch_ns, "ethtool", "-K", peer, *OFFLOADS_OFF])
+    for iface in gateway_ifaces:
+        _run(["ip", "netns", "exec", gateway_ns, "ethtool", "-K", iface, "gro", "off", *OFFLOADS_OFF])
+    _run(["ip", "netns", "exec", gateway_ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
+    # Replace an earlier table atomically (a restarted lab step): delete-if-there, then add.
+    script = f"table netdev {TABLE}\ndelete table netdev {TABLE}\n" + ingress_drop_script(gateway_ifaces)
+    _run(["ip", "netns", "exec", gateway_ns, "nft", "-f", "-"], stdin=script)
