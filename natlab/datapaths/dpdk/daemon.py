@@ -50,6 +50,9 @@ IDLE_TURNS = 64
 IDLE_SLEEP = 0.001
 CONTROL_EVERY = 64
 TIMER_EVERY = 0.05
+REREAD_EVERY = 2.0
+"""Seconds between reads of the namespace's addresses, MTUs and routes (``ip link set
+out0 mtu 1400`` in the gateway's namespace takes effect within this)."""
 
 
 class DpdkDatapath:
@@ -120,12 +123,15 @@ def _serve(gateway: Gateway) -> int:
         cache = FastCache(gateway, dp, time.monotonic)
         router = Router(gateway, dp, ifaces, RouteTable(routes), cache, time.monotonic)
         gateway.sender.router = router
-        loop = _Loop(gateway, dp, router, cache, control, selector)
+        loop = _Loop(gateway, dp, router, cache, control, selector,
+                     reread=lambda: read_kernel(names, inside, dp.macs))
         gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
                                              "dpdk_loop": loop.counters(),
                                              "dpdk_drivers": list(dp.drivers)})
         gateway.stat_sources.append(control.stats)
         gateway.publish = control.broadcast
+        router.resolve_gateways()
+        dp.flush()
         control.open()
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
         log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d sessions, pid %d",
@@ -148,9 +154,11 @@ class _Loop:
     """One turn: poll, slow path, flush; now and then: control socket, folds, timers."""
 
     def __init__(self, gateway: Gateway, dp: Any, router: Any, cache: Any, control: Any,
-                 selector: selectors.BaseSelector) -> None:
+                 selector: selectors.BaseSelector, reread: Any) -> None:
         self.gateway, self.dp, self.router, self.cache = gateway, dp, router, cache
         self.control, self.selector = control, selector
+        self.reread = reread
+        self.rereads = 0
         self.turns = 0
         self.sleeps = 0
         self.slow_frames = 0
@@ -160,6 +168,7 @@ class _Loop:
     def run(self, stopping: list[int]) -> None:
         idle = 0
         next_timer = 0.0
+        next_reread = time.monotonic() + REREAD_EVERY
         lib, ctx = self.dp.lib, self.dp.ctx
         while not stopping:
             now = time.monotonic()
@@ -184,6 +193,21 @@ class _Loop:
                 self.router.on_timer()
                 self.control.on_timer(now)
                 self.dp.flush()
+            if now >= next_reread:
+                next_reread = now + REREAD_EVERY
+                self._reread()
+
+    def _reread(self) -> None:
+        from natlab.datapaths.dpdk.routes import RouteTable
+
+        try:
+            ifaces, routes = self.reread()
+        except Exception:  # noqa: BLE001 - keep the last good view of the namespace
+            log.exception("re-reading the namespace's interfaces failed")
+            return
+        if self.router.reconfigure(ifaces, RouteTable(routes)):
+            self.rereads += 1
+            log.info("interfaces or routes changed: %s", ", ".join(f"{i.name} mtu {i.mtu}" for i in ifaces))
 
     def _until_due(self, now: float) -> float:
         waits = [self.cache.next_fold - now, self.control.next_deadline() - now]
@@ -216,7 +240,7 @@ class _Loop:
 
     def counters(self) -> dict[str, int]:
         return {"turns": self.turns, "sleeps": self.sleeps, "slow_frames": self.slow_frames,
-                "slow_errors": self.slow_errors}
+                "slow_errors": self.slow_errors, "reconfigured": self.rereads}
 
 
 def _teardown(control: Any, dp: Any, prefix: str) -> None:

@@ -58,6 +58,17 @@ class Router:
         self.own = {a for iface in self.ifaces for a, _ in iface.addresses}
         """Addresses configured on the gateway's interfaces (the kernel's, copied)."""
 
+    def reconfigure(self, ifaces: Sequence[Iface], routes: RouteTable) -> bool:
+        """The namespace's interfaces and routes as read again (an MTU or address changed):
+        True if anything differs (the fast path's cached MTUs and headers are then dropped)."""
+        if list(ifaces) == self.ifaces and routes.routes == self.routes.routes:
+            return False
+        self.ifaces = list(ifaces)
+        self.routes = routes
+        self.own = {a for iface in self.ifaces for a, _ in iface.addresses}
+        self.gateway.invalidate_fast()
+        return True
+
     # --- addresses -------------------------------------------------------------------
 
     def externals(self) -> set[int]:
@@ -114,7 +125,8 @@ class Router:
             if changed:
                 self.gateway.invalidate_fast()  # cached Ethernet headers name the old MAC
             for packet in waiting:
-                self._transmit(iface, arp.sender_mac, packet)
+                if packet:  # b"": a request made at start, nothing waited
+                    self._transmit(iface, arp.sender_mac, packet)
         if arp.op == 1 and self.answers_arp(iface, arp.target_ip):
             self.dp.send(iface.port, frames.arp_frame(2, iface.mac, arp.target_ip, arp.sender_mac, arp.sender_ip))
             self.sent["arp-replies"] += 1
@@ -251,6 +263,13 @@ class Router:
                 break
         self.dp.send(out.port, frames.arp_frame(1, out.mac, source, frames.BROADCAST, address))
         self.sent["arp-requests"] += 1
+
+    def resolve_gateways(self) -> None:
+        """Ask for every route's next hop at start, so the first packets do not wait."""
+        for route in self.routes.routes:
+            if route.via is not None and self.neighbours.get(route.port, route.via) is None:
+                self.neighbours.wait(route.port, route.via, b"", self.clock())
+                self._ask(self.ifaces[route.port], route.via)
 
     def on_timer(self) -> None:
         for port, address in self.neighbours.retries(self.clock()):
