@@ -32,6 +32,9 @@ driven like netns). Not given, the lab fixtures
 use netns; the option's value is then None, so other collectors (scenario
 files) can tell "not given" from an explicit choice. Where a backend cannot do
 something (``host(...).run`` in memory) the test is skipped saying why.
+
+``--natlab-datapath LIST`` runs every lab test on each gateway datapath named
+(``all``: every one available here); see :mod:`natlab.pytest_datapaths`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import pytest
 
+from natlab import pytest_datapaths
 from natlab.realisers import registry
 from natlab.realisers.base import Driver, Probe, ProbeResult, Realiser, Unsupported
 
@@ -68,12 +72,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where labs run: netns (real namespaces, root; the lab fixtures' default), "
                          "memory (the in-memory twin, no root) or docker")
     parser.addini("natlab_topology", "topology YAML for natlab_lab, relative to the ini file", default="")
+    pytest_datapaths.add_option(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "netns: needs root, network namespaces and NFQUEUE (real kernel)")
+    pytest_datapaths.configure(config)
     config.stash[_UP_LABS] = []
 
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    pytest_datapaths.generate(metafunc)
+
+
+natlab_datapath = pytest_datapaths.natlab_datapath
 
 MEMORY_HINT = "try --natlab-backend memory"
 
@@ -159,7 +171,7 @@ def natlab_backend(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def natlab_lab(request: pytest.FixtureRequest, pytestconfig: pytest.Config, natlab_backend: str,
-               natlab_topology: TopologySource) -> Iterator[Any]:
+               natlab_topology: TopologySource, natlab_datapath: Optional[str]) -> Iterator[Any]:
     """The session's lab: netns/docker, up once and down at the end whatever happens; memory, the driver."""
     realiser = registry.get(natlab_backend)
     if not realiser.makes_labs:

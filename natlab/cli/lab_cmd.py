@@ -16,6 +16,7 @@ from rich.table import Table
 
 from natlab.cli.app import app
 from natlab.cli.gateway_cmd import knobs_text, policy_summary
+from natlab.cli.datapath_opt import DatapathOpt, force as force_datapath
 from natlab.cli.output import console, print_json
 from natlab.errors import ConfigError, ControlError, LabNotFound
 from natlab.realisers.registry import DEFAULT, of_state
@@ -45,10 +46,12 @@ def up(
         "--backend", "-b", help="netns or docker (default: the file's backend key, else netns)")] = None,
     name: Annotated[Optional[str], typer.Option(
         "--name", "-n", help="lab name instead of the file's name: (the same file up twice)")] = None,
+    datapath: DatapathOpt = None,
 ) -> None:
     """Bring a topology up: namespaces, bridges, gateways, hosts."""
     from natlab.topology import load
 
+    force_datapath(datapath)
     topo = load(file)
     if name is not None:
         topo = runner.renamed(topo, name)
@@ -160,6 +163,7 @@ def _lab_data(state: LabState) -> dict[str, Any]:
                           "outside": gw["outside"], "pool": gw["pool"], "pid": gw.get("pid"),
                           "process": _process(gw),
                           "live": policy_summary(answer["preset"], answer["policy"]) if answer else None,
+                          "datapath": (answer.get("datapath") if answer else None) or gw.get("datapath"),
                           "queue": queue_health(answer) if answer else None}
     return {"name": state.name, "phase": state.phase, "file": state.file, "backend": state.backend,
             "hosts": hosts, "gateways": gateways,
@@ -239,7 +243,8 @@ def _app_cell(app_state: str) -> str:
 
 def _gateways_table(data: dict[str, Any]) -> Table:
     table = Table(title="gateways", title_justify="left")
-    for col in ("name", "behaviour", "class", "changed knobs", "inside", "outside", "pool", "pid", "queue"):
+    for col in ("name", "behaviour", "class", "changed knobs", "inside", "outside", "pool", "datapath", "pid",
+                "queue"):
         table.add_column(col)
     for name, gw in data["gateways"].items():
         live = gw["live"]
@@ -249,7 +254,7 @@ def _gateways_table(data: dict[str, Any]) -> Table:
         table.add_row(name, behaviour, live["class"] if live else "-",
                       knobs_text(live["changed"]) if live else "-",
                       f"{gw['inside']} ({gw['address']})", gw["outside"], " ".join(gw["pool"]),
-                      _pid_cell(gw), _queue_cell(gw["queue"]))
+                      gw["datapath"] or "-", _pid_cell(gw), _queue_cell(gw["queue"]))
     return table
 
 

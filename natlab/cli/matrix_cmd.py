@@ -12,6 +12,7 @@ from rich.table import Table
 
 from natlab.cli.app import app
 from natlab.cli.output import console
+from natlab.cli.datapath_opt import DatapathOpt, force as force_datapath
 from natlab.errors import ConfigError
 
 
@@ -31,8 +32,10 @@ def matrix(
     server_cmd: Annotated[Optional[str], typer.Option(help="netns: your server on the public host "
                                                       "(default: the built-in rendezvous on {server}).")] = None,
     success: Annotated[Optional[str], typer.Option(help="A regex each side's output must match (besides exit 0).")] = None,
+    datapath: DatapathOpt = None,
 ) -> None:
     """Hole punching between every pair of presets in a two-homes topology, with a public rendezvous."""
+    force_datapath(datapath)
     from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
     from natlab.behaviours.presets import load_preset
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from natlab.cli.app import app
+from natlab.cli.datapath_opt import DatapathOpt, force as force_datapath
 from natlab.words import plural
 from natlab.errors import ConfigError
 from natlab.realisers.registry import DEFAULT
@@ -41,6 +42,7 @@ def run(
     junit: Annotated[Optional[Path], typer.Option(help="Also write a JUnit XML report here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write a JSON report here.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step, not only failures.")] = False,
+    datapath: DatapathOpt = None,
 ) -> None:
     """Run scenarios. Each scenario gets its own lab, always taken down.
 
@@ -52,6 +54,7 @@ def run(
     """
     from natlab.scenario import load, render_text, run_scenario, write_json, write_junit
 
+    force_datapath(datapath)
     from natlab.realisers.registry import get, names as realiser_names
 
     if backend != ALL:

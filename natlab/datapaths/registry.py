@@ -8,12 +8,14 @@ and one line in :data:`DATAPATHS` (see docs/architecture.md for the skeleton).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+import importlib
+import os
+from typing import Any, Callable, Optional
 
 from natlab.datapaths.base import Datapath
 from natlab.errors import UnknownBackend
 
-__all__ = ["DATAPATHS", "DEFAULT", "get", "names"]
+__all__ = ["DATAPATHS", "DEFAULT", "ENV", "available", "chosen", "get", "names", "unavailable"]
 
 
 def _nfqueue(**kw: Any) -> Datapath:
@@ -28,17 +30,82 @@ def _memory(**kw: Any) -> Datapath:
     return MemoryDatapath(**kw)
 
 
+class _Missing:
+    """A datapath whose package this installation lacks: it says so, and does nothing else."""
+
+    in_process = False
+
+    def __init__(self, name: str, module: str, why: str) -> None:
+        self.name, self.summary = name, f"not installed ({module})"
+        self._why = f"{module} cannot be imported here: {why}"
+
+    def unavailable(self) -> Optional[str]:
+        return self._why
+
+    def gateway(self, spec: Any, engine: Any, policy: Any) -> Any:
+        raise UnknownBackend(f"the {self.name} datapath is not available", got=self._why)
+
+    serve = gateway
+
+
+def _lazy(name: str, module: str, attr: str) -> Callable[..., Datapath]:
+    def factory(**kw: Any) -> Datapath:
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except ImportError as err:
+            return _Missing(name, module, str(err))  # type: ignore[return-value]
+        return cls(**kw)
+    return factory
+
+
 DATAPATHS: dict[str, Callable[..., Datapath]] = {
     "nfqueue": _nfqueue,
     "memory": _memory,
+    "kernel-cache": _lazy("kernel-cache", "natlab.datapaths.kernelcache", "KernelCacheDatapath"),
+    "dpdk": _lazy("dpdk", "natlab.datapaths.dpdk", "DpdkDatapath"),
 }
 """Name -> factory (imported on use: a gateway process loads only its own datapath)."""
 DEFAULT = "nfqueue"
 """The datapath of gateways in kernel labs (``GatewaySpec.datapath``'s default)."""
 
 
+ENV = "NATLAB_DATAPATH"
+"""Forces one datapath on every gateway a lab starts (``natlab up/run/matrix --datapath``
+set it; so does the pytest plugin's ``--natlab-datapath``)."""
+
+LAB_DATAPATHS = ("nfqueue", "kernel-cache", "dpdk")
+"""The datapaths a kernel lab's gateway can run on (memory is the in-memory network's)."""
+
+
 def names() -> tuple[str, ...]:
     return tuple(DATAPATHS)
+
+
+def check(name: str) -> str:
+    """``name`` if it is a lab datapath; else UnknownBackend with the closest name."""
+    if name in LAB_DATAPATHS:
+        return name
+    close = difflib.get_close_matches(str(name), LAB_DATAPATHS, n=1)
+    hint = (f"did you mean '{close[0]}'? " if close else "") + "one of " + ", ".join(LAB_DATAPATHS)
+    raise UnknownBackend("unknown datapath", got=name, hint=hint)
+
+
+def chosen(topology_value: Optional[str] = None) -> str:
+    """The datapath a lab gateway runs on: ``$NATLAB_DATAPATH``, else the topology's, else DEFAULT."""
+    forced = os.environ.get(ENV, "").strip()
+    if forced:
+        return check(forced)
+    return topology_value or DEFAULT
+
+
+def unavailable(name: str) -> Optional[str]:
+    """Why the datapath ``name`` cannot run on this machine, or None."""
+    return get(name).unavailable()
+
+
+def available() -> tuple[str, ...]:
+    """The lab datapaths that can run here (their ``unavailable()`` is None)."""
+    return tuple(n for n in LAB_DATAPATHS if unavailable(n) is None)
 
 
 def get(name: str, **kw: Any) -> Datapath:

@@ -318,7 +318,7 @@ class Gateway:
         return {
             "name": self.spec.name, "lab": self.spec.lab, "netns": self.spec.netns,
             "pid": os.getpid(), "preset": self.preset, "pool": list(self.pool),
-            "engine": type(self.engine).__name__,
+            "engine": type(self.engine).__name__, "datapath": getattr(self.spec, "datapath", None),
             "uptime": round(self.clock() - self.started, 3),
             "clock_offset": self.offset, "now": self.now(),
             "counters": self.counters(), "policy": _policy_dict(self.policy),

@@ -58,15 +58,44 @@ class ScenarioFile(pytest.File):
             scn = load(self.path)
         except ConfigError as err:
             raise self.CollectError(f"natlab scenario invalid: {err.message}") from None
+        from natlab.pytest_datapaths import chosen as chosen_datapaths
+
+        asked = chosen_datapaths(self.config)
         for backend in _chosen_backends(self.config):
-            if backend in scn.backends:
-                item = ScenarioItem.from_parent(self, name=f"{scn.name}[{backend}]")
-                item.scenario, item.backend = scn, backend
-                if get(backend).needs_root:
+            if backend not in scn.backends:
+                continue
+            kernel = get(backend).needs_root
+            for datapath, missing in (asked if kernel and asked else ((None, None),)):
+                label = backend if datapath is None else f"{backend}/{datapath}"
+                item = ScenarioItem.from_parent(self, name=f"{scn.name}[{label}]")
+                item.scenario, item.backend, item.datapath = scn, backend, datapath
+                if kernel:
                     item.add_marker(pytest.mark.netns)
                 if (reason := static_skip_reason(scn, backend)) is not None:
                     item.add_marker(pytest.mark.skip(reason=reason))  # reported at the scenario file
+                elif missing:
+                    item.add_marker(pytest.mark.skip(reason=f"the {datapath} datapath is unavailable: {missing}"))
                 yield item
+
+
+def _run_on(scenario: Any, backend: str, datapath: Optional[str]) -> Any:
+    """Run a scenario with every gateway on ``datapath`` (None: as the topology says)."""
+    import os
+
+    from natlab.datapaths.registry import ENV
+    from natlab.scenario import run_scenario
+
+    if datapath is None:
+        return run_scenario(scenario, backend)
+    before = os.environ.get(ENV)
+    os.environ[ENV] = datapath
+    try:
+        return run_scenario(scenario, backend)
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
 
 
 class ScenarioFailed(Exception):
@@ -78,10 +107,12 @@ class ScenarioFailed(Exception):
 class ScenarioItem(pytest.Item):
     scenario: Any
     backend: str
+    datapath: Optional[str] = None
+    """The gateways' datapath (``--natlab-datapath``); None: each gateway's own."""
 
     def runtest(self) -> None:
         from natlab.pytest_plugin import tier_skip_reason
-        from natlab.scenario import run_scenario, skip_reason
+        from natlab.scenario import skip_reason
         from natlab.realisers.registry import unavailable
 
         if self.backend in self.scenario.backends and (missing := unavailable(self.backend)):
@@ -89,7 +120,7 @@ class ScenarioItem(pytest.Item):
         reason = skip_reason(self.scenario, self.backend)
         if reason:
             pytest.skip(reason)
-        report = run_scenario(self.scenario, self.backend)
+        report = _run_on(self.scenario, self.backend, self.datapath)
         self.user_properties.append(("natlab_report", report.to_dict()))
         if report.status == "skipped":
             pytest.skip(report.reason)
@@ -106,4 +137,5 @@ class ScenarioItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int, str]:
         # A line number, never None: a skip marker reports at the item's location,
         # and pytest asserts it has a line (else INTERNALERROR as non-root).
-        return self.path, 0, f"scenario {self.scenario.name} [{self.backend}]"
+        label = self.backend if self.datapath is None else f"{self.backend}/{self.datapath}"
+        return self.path, 0, f"scenario {self.scenario.name} [{label}]"

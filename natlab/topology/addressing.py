@@ -93,7 +93,8 @@ def build(doc: TopologyFile, *, file: Optional[str] = None,
                 routes=plan.routes_from(g.outside),
                 behaviour=g.behaviour, inside=g.inside, outside=g.outside,
                 address=gw_addr[name], pool=pools[name], overrides=dict(g.overrides),
-                seed=derive_seed(doc.seed, name))
+                seed=derive_seed(doc.seed, name), datapath=g.datapath,
+                datapath_options={"kernel_cache": g.kernel_cache.model_dump(), "dpdk": g.dpdk.model_dump()})
         for name, g in doc.gateways.items())
     routers = tuple(
         Router(name=name, kind="router",

@@ -36,6 +36,32 @@ class NetworkEntry(_Strict):
     subnet: IPv4Network = Field(description="IPv4 subnet, e.g. 203.0.113.0/24")
 
 
+_LabDatapath = Literal["nfqueue", "kernel-cache", "dpdk"]
+"""The datapaths a lab gateway may name (``natlab.datapaths.registry.LAB_DATAPATHS``)."""
+
+
+class KernelCacheEntry(_Strict):
+    """``kernel_cache: {...}``: options of the kernel session cache datapath."""
+
+    quantum: float = Field(1.0, gt=0, le=60, description=(
+        "seconds a cached session entry lives at most before the engine sees the flow again "
+        "(timers, refresh and filtering are exact to this quantum)"))
+
+
+class DpdkEntry(_Strict):
+    """``dpdk: {...}``: options of the DPDK datapath (see docs/dpdk.md)."""
+
+    workers: int = Field(1, ge=1, le=64, description="worker lcores polling the ports")
+    driver: Literal["auto", "af_xdp", "af_packet"] = Field(
+        "auto", description="PMD over the gateway's veths in a lab (auto: af_xdp, else af_packet)")
+    ports: list[str] = Field(default_factory=list, description=(
+        "hardware runs: the PCI devices (inside first, outside second) instead of the lab's veths"))
+    eal_args: list[str] = Field(default_factory=list, description="extra DPDK EAL arguments, passed as given")
+    quantum: float = Field(1.0, gt=0, le=60, description="seconds a fast-path session lives at most "
+                           "before the engine sees the flow again")
+    sessions: int = Field(65536, ge=1024, le=1 << 24, description="fast-path session table size per worker")
+
+
 class GatewayEntry(_Strict):
     """``gateways: NAME: {...}``: a NAT between an inside and an outside network."""
 
@@ -48,6 +74,12 @@ class GatewayEntry(_Strict):
         None, min_length=1, description="external addresses (default: one picked)")
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="policy knobs overriding the preset")
+    datapath: Optional[_LabDatapath] = Field(
+        None, description="how packets reach the engine: nfqueue (every packet), kernel-cache "
+        "(established flows rewritten in the kernel) or dpdk (default nfqueue; "
+        "natlab up --datapath overrides)")
+    kernel_cache: KernelCacheEntry = Field(default_factory=KernelCacheEntry)
+    dpdk: DpdkEntry = Field(default_factory=DpdkEntry)
 
 
 class HostEntry(_Strict):
@@ -170,6 +202,10 @@ class Gateway(Node):
     Realisers and datapaths use this value; nobody resolves the preset again."""
     preset: str = ""
     """The preset's own name (for ``status`` and the gateway spec)."""
+    datapath: Optional[str] = None
+    """The file's ``datapath:`` (None: the default, or what ``--datapath`` forces)."""
+    datapath_options: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    """Options per datapath, defaults filled in: ``{"kernel_cache": {...}, "dpdk": {...}}``."""
 
     def resolved_policy(self) -> Policy:
         """:attr:`policy`, which every loaded topology has (a hand-built one must set it)."""

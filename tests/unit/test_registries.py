@@ -50,8 +50,10 @@ def test_a_lab_cannot_be_brought_up_in_memory():
 
 
 def test_every_datapath_has_its_name_and_the_memory_one_feeds_real_gateways():
-    assert datapaths.names() == ("nfqueue", "memory")
-    assert datapaths.get("nfqueue").name == "nfqueue" and not datapaths.get("nfqueue").in_process
+    assert datapaths.names() == ("nfqueue", "memory", "kernel-cache", "dpdk")
+    for name in datapaths.names():
+        assert datapaths.get(name).name == name
+    assert not datapaths.get("nfqueue").in_process
     net = MemNet.from_topology(load(PACKAGE / "data" / "topologies" / "two-homes.yaml"))
     assert net.datapath.name == "memory" and net.datapath.in_process
     assert all(type(net.gateway(name)) is Gateway for name in net.nats)

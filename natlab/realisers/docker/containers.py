@@ -246,7 +246,7 @@ def start_gateway(state: LabState, spec: GatewaySpec) -> None:
     """The gateway container; returns once its control socket exists."""
     entry = state.gateways[spec.name]
     entry.update(spec_path=str(spec.spec_path), control_socket=str(spec.control_socket),
-                 log_path=str(spec.log_path), behaviour=spec.preset)
+                 log_path=str(spec.log_path), behaviour=spec.preset, datapath=spec.datapath)
     spec.spec_path.write_text(spec.to_json())
     state.save()
     name = container_name(spec.lab, spec.name, "gateway")

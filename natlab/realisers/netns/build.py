@@ -86,11 +86,29 @@ def preflight(topo: Topology) -> None:
             importlib.util.find_spec("natlab.gateway.__main__") is None:
         raise BackendUnavailable("the gateway daemon (natlab.gateway) is not available",
                                  hint=f"{STUB_ENV}=1 makes gateways plain routers")
+    if not stub_gateways():
+        datapaths_ready(topo)
     state_file = run_dir_of(topo.name) / STATE_FILE
     leftovers = netns.lab_namespaces(topo.name, list_labs())
     if state_file.exists() or leftovers:
         raise LabError(f"a lab named '{topo.name}' is already up", got=topo.name,
                        hint=f"natlab down {topo.name}")
+
+
+def datapaths_ready(topo: Topology) -> None:
+    """Every gateway's datapath can run here (one error naming what is missing, before
+    anything is created)."""
+    from natlab.datapaths import registry
+
+    for gw in topo.gateways:
+        name = registry.chosen(gw.datapath)
+        missing = registry.unavailable(name)
+        if missing:
+            forced = os.environ.get(registry.ENV)
+            raise BackendUnavailable(f"gateway '{gw.name}' cannot run on the {name} datapath here",
+                                     got=missing, hint=(f"--datapath {forced} was given" if forced else
+                                                        "choose another with --datapath or the gateway's "
+                                                        "'datapath:' key"))
 
 
 def renamed(topo: Topology, name: str) -> Topology:
@@ -203,6 +221,10 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int, realise
 
 def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
     from natlab.behaviours import presets
+    from natlab.datapaths.registry import chosen
+
+    datapath = chosen(gw.datapath)
+    options = gw.datapath_options.get(datapath.replace("-", "_"))
     return GatewaySpec(
         lab=topo.name, name=gw.name, netns=netns.ns_name(topo.name, gw.name),
         inside_ifaces=("in0",), outside_iface="out0",
@@ -210,16 +232,28 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         outside_subnet=str(topo.network(gw.outside).subnet),
         pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
         policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
-        behaviour_dirs=behaviour_dirs(topo))
+        behaviour_dirs=behaviour_dirs(topo), datapath=datapath,
+        extra={datapath.replace("-", "_"): dict(options)} if options is not None else {})
+
+
+def prepare_datapath(spec: GatewaySpec) -> None:
+    """What the gateway's datapath needs of the lab before its process starts (e.g. DPDK:
+    offloads off on the veth peers), if it needs anything: its optional ``prepare(spec)``."""
+    from natlab.datapaths import registry
+
+    prepare = getattr(registry.get(spec.datapath), "prepare", None)
+    if prepare is not None:
+        prepare(spec)
 
 
 def start_gateway_process(topo: Topology, state: LabState, gw: Gateway) -> None:
     spec = gateway_spec(topo, gw, state.run_dir)
     entry = state.gateways[gw.name]
     entry.update(spec_path=str(spec.spec_path), control_socket=str(spec.control_socket),
-                 log_path=str(spec.log_path), behaviour=spec.preset)
+                 log_path=str(spec.log_path), behaviour=spec.preset, datapath=spec.datapath)
     spec.spec_path.write_text(spec.to_json())
     state.save()
+    prepare_datapath(spec)
     proc = procs.start(spec.netns, [*procs.python_module("natlab.gateway"), str(spec.spec_path)],
                        spec.log_path)
     entry.update(pid=proc.pid, pid_start=procs.start_time(proc.pid))

@@ -41,17 +41,17 @@ def _lab_with_reflectors(topology: Path) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def one_nat() -> Iterator[Lab]:
+def one_nat(natlab_datapath) -> Iterator[Lab]:
     """e2e-one-nat.yaml: alice and bob behind one NAT; s1 and s2 reflecting."""
     yield from _lab_with_reflectors(TOPOLOGIES / "e2e-one-nat.yaml")
 
 
 @pytest.fixture(scope="module")
-def pool_lab() -> Iterator[Lab]:
+def pool_lab(natlab_datapath) -> Iterator[Lab]:
     """e2e-pool.yaml: one NAT with a pool of two; s1 and s2 reflecting."""
     yield from _lab_with_reflectors(TOPOLOGIES / "e2e-pool.yaml")
 
 
 @pytest.fixture(scope="module")
-def double_nat() -> Iterator[Lab]:
+def double_nat(natlab_datapath) -> Iterator[Lab]:
     yield from _lab(TOPOLOGIES / "e2e-double-nat.yaml")

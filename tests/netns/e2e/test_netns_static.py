@@ -14,7 +14,7 @@ pytestmark = pytest.mark.netns
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(natlab_datapath):
     topo = from_data({
         "name": f"e2e-static-{os.getpid()}",
         "networks": {"internet": {"subnet": "203.0.113.0/24"}, "lan": {"subnet": "192.168.9.0/24"}},

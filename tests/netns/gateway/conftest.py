@@ -29,7 +29,15 @@ from typing import Any
 import pytest
 
 from natlab.gateway.client import GatewayClient
+from natlab.datapaths import registry
 from natlab.gateway.spec import GatewaySpec
+from natlab.realisers.netns.build import prepare_datapath
+
+from natlab.topology.model import DpdkEntry, KernelCacheEntry
+
+DATAPATH_OPTIONS = {"kernel-cache": {"kernel_cache": KernelCacheEntry().model_dump()},
+                    "dpdk": {"dpdk": DpdkEntry().model_dump()}}
+"""What a topology's defaults give each datapath (``spec.extra``), for hand-made specs."""
 
 INSIDE_ADDR = "192.168.77.2"
 POOL = "203.0.113.10"
@@ -89,10 +97,13 @@ class GwLab:
             subprocess.run(_in_ns(self.gw, "sysctl", "-qw", key), check=True)
 
     def spec(self, policy: dict[str, Any], **changes: Any) -> GatewaySpec:
+        """A spec on the datapath the test run chose (``--natlab-datapath``; else nfqueue)."""
+        datapath = registry.chosen(None)
         fields: dict[str, Any] = dict(
             lab="gwtest", name="nat-a", netns=self.gw, inside_ifaces=("in0",), outside_iface="out0",
             inside_subnets=("192.168.77.0/24",), outside_subnet="203.0.113.0/24", pool=(POOL,),
-            preset="test", policy=policy, seed=7, run_dir=str(self.run_dir))
+            preset="test", policy=policy, seed=7, run_dir=str(self.run_dir), datapath=datapath,
+            extra=DATAPATH_OPTIONS.get(datapath, {}))
         fields.update(changes)
         return GatewaySpec(**fields)
 
@@ -100,6 +111,7 @@ class GwLab:
                       run: tuple[str, ...] = ("-m", "natlab.gateway")) -> GatewayClient:
         """Start the gateway (``run``: how python runs it, e.g. ``("-c", code)``) and wait for it."""
         spec.spec_path.write_text(spec.to_json())
+        prepare_datapath(spec)
         env = dict(os.environ, NATLAB_GATEWAY_ENGINE=engine)
         log = open(spec.log_path, "ab")
         self.gateway = subprocess.Popen(

@@ -1,0 +1,92 @@
+"""``--natlab-datapath``: the same lab tests on every gateway datapath (part of the natlab plugin).
+
+Theory of operation
+-------------------
+``--natlab-datapath nfqueue,kernel-cache`` (or ``all``: every lab datapath whose
+``unavailable()`` is None here) parametrises every test that brings up a kernel
+lab (marked ``netns``, or using ``natlab_lab``/``natlab_driver``) over those
+datapaths: ``test_x[kernel-cache]``. The session-scoped ``natlab_datapath``
+fixture sets ``NATLAB_DATAPATH`` for the tests of each value, so labs the test
+or its module/session fixtures bring up, and ``natlab`` commands it runs, put
+every gateway on that datapath; pytest groups the tests by value. A module or
+session fixture that brings up a lab must take ``natlab_datapath`` (or
+``natlab_lab``, which does) so that pytest makes it again for each value. Without the option nothing is parametrised (each
+gateway's ``datapath:`` key, else nfqueue). A test about one datapath says so:
+``@pytest.mark.datapaths("nfqueue")``. A datapath named explicitly but not
+available here makes its tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Optional
+
+import pytest
+
+from natlab.datapaths import registry as datapaths
+
+OPTION = "--natlab-datapath"
+LAB_FIXTURES = ("natlab_lab", "natlab_driver")
+
+
+def add_option(group: Any) -> None:
+    group.addoption(OPTION, metavar="LIST", default=None,
+                    help="run lab tests on each of these gateway datapaths (comma-separated: nfqueue, "
+                         "kernel-cache, dpdk; 'all': every one available here)")
+
+
+def configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "datapaths(*names): this test is about these gateway datapaths only")
+
+
+def chosen(config: pytest.Config) -> Optional[tuple[tuple[str, Optional[str]], ...]]:
+    """(datapath, why it cannot run or None) for each datapath asked for; None: not asked."""
+    try:
+        value = config.getoption(OPTION)
+    except ValueError:
+        return None
+    if not value:
+        return None
+    if value.strip() == "all":
+        return tuple((name, None) for name in datapaths.available())
+    names = [datapaths.check(v.strip()) for v in value.split(",") if v.strip()]
+    return tuple((name, datapaths.unavailable(name)) for name in dict.fromkeys(names))
+
+
+def _brings_up_labs(metafunc: pytest.Metafunc) -> bool:
+    definition = metafunc.definition
+    if definition.get_closest_marker("netns") is not None:
+        return True
+    return any(f in metafunc.fixturenames for f in LAB_FIXTURES)
+
+
+def generate(metafunc: pytest.Metafunc) -> None:
+    asked = chosen(metafunc.config)
+    if asked is None or not _brings_up_labs(metafunc):
+        return
+    only = metafunc.definition.get_closest_marker("datapaths")
+    wanted = [(n, why) for n, why in asked if only is None or n in only.args]
+    params = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"the {n} datapath is unavailable: {why}")]
+                           if why else []) for n, why in wanted]
+    if not params:
+        params = [pytest.param(None, id="-".join(only.args), marks=[pytest.mark.skip(
+            reason=f"about the {', '.join(only.args)} datapath only; {OPTION} asked for others")])]
+    metafunc.parametrize("natlab_datapath", params, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def natlab_datapath(request: pytest.FixtureRequest) -> Iterator[Optional[str]]:
+    """The datapath this test's labs use (None: not chosen by the test run)."""
+    name = getattr(request, "param", None)
+    if name is None:
+        yield os.environ.get(datapaths.ENV) or None
+        return
+    before = os.environ.get(datapaths.ENV)
+    os.environ[datapaths.ENV] = name
+    try:
+        yield name
+    finally:
+        if before is None:
+            os.environ.pop(datapaths.ENV, None)
+        else:
+            os.environ[datapaths.ENV] = before

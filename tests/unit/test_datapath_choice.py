@@ -1,0 +1,81 @@
+"""Which datapath a lab gateway runs on: the topology key, its options, and --datapath over both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from natlab.datapaths import registry
+from natlab.errors import ConfigError, UnknownBackend
+from natlab.realisers.netns.build import gateway_spec
+from natlab.topology import from_data, load
+
+BASE = {
+    "name": "dp", "networks": {"wan": {"subnet": "203.0.113.0/24"}, "lan": {"subnet": "192.168.5.0/24"}},
+    "hosts": {"a": {"network": "lan"}},
+}
+
+
+def topo(**gateway):
+    return from_data({**BASE, "gateways": {"gw": {"behaviour": "full-cone", "inside": "lan", "outside": "wan",
+                                                  **gateway}}})
+
+
+def spec_of(t, tmp_path):
+    return gateway_spec(t, t.gateways[0], str(tmp_path))
+
+
+def test_a_gateway_runs_on_nfqueue_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(registry.ENV, raising=False)
+    spec = spec_of(topo(), tmp_path)
+    assert spec.datapath == "nfqueue" and spec.extra == {}
+
+
+def test_the_topology_key_chooses_the_datapath_and_its_options_reach_the_spec(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(registry.ENV, raising=False)
+    spec = spec_of(topo(datapath="kernel-cache", kernel_cache={"quantum": 0.25}), tmp_path)
+    assert spec.datapath == "kernel-cache" and spec.extra == {"kernel_cache": {"quantum": 0.25}}
+    dpdk = spec_of(topo(datapath="dpdk", dpdk={"workers": 2}), tmp_path)
+    assert dpdk.extra["dpdk"]["workers"] == 2 and dpdk.extra["dpdk"]["driver"] == "auto"
+
+
+def test_forcing_a_datapath_overrides_every_gateway_key(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(registry.ENV, "kernel-cache")
+    spec = spec_of(topo(datapath="nfqueue"), tmp_path)
+    assert spec.datapath == "kernel-cache" and spec.extra == {"kernel_cache": {"quantum": 1.0}}
+
+
+def test_a_forced_unknown_datapath_says_which_ones_exist(monkeypatch) -> None:
+    monkeypatch.setenv(registry.ENV, "kernel-cach")
+    with pytest.raises(UnknownBackend, match="unknown datapath") as err:
+        registry.chosen(None)
+    assert "did you mean 'kernel-cache'" in err.value.hint
+
+
+def test_a_wrong_datapath_key_is_an_error_with_file_line_and_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("name: dp\nnetworks:\n  wan: {subnet: 203.0.113.0/24}\n  lan: {subnet: 192.168.5.0/24}\n"
+                    "gateways:\n  gw:\n    behaviour: full-cone\n    inside: lan\n    outside: wan\n"
+                    "    datapath: nfq\n    kernel_cache: {quantum: 0}\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    text = str(err.value)
+    assert f"{path}:10" in text and "nfqueue" in text and "kernel-cache" in text
+    assert f"{path}:11" in text and "quantum" in text
+
+
+def test_a_datapath_not_built_here_says_what_is_missing() -> None:
+    missing = registry.get("dpdk").unavailable()
+    if missing is None:
+        pytest.skip("the dpdk datapath is built here")
+    assert "natlab.datapaths.dpdk" in missing
+
+
+def test_every_lab_datapath_is_in_the_registry_and_the_topology_schema() -> None:
+    from natlab.topology.schema import topology_schema
+
+    schema = topology_schema()
+    allowed = schema["$defs"]["GatewayEntry"]["properties"]["datapath"]["anyOf"][0]["enum"]
+    assert tuple(allowed) == registry.LAB_DATAPATHS
+    assert set(registry.LAB_DATAPATHS) <= set(registry.names())
