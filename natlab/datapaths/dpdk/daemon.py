@@ -68,6 +68,13 @@ class DpdkDatapath:
 
         return unavailable()
 
+    def prepare(self, spec: GatewaySpec) -> None:
+        """Before the gateway process starts (the realiser's hook): offloads off on the
+        veths' peers, the kernel's forwarding off and its copy dropped (:mod:`~.lab_setup`)."""
+        from natlab.datapaths.dpdk.lab_setup import prepare
+
+        prepare(spec)
+
     def gateway(self, spec: GatewaySpec, engine: Any, policy: Any) -> Gateway:
         """The service with a sender that routes through the DPDK ports (nothing opened yet)."""
         from natlab.datapaths.dpdk.router import RouterSender

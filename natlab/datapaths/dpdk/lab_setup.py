@@ -1,7 +1,10 @@
 """What a kernel lab sets up for a gateway on the DPDK datapath, before its process starts.
 
-Called by the netns realiser (one hook in ``natlab/realisers/netns/build.py``) for
-each gateway whose datapath is ``dpdk``, after its veths exist:
+Called through the datapath's ``prepare(spec)`` hook, which the netns realiser
+(``natlab/realisers/netns/build.py:prepare_datapath``) calls for each gateway
+whose datapath is ``dpdk``, after its veths exist and before its process starts.
+The peers are found by the veths' own peer index (``IFLA_LINK``) in the lab's
+switch namespace, so nothing here depends on how the realiser names them:
 
 - **offloads off on the peers** of the gateway's veths (the switch-side ends,
   which transmit into the gateway): a frame DPDK reads from a veth must carry
@@ -48,6 +51,36 @@ def ingress_drop_script(ifaces: Sequence[str]) -> str:
                   "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def peers_of(gateway_ns: str, ifaces: Sequence[str], switch_ns: str) -> list[str]:
+    """The names, in ``switch_ns``, of the other ends of the veths ``ifaces`` of ``gateway_ns``."""
+    from pyroute2 import NetNS
+
+    with NetNS(gateway_ns, flags=0) as ns:
+        wanted = {}
+        for iface in ifaces:
+            found = ns.link_lookup(ifname=iface)
+            if not found:
+                raise LabError(f"no interface {iface} in {gateway_ns}")
+            wanted[ns.get_links(found[0])[0].get_attr("IFLA_LINK")] = iface
+    with NetNS(switch_ns, flags=0) as sw:
+        by_index = {link["index"]: link.get_attr("IFLA_IFNAME") for link in sw.get_links()}
+    missing = [iface for index, iface in wanted.items() if index not in by_index]
+    if missing:
+        raise LabError(f"the veth peers of {', '.join(missing)} are not in {switch_ns}")
+    return [by_index[index] for index in wanted]
+
+
+def prepare(spec) -> None:  # spec: GatewaySpec
+    """Everything a kernel lab must do for ``spec``'s gateway before DPDK takes its veths."""
+    from natlab.realisers.netns.namespaces import switch_ns
+
+    ifaces = [*spec.inside_ifaces, spec.outside_iface]
+    if (spec.extra.get("dpdk") or {}).get("ports"):
+        return  # real NICs: nothing of the lab's to prepare
+    sw = switch_ns(spec.lab)
+    prepare_gateway(spec.netns, ifaces, sw, peers_of(spec.netns, ifaces, sw))
 
 
 def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,
