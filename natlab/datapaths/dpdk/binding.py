@@ -70,7 +70,7 @@ int nl_fast_del(struct nl_ctx *c, uint8_t side, uint8_t proto, uint32_t src, uin
 int nl_fast_collect(struct nl_ctx *c, struct nl_seen *out, int max, int *more);
 void nl_fast_clear(struct nl_ctx *c);
 void nl_stats(struct nl_ctx *c, struct nl_stats *out);
-void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out3);
+void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out5);
 void nl_close(struct nl_ctx *c);
 """
 

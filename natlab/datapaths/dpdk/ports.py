@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-:class:`Dataplane` starts the EAL once per process (``--no-pci --no-huge`` and
-one ``--vdev`` per veth in a lab; the PCI devices and EAL options of
-``dpdk.ports``/``dpdk.eal_args`` on real NICs), opens one port per
+:class:`Dataplane` starts the EAL once per process (``--no-pci --no-huge`` in a
+lab, then one af_xdp or af_packet device probed per veth; the PCI devices and
+EAL options of ``dpdk.ports``/``dpdk.eal_args`` on real NICs), opens one port per
 :class:`PortSpec` and hands out, per :meth:`poll`, the frames the C fast path
 did not take (:class:`SlowFrame`, copied into bytes; the mbufs are freed at
 once). Frames Python builds leave through :meth:`send`; :meth:`flush` pushes
@@ -246,12 +246,13 @@ class Dataplane:
         return {name: int(getattr(st, name)) for name in names}
 
     def port_stats(self) -> list[dict[str, Any]]:
-        out = self.ffi.new("uint64_t[3]")
+        out = self.ffi.new("uint64_t[5]")
         rows = []
         for index, port in enumerate(self.ports):
             self.lib.nl_port_stats(self.ctx, index, out)
-            rows.append({"port": port.name, "rx": int(out[0]), "tx": int(out[1]),
-                         "tx_dropped": int(out[2])})
+            rows.append({"port": port.name, "driver": self.drivers[index] if index < len(self.drivers) else None,
+                         "rx": int(out[0]), "tx": int(out[1]), "tx_dropped": int(out[2]),
+                         "rx_missed": int(out[3]), "rx_errors": int(out[4])})
         return rows
 
 

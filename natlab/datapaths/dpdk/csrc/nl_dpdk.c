@@ -681,11 +681,17 @@ void nl_stats(struct nl_ctx *c, struct nl_stats *out)
     out->capacity = c->capacity;
 }
 
-void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out3)
+/* rx, tx, tx dropped (ours); imissed, ierrors (the PMD's: frames lost before a burst). */
+void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out5)
 {
-    out3[0] = c->ports[index].rx;
-    out3[1] = c->ports[index].tx_ok;
-    out3[2] = c->ports[index].tx_dropped;
+    struct rte_eth_stats st;
+    memset(&st, 0, sizeof st);
+    rte_eth_stats_get(c->ports[index].port_id, &st);
+    out5[0] = c->ports[index].rx;
+    out5[1] = c->ports[index].tx_ok;
+    out5[2] = c->ports[index].tx_dropped;
+    out5[3] = st.imissed;
+    out5[4] = st.ierrors;
 }
 
 void nl_close(struct nl_ctx *c)
