@@ -25,6 +25,9 @@ from natlab.errors import BackendUnavailable, LabError
 BURST_SLOW = 256
 """Room for slow frames per poll (32 per port and burst, 8 ports at most)."""
 COLLECT = 4096
+RX_DESC = 4096
+"""Rx ring per port (af_xdp: the XSK ring): room for bursts while Python handles misses."""
+TX_DESC = 1024
 
 REASONS = ("absent", "expired", "other")
 """Why a frame missed the fast path (``nl_slow.reason``)."""
@@ -79,7 +82,7 @@ def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
 class Dataplane:
     def __init__(self, ports: Sequence[PortSpec], eal_args: Sequence[str], *, file_prefix: str,
                  driver: str = "auto", memory_mb: int = 256, capacity: int = 65536,
-                 mbufs: int = 8191) -> None:
+                 mbufs: int = 16383) -> None:
         self.ports = tuple(ports)
         self.driver = driver
         self.drivers: list[str] = []
@@ -140,7 +143,7 @@ class Dataplane:
             raise LabError("the DPDK mbuf pool", got=self._error())
         for index, port in enumerate(self.ports):
             port_id, driver = self._make_port(index, port)
-            if self.lib.nl_port_add(self.ctx, port_id, port.side, 1024, 1024) < 0:
+            if self.lib.nl_port_add(self.ctx, port_id, port.side, RX_DESC, TX_DESC) < 0:
                 raise LabError(f"DPDK port {port.name} ({driver})", got=self._error())
             self.drivers.append(driver)
         mac = self.ffi.new("uint8_t[6]")
@@ -250,10 +253,22 @@ class Dataplane:
         rows = []
         for index, port in enumerate(self.ports):
             self.lib.nl_port_stats(self.ctx, index, out)
-            rows.append({"port": port.name, "driver": self.drivers[index] if index < len(self.drivers) else None,
-                         "rx": int(out[0]), "tx": int(out[1]), "tx_dropped": int(out[2]),
-                         "rx_missed": int(out[3]), "rx_errors": int(out[4])})
+            row = {"port": port.name, "driver": self.drivers[index] if index < len(self.drivers) else None,
+                   "rx": int(out[0]), "tx": int(out[1]), "tx_dropped": int(out[2]),
+                   "rx_missed": int(out[3]), "rx_errors": int(out[4])}
+            if not port.pci:
+                row["kernel_rx_dropped"] = _kernel_rx_dropped(port.name)
+            rows.append(row)
         return rows
+
+
+def _kernel_rx_dropped(iface: str) -> Optional[int]:
+    """What the kernel dropped on a lab port before DPDK got it (a full AF_XDP/AF_PACKET ring)."""
+    try:
+        with open(f"/sys/class/net/{iface}/statistics/rx_dropped") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _seen(s: Any) -> Seen:
