@@ -96,7 +96,8 @@ KERNEL = "kernel NAT (MASQUERADE)"
 BARE = "bare NFQUEUE pass-through"
 DAEMON = "natlab daemon, pass-through engine"
 NATLAB = "natlab"
-ORDER = (KERNEL, BARE, DAEMON, NATLAB)
+DPDK = "natlab on dpdk (C fast path)"
+ORDER = (KERNEL, BARE, DAEMON, NATLAB, DPDK)
 
 
 def topology(name: str, behaviour: str):
@@ -140,9 +141,10 @@ def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Prog
             DAEMON: lambda: _natlab_gateway(lab, spec, engine="passthrough"),
             BARE: lambda: _accept_all(lab, spec),
             KERNEL: lambda: _masquerade(lab, spec.outside_iface),
+            DPDK: lambda: _dpdk_gateway(lab, spec),
         }
         results = {}
-        for path in (NATLAB, DAEMON, BARE, KERNEL):  # kernel last: see the docstring
+        for path in (NATLAB, DAEMON, BARE, DPDK, KERNEL):  # kernel last: see the docstring
             progress(path)
             results[path] = meter.measure(path, paths[path])
     finally:
@@ -183,6 +185,29 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         # A stopped gateway leaves its namespace closed (forwarding off, DROP rules: it
         # fails closed); the next path measured there needs it open again.
         _check(lab.exec("gw", [*python_module("natlab.bench.lab_bench"), "reopen", str(spec.spec_path)],
+                        capture_output=True, text=True, timeout=30))
+
+
+@contextmanager
+def _dpdk_gateway(lab, spec) -> Iterator[None]:
+    """The gateway on the DPDK datapath, with the lab set-up it needs (offloads off on the
+    veth peers, the kernel's copy dropped) for this path only; undone after."""
+    from natlab.datapaths import registry
+    from natlab.datapaths.dpdk import lab_setup
+
+    why = registry.unavailable("dpdk")
+    if why:
+        raise LabError("the dpdk datapath is unavailable", got=why)
+    spec = replace(spec, name=f"{spec.name}-dpdk", datapath="dpdk", extra={"dpdk": {}})
+    spec.spec_path.write_text(spec.to_json())
+    lab_setup.prepare(spec)
+    try:
+        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
+                      spec.log_path, spec.control_socket, None):
+            yield
+    finally:
+        lab_setup.undo(spec)
+        _check(lab.exec("gw", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
                         capture_output=True, text=True, timeout=30))
 
 

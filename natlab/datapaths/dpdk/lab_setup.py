@@ -95,3 +95,19 @@ def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: s
     # Replace an earlier table atomically (a restarted lab step): delete-if-there, then add.
     script = f"table netdev {TABLE}\ndelete table netdev {TABLE}\n" + ingress_drop_script(gateway_ifaces)
     _run(["ip", "netns", "exec", gateway_ns, "nft", "-f", "-"], stdin=script)
+
+
+def undo(spec) -> None:  # spec: GatewaySpec
+    """Give the namespace back to the kernel (benchmarks measure other paths there next):
+    the ingress drop goes, offloads come back on. Forwarding stays as it is."""
+    from natlab.realisers.netns.namespaces import switch_ns
+
+    ifaces = [*spec.inside_ifaces, spec.outside_iface]
+    sw = switch_ns(spec.lab)
+    _run(["ip", "netns", "exec", spec.netns, "nft", "-f", "-"],
+         stdin=f"table netdev {TABLE}\ndelete table netdev {TABLE}\n")
+    on = tuple(v if v != "off" else "on" for v in OFFLOADS_OFF)
+    for peer in peers_of(spec.netns, ifaces, sw):
+        _run(["ip", "netns", "exec", sw, "ethtool", "-K", peer, *on])
+    for iface in ifaces:
+        _run(["ip", "netns", "exec", spec.netns, "ethtool", "-K", iface, *on])
