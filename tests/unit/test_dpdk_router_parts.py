@@ -114,6 +114,8 @@ def test_options_fill_defaults_and_every_bad_one_is_named_at_once() -> None:
     assert "pcap" in text and "dpdk.sessions" in text and "wrokers" in text
 
 
-def test_more_than_one_worker_is_refused_not_run_as_one() -> None:
-    with pytest.raises(ConfigError, match="workers > 1 is not built"):
-        DpdkOptions.from_dict({"workers": 2}).refuse_unbuilt()
+def test_workers_are_bounded_by_what_the_c_code_holds() -> None:
+    assert DpdkOptions.from_dict({"workers": 2}).workers == 2
+    for bad in (0, 9, True, "2"):
+        with pytest.raises(ConfigError, match="dpdk.workers"):
+            DpdkOptions.from_dict({"workers": bad})

@@ -30,6 +30,8 @@ from typing import Any, Optional
 from natlab.errors import BackendUnavailable
 
 CSRC = Path(__file__).with_name("csrc") / "nl_dpdk.c"
+SOURCES = (CSRC, CSRC.with_name("nl_workers.c"))
+"""Compiled as one unit: the single-loop fast path, then the workers over it."""
 MODULE = "_natlab_dpdk"
 BUILD_ENV = "NATLAB_DPDK_BUILD_DIR"
 INSTALL_HINT = "bash install.sh --dpdk (apt: dpdk-dev libdpdk-dev pkg-config; pip: natlab[dpdk])"
@@ -53,6 +55,8 @@ int nl_port_count(void);
 int nl_dev_probe(const char *devargs);
 int nl_dev_remove(const char *name);
 uint32_t nl_last_rx(struct nl_ctx *c);
+uint32_t nl_mbufs_free(struct nl_ctx *c);
+void nl_pool_per_port(struct nl_ctx *c, uint32_t n_mbufs);
 int nl_port_id(const char *name);
 struct nl_ctx *nl_open(uint32_t capacity);
 int nl_open_pool(struct nl_ctx *c, uint32_t n_mbufs);
@@ -72,6 +76,24 @@ void nl_fast_clear(struct nl_ctx *c);
 void nl_stats(struct nl_ctx *c, struct nl_stats *out);
 void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out5);
 void nl_close(struct nl_ctx *c);
+struct nl_worker_stats { uint64_t rx, handoff_enq, handoff_deq, handoff_drop, snat, dnat, misses, expired,
+                         other, no_owner, slow_enq, slow_drop, tx_drop, cmds, idle_sleeps, misowned;
+                         uint32_t entries, table_full; };
+struct nl_mw;
+struct nl_mw *nl_mw_open(struct nl_ctx *base, int n_workers, uint32_t capacity, const int *port_worker);
+int nl_mw_start(struct nl_mw *mw);
+void nl_mw_stop(struct nl_mw *mw);
+int nl_mw_owner(struct nl_mw *mw, uint8_t proto, uint32_t inside_addr, uint16_t inside_port);
+int nl_owner_of(int n, uint8_t proto, uint32_t inside_addr, uint16_t inside_port);
+int nl_mw_poll(struct nl_mw *mw, struct nl_slow *slow, int max);
+void nl_mw_release(struct nl_mw *mw);
+int nl_mw_send(struct nl_mw *mw, int index, const uint8_t *frame, uint32_t len);
+int nl_mw_install(struct nl_mw *mw, const struct nl_entry *e, int owner, uint16_t external_port);
+int nl_mw_del(struct nl_mw *mw, int owner, const struct nl_entry *key, struct nl_seen *out);
+int nl_mw_collect(struct nl_mw *mw, int owner, struct nl_seen *out, int max, int *more);
+int nl_mw_clear(struct nl_mw *mw);
+void nl_mw_stats(struct nl_mw *mw, int owner, struct nl_worker_stats *out);
+int nl_mw_lcore(struct nl_mw *mw, int owner);
 """
 
 _loaded: Optional[tuple[Any, Any]] = None
@@ -108,7 +130,7 @@ def missing() -> Optional[str]:
 
 def _flags_key() -> str:
     flags = pkg_config()
-    text = CSRC.read_bytes() + CDEF.encode() + repr(flags).encode() + sys.version.encode()
+    text = b"".join(p.read_bytes() for p in SOURCES) + CDEF.encode() + repr(flags).encode() + sys.version.encode()
     return hashlib.sha256(text).hexdigest()[:16]
 
 
@@ -156,7 +178,7 @@ def build(verbose: bool = False) -> Path:
     cflags, libs = pkg_config() or ([], [])
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
-    ffi.set_source(MODULE, f'#include "{CSRC.name}"', include_dirs=[str(CSRC.parent)],
+    ffi.set_source(MODULE, "".join(f'#include "{p.name}"\n' for p in SOURCES), include_dirs=[str(CSRC.parent)],
                    extra_compile_args=[*cflags, "-O2", "-Wno-unused-parameter"],
                    extra_link_args=libs)
     target = _target()

@@ -101,7 +101,6 @@ def _serve(gateway: Gateway) -> int:
     spec = gateway.spec
     check_namespace(spec.netns)
     options = DpdkOptions.from_spec(spec)
-    options.refuse_unbuilt()
     names = [*spec.inside_ifaces, spec.outside_iface]
     inside = [True] * len(spec.inside_ifaces) + [False]
     if options.ports:
@@ -110,8 +109,14 @@ def _serve(gateway: Gateway) -> int:
     else:
         ports = [PortSpec(name, 0 if is_in else 1) for name, is_in in zip(names, inside)]
     prefix = f"natlab-{spec.lab}-{spec.name}"[:60]
-    dp = Dataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
-                   capacity=options.sessions)
+    if options.workers > 1:
+        from natlab.datapaths.dpdk.workers import WorkerDataplane
+
+        dp: Any = WorkerDataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
+                                  capacity=options.sessions, workers=options.workers)
+    else:
+        dp = Dataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
+                       capacity=options.sessions)
     selector = selectors.DefaultSelector()
     control = ControlServer(spec.control_socket, gateway.handle, selector)
     wake_read, wake_write = socket.socketpair()
@@ -141,9 +146,9 @@ def _serve(gateway: Gateway) -> int:
         dp.flush()
         control.open()
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
-        log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d sessions, pid %d",
+        log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d worker(s), %d sessions each, pid %d",
                  spec.name, spec.netns, ",".join(spec.pool), ",".join(p.name for p in ports),
-                 ",".join(dp.drivers), options.sessions, os.getpid())
+                 ",".join(dp.drivers), options.workers, options.sessions, os.getpid())
         loop.run(stopping)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
@@ -176,7 +181,6 @@ class _Loop:
         idle = 0
         next_timer = 0.0
         next_reread = time.monotonic() + REREAD_EVERY
-        lib, ctx = self.dp.lib, self.dp.ctx
         while not stopping:
             now = time.monotonic()
             slow = self.dp.poll(now)
@@ -184,7 +188,7 @@ class _Loop:
                 self._slow(slow)
                 self.dp.flush()
             self.turns += 1
-            idle = idle + 1 if not lib.nl_last_rx(ctx) else 0
+            idle = idle + 1 if not self.dp.last_rx else 0
             if idle > IDLE_TURNS:
                 self.sleeps += 1
                 self._control(min(IDLE_SLEEP, self._until_due(now)))

@@ -74,8 +74,10 @@ def peers_of(gateway_ns: str, ifaces: Sequence[str], switch_ns: str) -> list[str
 
 def prepare(spec) -> None:  # spec: GatewaySpec
     """Everything a kernel lab must do for ``spec``'s gateway before DPDK takes its veths."""
+    from natlab.datapaths.dpdk.options import DpdkOptions
     from natlab.realisers.netns.namespaces import switch_ns
 
+    DpdkOptions.from_spec(spec)  # a bad option is the lab's error, before the process starts
     ifaces = [*spec.inside_ifaces, spec.outside_iface]
     if (spec.extra.get("dpdk") or {}).get("ports"):
         return  # real NICs: nothing of the lab's to prepare

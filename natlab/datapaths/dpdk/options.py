@@ -3,8 +3,8 @@
 ::
 
     dpdk:
-      workers: 1            # poll loops; only 1 is built (more is refused, never run as 1)
-      driver: auto          # auto (af_xdp, then af_packet), af_xdp, af_packet
+      workers: 1            # 1: one poll loop; N: N worker lcores owning flows (:mod:`.workers`)
+      driver: auto          # auto (af_xdp, then af_packet; af_packet with workers > 1), af_xdp, af_packet
       ports: []             # PCI addresses of real NICs, inside first, outside last
       eal_args: []          # extra EAL arguments, passed as they are
       quantum: 1.0          # seconds a C session entry lives at most (the engine's fast_entry)
@@ -20,6 +20,8 @@ from natlab.errors import ConfigError
 
 DRIVERS = ("auto", "af_xdp", "af_packet")
 DEFAULT_SESSIONS = 65536
+MAX_WORKERS = 8
+"""NL_MAX_WORKERS in csrc/nl_workers.c."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ class DpdkOptions:
             problems.append(ConfigError("unknown dpdk option", got=key, key=f"dpdk.{key}",
                                         hint=", ".join(sorted(known))))
         workers = raw.get("workers", 1)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            problems.append(ConfigError("dpdk.workers must be an integer >= 1", got=workers, key="dpdk.workers"))
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+            problems.append(ConfigError(f"dpdk.workers must be an integer from 1 to {MAX_WORKERS}",
+                                        got=workers, key="dpdk.workers"))
         driver = raw.get("driver", "auto")
         if driver not in DRIVERS:
             problems.append(ConfigError("unknown dpdk driver", got=driver, key="dpdk.driver",
@@ -61,14 +64,14 @@ class DpdkOptions:
         quantum = raw.get("quantum", 1.0)
         if isinstance(quantum, bool) or not isinstance(quantum, (int, float)) or not quantum > 0:
             problems.append(ConfigError("dpdk.quantum must be a number > 0", got=quantum, key="dpdk.quantum"))
+        if isinstance(workers, int) and workers > 1 and driver == "af_xdp":
+            problems.append(ConfigError("dpdk.driver af_xdp takes one worker here: with several, "
+                                        "veth ports stall (measured); use af_packet or auto",
+                                        got=driver, key="dpdk.driver"))
         if problems:
             from natlab.errors import combined
 
             raise combined(problems)
+        if workers > 1 and driver == "auto":
+            driver = "af_packet"  # see above: af_xdp serves one worker
         return cls(workers, driver, tuple(ports), tuple(eal_args), float(quantum), sessions)
-
-    def refuse_unbuilt(self) -> None:
-        """More than one worker is not built: say so rather than run one."""
-        if self.workers != 1:
-            raise ConfigError("dpdk.workers > 1 is not built yet (one poll loop per gateway)",
-                              got=self.workers, key="dpdk.workers", hint="workers: 1")

@@ -18,6 +18,7 @@ The session table is reached through :meth:`install`, :meth:`remove`,
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Iterator, Optional, Sequence
 
 from natlab.errors import BackendUnavailable, LabError
@@ -97,6 +98,10 @@ class Dataplane:
         self.ctx: Any = None
         self.macs: list[bytes] = []
         self._eal = False
+        self.last_rx = 0
+        """Frames the last poll received (0: idle)."""
+        self.lcores = 1
+        """EAL lcores to start (the main one, plus one per worker)."""
 
     # --- life cycle ------------------------------------------------------------
 
@@ -109,6 +114,10 @@ class Dataplane:
             args += ["--no-pci", "--no-huge", "-m", str(self.memory_mb)]
         for port in pci:
             args += ["-a", port.name]
+        if self.lcores > 1 and not any(a in ("-l", "--lcores", "-c") for a in self.eal_args):
+            # Every lcore may run on every CPU: workers share the machine's cores.
+            cpus = max(1, os.cpu_count() or 1)
+            args += ["--lcores", f"(0-{self.lcores - 1})@(0-{cpus - 1})"]
         return [*args, *self.eal_args]
 
     def open_table(self) -> None:
@@ -141,6 +150,8 @@ class Dataplane:
         self.open_table()
         if self.lib.nl_open_pool(self.ctx, self.mbufs) < 0:
             raise LabError("the DPDK mbuf pool", got=self._error())
+        if self.lcores > 1:
+            self.lib.nl_pool_per_port(self.ctx, self.mbufs)
         for index, port in enumerate(self.ports):
             port_id, driver = self._make_port(index, port)
             if self.lib.nl_port_add(self.ctx, port_id, port.side, RX_DESC, TX_DESC) < 0:
@@ -187,6 +198,7 @@ class Dataplane:
     def poll(self, now: float) -> list[SlowFrame]:
         """One rx burst per port: the fast path's hits are out; the rest, as bytes."""
         n = self.lib.nl_poll(self.ctx, self._slow, BURST_SLOW, now)
+        self.last_rx = self.lib.nl_last_rx(self.ctx)
         if not n:
             return []
         buffer = self.ffi.buffer
@@ -246,7 +258,8 @@ class Dataplane:
         self.lib.nl_stats(self.ctx, st)
         names = ("rx", "tx", "tx_dropped", "fast_hits", "misses", "expired", "other", "table_full",
                  "installs", "removes", "clears", "own_echo", "alloc_failed", "entries", "capacity")
-        return {name: int(getattr(st, name)) for name in names}
+        return {**{name: int(getattr(st, name)) for name in names},
+                "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)), "mbufs": self.mbufs}
 
     def port_stats(self) -> list[dict[str, Any]]:
         out = self.ffi.new("uint64_t[5]")

@@ -114,6 +114,8 @@ struct nl_ctx {
     struct rte_mbuf *slow[NL_SLOW_MAX];
     int n_slow;
     uint32_t last_rx;
+    uint32_t port_pool_mbufs;   /* > 0: each port's rx gets a pool of its own (workers) */
+    struct rte_mempool *port_pool[NL_MAX_PORTS];
     struct nl_stats st;
     char error[256];
 };
@@ -411,9 +413,24 @@ int nl_port_add(struct nl_ctx *c, uint16_t port_id, uint8_t side, uint16_t rx_de
     }
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
+    struct rte_mempool *pool = c->pool;
+    if (c->port_pool_mbufs) {
+        /* Ports polled by different lcores must not share an af_xdp umem (one mempool is
+         * one umem): each port's rx has its own pool; tx across ports then copies. */
+        char name[32];
+        snprintf(name, sizeof name, "nl_pool_p%d", c->n_ports);
+        pool = rte_pktmbuf_pool_create(name, c->port_pool_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                       rte_socket_id());
+        if (pool == NULL) {
+            snprintf(nl_error_buf, sizeof nl_error_buf, "port %u mbuf pool: %s", port_id,
+                     rte_strerror(rte_errno));
+            return -1;
+        }
+        c->port_pool[c->n_ports] = pool;
+    }
     int rc = rte_eth_dev_configure(port_id, 1, 1, &conf);
     if (rc == 0)
-        rc = rte_eth_rx_queue_setup(port_id, 0, rx_desc, rte_eth_dev_socket_id(port_id), NULL, c->pool);
+        rc = rte_eth_rx_queue_setup(port_id, 0, rx_desc, rte_eth_dev_socket_id(port_id), NULL, pool);
     if (rc == 0)
         rc = rte_eth_tx_queue_setup(port_id, 0, tx_desc, rte_eth_dev_socket_id(port_id), NULL);
     if (rc == 0)
@@ -674,6 +691,18 @@ void nl_release(struct nl_ctx *c)
 
 uint32_t nl_last_rx(struct nl_ctx *c) { return c->last_rx; }
 
+void nl_pool_per_port(struct nl_ctx *c, uint32_t n_mbufs) { c->port_pool_mbufs = n_mbufs; }
+
+/* Free mbufs in the pool (all lcores' caches included): a starved pool stops rx. */
+uint32_t nl_mbufs_free(struct nl_ctx *c)
+{
+    uint32_t n = c->pool ? rte_mempool_avail_count(c->pool) : 0;
+    for (int i = 0; i < NL_MAX_PORTS; i++)
+        if (c->port_pool[i])
+            n += rte_mempool_avail_count(c->port_pool[i]);
+    return n;
+}
+
 void nl_stats(struct nl_ctx *c, struct nl_stats *out)
 {
     *out = c->st;
@@ -707,6 +736,9 @@ void nl_close(struct nl_ctx *c)
     c->n_ports = 0;
     if (c->pool != NULL)
         rte_mempool_free(c->pool);
+    for (int i = 0; i < NL_MAX_PORTS; i++)
+        if (c->port_pool[i])
+            rte_mempool_free(c->port_pool[i]);
     free(c->slots);
     free(c->sess);
     free(c->dirty);
