@@ -49,6 +49,20 @@ def session_of(entry: Any) -> tuple[int, int, int, int, int]:
     return (entry.proto, entry.new_dst, entry.new_dport, entry.src, entry.sport)
 
 
+def kernel_reassembly() -> dict[str, int]:
+    """This namespace's IPv4 reassembly counters: af_packet ports (DPDK 22.11 joins a fanout
+    group with PACKET_FANOUT_FLAG_DEFRAG) hand fragments to the kernel first."""
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = [line.split() for line in f if line.startswith("Ip:")]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    row = dict(zip(lines[0][1:], lines[1][1:]))
+    return {k: int(row[k]) for k in ("ReasmReqds", "ReasmOKs", "ReasmFails", "ReasmTimeout") if k in row}
+
+
 class FastCache:
     def __init__(self, gateway: Any, dataplane: Any, clock: Any) -> None:
         self.gateway = gateway
@@ -151,7 +165,8 @@ class FastCache:
 
     def counters(self) -> dict[str, Any]:
         c = self.dp.stats()
-        return {"dpdk": {**c, **self.stats, "ports": self.dp.port_stats()}}
+        return {"dpdk": {**c, **self.stats, "ports": self.dp.port_stats(),
+                         "kernel_reassembly": kernel_reassembly()}}
 
     def find(self, key: Key) -> Optional[Any]:
         return self.entries.get(key)

@@ -65,9 +65,9 @@ class DpdkOptions:
         if isinstance(quantum, bool) or not isinstance(quantum, (int, float)) or not quantum > 0:
             problems.append(ConfigError("dpdk.quantum must be a number > 0", got=quantum, key="dpdk.quantum"))
         if isinstance(workers, int) and workers > 1 and driver == "af_xdp":
-            problems.append(ConfigError("dpdk.driver af_xdp takes one worker here: with several, "
-                                        "veth ports stall (measured); use af_packet or auto",
-                                        got=driver, key="dpdk.driver"))
+            problems.append(ConfigError("dpdk.driver af_xdp takes one worker here: with several "
+                                        "lcores, TCP through veth ports stalls (measured on DPDK "
+                                        "22.11); use af_packet or auto", got=driver, key="dpdk.driver"))
         if problems:
             from natlab.errors import combined
 

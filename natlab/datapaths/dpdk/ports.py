@@ -29,6 +29,9 @@ COLLECT = 4096
 RX_DESC = 4096
 """Rx ring per port (af_xdp: the XSK ring): room for bursts while Python handles misses."""
 TX_DESC = 1024
+AF_PACKET_FRAMES = 4096
+"""Frames in an af_packet port's socket ring (DPDK's default 512 overflows while a
+worker waits for the CPU on a busy machine, and the PMD does not count those drops)."""
 
 REASONS = ("absent", "expired", "other")
 """Why a frame missed the fast path (``nl_slow.reason``)."""
@@ -76,7 +79,7 @@ def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
         return f"{name},iface={iface},start_queue=0,queue_count=1", name
     if driver == "af_packet":
         name = f"net_af_packet{index}"
-        return f"{name},iface={iface},qpairs=1,qdisc_bypass=1", name
+        return f"{name},iface={iface},qpairs=1,qdisc_bypass=1,framecnt={AF_PACKET_FRAMES}", name
     raise LabError("unknown DPDK driver", got=driver, hint="af_xdp, af_packet or auto")
 
 

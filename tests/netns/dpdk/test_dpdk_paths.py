@@ -23,15 +23,25 @@ pytestmark = [pytest.mark.netns, pytest.mark.datapaths("dpdk")]
 SERVER = "198.51.100.100"
 
 
-@pytest.fixture(scope="module")
-def lab():
+DRIVERS = {1: {"cgn": "af_packet", "home-router": "af_xdp"}, 2: {"cgn": "af_packet", "home-router": "af_packet"}}
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def lab(request):
+    """Every path once with one poll loop and once with two workers (af_packet then)."""
+    workers = request.param
     data = yaml.safe_load((E2E / "e2e-double-nat.yaml").read_text())
-    yield from lab_of(on_dpdk(data, cgn={"driver": "af_packet"}, **{"home-router": {"driver": "af_xdp"}}))
+    options = {gw: {"workers": workers, "driver": driver} for gw, driver in DRIVERS[workers].items()}
+    options["nat-b"] = {"workers": workers}
+    yield from lab_of(on_dpdk(data, **options))
 
 
-def test_the_gateways_run_on_the_drivers_asked_for(lab):
-    drivers = {gw: client(lab, gw).counters()["gateway"]["dpdk_drivers"] for gw in ("cgn", "home-router")}
-    assert drivers == {"cgn": ["af_packet", "af_packet"], "home-router": ["af_xdp", "af_xdp"]}
+def test_the_gateways_run_on_the_drivers_and_workers_asked_for(lab):
+    workers = lab.topology.node("cgn").datapath_options["dpdk"]["workers"]
+    for gw, driver in DRIVERS[workers].items():
+        dpdk = client(lab, gw).counters()["gateway"]
+        assert dpdk["dpdk_drivers"] == [driver, driver]
+        assert dpdk["dpdk"].get("workers", 1) == workers
 
 
 @pytest.mark.parametrize("host, target", [

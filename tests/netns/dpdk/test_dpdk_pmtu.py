@@ -23,10 +23,10 @@ pytestmark = [pytest.mark.netns, pytest.mark.datapaths("dpdk")]
 REREAD = 2.5
 
 
-@pytest.fixture(scope="module")
-def lab():
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def lab(request):
     data = yaml.safe_load((E2E / "e2e-one-nat.yaml").read_text())
-    yield from lab_of(on_dpdk(data))
+    yield from lab_of(on_dpdk(data, nat={"workers": request.param}))
 
 
 def set_mtu(lab, iface: str, mtu: int) -> None:
