@@ -1,6 +1,6 @@
 """The DPDK datapath: established flows rewritten by a C fast path, the rest by the engine.
 
-Layers, as pyca/pynacl does cffi: ``csrc/nl_dpdk.c`` (C shims over DPDK's inline
+Layers, as pyca/pynacl does cffi: ``csrc/*.c`` (C shims over DPDK's inline
 rx/tx/mbuf calls, the session table and the per-packet rewrite), :mod:`~.binding`
 (the cffi API-mode module, built by ``install.sh --dpdk`` or on first use),
 :mod:`~.ports` (the Pythonic :class:`~.ports.Dataplane`). Over them:

@@ -1,4 +1,4 @@
-"""The thin cffi binding (API mode) over ``csrc/nl_dpdk.c``: built once, loaded lazily.
+"""The thin cffi binding (API mode) over ``csrc/*.c``: built once, loaded lazily.
 
 Theory of operation
 -------------------
@@ -29,9 +29,9 @@ from typing import Any, Optional
 
 from natlab.errors import BackendUnavailable
 
-CSRC = Path(__file__).with_name("csrc") / "nl_dpdk.c"
-SOURCES = (CSRC, CSRC.with_name("nl_workers.c"))
-"""Compiled as one unit: the single-loop fast path, then the workers over it."""
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = tuple(CSRC / name for name in ("nl_base.c", "nl_table.c", "nl_ports.c", "nl_workers.c"))
+"""Compiled as one unit, in this order: types and the EAL, the table, ports, workers."""
 MODULE = "_natlab_dpdk"
 BUILD_ENV = "NATLAB_DPDK_BUILD_DIR"
 INSTALL_HINT = "bash install.sh --dpdk (apt: dpdk-dev libdpdk-dev pkg-config; pip: natlab[dpdk])"
@@ -178,7 +178,7 @@ def build(verbose: bool = False) -> Path:
     cflags, libs = pkg_config() or ([], [])
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
-    ffi.set_source(MODULE, "".join(f'#include "{p.name}"\n' for p in SOURCES), include_dirs=[str(CSRC.parent)],
+    ffi.set_source(MODULE, "".join(f'#include "{p.name}"\n' for p in SOURCES), include_dirs=[str(CSRC)],
                    extra_compile_args=[*cflags, "-O2", "-Wno-unused-parameter"],
                    extra_link_args=libs)
     target = _target()
