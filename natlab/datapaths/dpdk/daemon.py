@@ -50,9 +50,12 @@ IDLE_TURNS = 64
 IDLE_SLEEP = 0.001
 CONTROL_EVERY = 64
 TIMER_EVERY = 0.05
-REREAD_EVERY = 2.0
-"""Seconds between reads of the namespace's addresses, MTUs and routes (``ip link set
-out0 mtu 1400`` in the gateway's namespace takes effect within this)."""
+MTU_EVERY = 2.0
+"""Seconds between looks at the interfaces' MTUs (a sysfs read each: ``ip link set out0
+mtu 1400`` in the gateway's namespace takes effect within this)."""
+REREAD_EVERY = 30.0
+"""Seconds between full reads of the namespace's addresses and routes (netlink: a few ms
+to 100+ ms on a busy machine, during which the loop does not poll)."""
 
 
 class DpdkDatapath:
@@ -139,7 +142,7 @@ def _serve(gateway: Gateway) -> int:
                      reread=lambda: read_kernel(names, inside, dp.macs))
         gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
                                              "dpdk_loop": loop.counters(),
-                                             "dpdk_drivers": list(dp.drivers)})
+                                             "dpdk_drivers": ",".join(dp.drivers)})
         gateway.stat_sources.append(control.stats)
         gateway.publish = control.broadcast
         router.resolve_gateways()
@@ -181,6 +184,7 @@ class _Loop:
         idle = 0
         next_timer = 0.0
         next_reread = time.monotonic() + REREAD_EVERY
+        next_mtu = time.monotonic() + MTU_EVERY
         while not stopping:
             now = time.monotonic()
             slow = self.dp.poll(now)
@@ -204,9 +208,21 @@ class _Loop:
                 self.router.on_timer()
                 self.control.on_timer(now)
                 self.dp.flush()
-            if now >= next_reread:
-                next_reread = now + REREAD_EVERY
-                self._reread()
+            if now >= next_mtu:
+                next_mtu = now + MTU_EVERY
+                if self._mtus_changed() or now >= next_reread:
+                    next_reread = now + REREAD_EVERY
+                    self._reread()
+
+    def _mtus_changed(self) -> bool:
+        for iface in self.router.ifaces:
+            try:
+                with open(f"/sys/class/net/{iface.name}/mtu") as f:
+                    if int(f.read()) != iface.mtu:
+                        return True
+            except (OSError, ValueError):
+                return False  # a PCI port: no kernel interface of that name to look at
+        return False
 
     def _reread(self) -> None:
         from natlab.datapaths.dpdk.routes import RouteTable

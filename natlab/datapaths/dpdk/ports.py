@@ -264,17 +264,18 @@ class Dataplane:
         return {**{name: int(getattr(st, name)) for name in names},
                 "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)), "mbufs": self.mbufs}
 
-    def port_stats(self) -> list[dict[str, Any]]:
+    def port_stats(self) -> dict[str, dict[str, Any]]:
+        """Per port, by interface name (or PCI address)."""
         out = self.ffi.new("uint64_t[5]")
-        rows = []
+        rows = {}
         for index, port in enumerate(self.ports):
             self.lib.nl_port_stats(self.ctx, index, out)
-            row = {"port": port.name, "driver": self.drivers[index] if index < len(self.drivers) else None,
+            row = { "driver": self.drivers[index] if index < len(self.drivers) else None,
                    "rx": int(out[0]), "tx": int(out[1]), "tx_dropped": int(out[2]),
                    "rx_missed": int(out[3]), "rx_errors": int(out[4])}
             if not port.pci:
                 row["kernel_rx_dropped"] = _kernel_rx_dropped(port.name)
-            rows.append(row)
+            rows[port.name] = row
         return rows
 
 

@@ -148,7 +148,7 @@ class WorkerDataplane(Dataplane):
             self.lib.nl_mw_stats(self.mw, owner, self._wstats)
             row = {name: int(getattr(self._wstats, name)) for name in _WORKER_FIELDS}
             row["worker"], row["lcore"] = owner, self.lib.nl_mw_lcore(self.mw, owner)
-            row["polls"] = [p.name for p, w in zip(self.ports, self.port_worker) if w == owner]
+            row["polls"] = ",".join(p.name for p, w in zip(self.ports, self.port_worker) if w == owner)
             rows.append(row)
         return rows
 
@@ -160,4 +160,5 @@ class WorkerDataplane(Dataplane):
                 "installs": self.installs, "entries": total["entries"],
                 "table_full": total["table_full"], "capacity": self.capacity * self.workers,
                 "rx": total["rx"], "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)),
-                "mbufs": self.mbufs, "aggregate": total, "per_worker": rows}
+                "mbufs": self.mbufs, "aggregate": total,
+                "per_worker": {f"w{row['worker']}": row for row in rows}}

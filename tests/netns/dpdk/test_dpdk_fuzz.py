@@ -102,7 +102,7 @@ def accounted(counters: dict) -> tuple[int, int, int]:
     (``ReasmReqds``: DPDK 22.11's af_packet PMD asks the kernel to defragment).
     """
     gw = counters["gateway"]
-    port = next(p for p in gw["dpdk"]["ports"] if p["port"] == "in0")
+    port = gw["dpdk"]["ports"]["in0"]
     counted = (sum(gw["dpdk_router"]["drops"].values()) + counters["dropped"] + gw["truncated"]
                + gw["engine_errors"])
     kept = port["rx_missed"] + port["kernel_rx_dropped"]

@@ -69,8 +69,8 @@ def dpdk_counters(lab) -> dict:
 
 def test_the_inside_port_is_polled_by_worker_0_and_the_outside_port_by_worker_1(lab):
     rows = dpdk_counters(lab)["gateway"]["dpdk"]["per_worker"]
-    assert [row["polls"] for row in rows] == [["in0"], ["out0"]]
-    assert dpdk_counters(lab)["gateway"]["dpdk_drivers"] == ["af_packet", "af_packet"]
+    assert {w: row["polls"] for w, row in rows.items()} == {"w0": "in0", "w1": "out0"}
+    assert dpdk_counters(lab)["gateway"]["dpdk_drivers"] == "af_packet,af_packet"
 
 
 def test_flows_are_owned_handed_off_and_counted_on_their_owner_only(lab):
@@ -81,14 +81,14 @@ def test_flows_are_owned_handed_off_and_counted_on_their_owner_only(lab):
                      timeout=120))
     assert got == FLOWS * PACKETS  # every datagram and its answer crossed
     during = dpdk_counters(lab)
-    rows = during["gateway"]["dpdk"]["per_worker"]
+    rows = list(during["gateway"]["dpdk"]["per_worker"].values())
     flows_on = [sum(1 for w in owned.values() if w == i) for i in (0, 1)]
     # Each session's two directions sit in its owner's table only (nothing expired yet
     # within one quantum of the last packet): exactly one worker holds it.
     assert [row["entries"] for row in rows] == [2 * n for n in flows_on]
     assert all(row["misowned"] == 0 for row in rows)
     delta = [{k: row[k] - old[k] for k in row if isinstance(row[k], int)}
-             for row, old in zip(rows, before["gateway"]["dpdk"]["per_worker"])]
+             for row, old in zip(rows, before["gateway"]["dpdk"]["per_worker"].values())]
     for i in (0, 1):
         # worker 0 polls inside: it hands worker 1's outbound packets over; worker 1
         # polls outside: it hands worker 0's answers over; every handoff is taken.
@@ -104,7 +104,7 @@ def test_the_aggregate_is_the_sum_of_the_workers_and_the_engine_counts_every_pac
     time.sleep(0.6)  # a fold (every 0.25 s) has read every worker's counters back
     counters = dpdk_counters(lab)
     dp = counters["gateway"]["dpdk"]
-    rows = dp["per_worker"]
+    rows = list(dp["per_worker"].values())
     assert dp["fast_hits"] == sum(r["snat"] + r["dnat"] for r in rows)
     assert dp["aggregate"]["handoff_enq"] == sum(r["handoff_enq"] for r in rows)
     fast = counters["gateway"]["fast_packets_inside"] + counters["gateway"]["fast_packets_outside"]
