@@ -36,7 +36,7 @@ fi
 # browser tests).
 packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev
           libnfnetlink-dev tcpdump tshark iperf3 procps iputils-ping traceroute netcat-openbsd
-          stun-client stun-server chromium chromium-driver)
+          stun-client stun-server chromium chromium-driver natpmpc miniupnpc)
 [ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
 # DPDK datapath: the libraries and PMDs (af_xdp, af_packet), pkg-config for the build, ethtool
 # and nftables for the lab set-up (offloads off, the kernel's copy dropped).

@@ -285,6 +285,15 @@ class HostHandle:
                       reply=reply, timeout=timeout, payload=payload)
         return _or_skip(self._facade.backend, lambda: self._driver.probe(probe))
 
+    def map_port(self, protocol: str, port: int, **request: Any) -> Any:
+        """Ask this host's gateway for a port mapping with natlab's client ("natpmp", "pcp" or
+        "upnp"; ``request``: the other fields of :class:`natlab.portmap.client.PortMapRequest`,
+        e.g. ``external_port=5000, lifetime=600, transport="tcp", delete=True``); the answer."""
+        from natlab.portmap.client import PortMapRequest
+
+        wanted = PortMapRequest(protocol, port, **request)
+        return _or_skip(self._facade.backend, lambda: self._driver.map_port(self.name, wanted))
+
     def __repr__(self) -> str:
         return f"<host {self.name!r} ({self._facade.backend})>"
 

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -87,17 +87,27 @@ class Report:
     seconds: float
     behaviour: str
     lab: str
+    by_path: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
+    """``{path: {udp_pps, udp_sent_pps, tcp_mbps}}``: the same figures, keyed for scripts."""
 
     def figures(self, path: str) -> PathFigures:
         return next(p for p in self.paths if p.path == path)
 
 
 KERNEL = "kernel NAT (MASQUERADE)"
-BARE = "bare NFQUEUE pass-through"
+BARE = "bare NFQUEUE pass-through (netfilterqueue 1.1.0)"
 DAEMON = "natlab daemon, pass-through engine"
 NATLAB = "natlab"
-DPDK = "natlab on dpdk (C fast path)"
-ORDER = (KERNEL, BARE, DAEMON, NATLAB, DPDK)
+
+
+def _row_modules() -> tuple:
+    """Modules adding rows (see :mod:`natlab.bench.nfq_bench`): one line each."""
+    from natlab.bench import dpdk_bench, nfq_bench
+
+    return (nfq_bench, dpdk_bench)
+
+
+ORDER = (KERNEL, BARE, DAEMON, NATLAB, *(p for m in _row_modules() for p in m.PATHS))
 
 
 def topology(name: str, behaviour: str):
@@ -140,18 +150,21 @@ def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Prog
             NATLAB: lambda: _natlab_gateway(lab, spec, engine=None),
             DAEMON: lambda: _natlab_gateway(lab, spec, engine="passthrough"),
             BARE: lambda: _accept_all(lab, spec),
-            KERNEL: lambda: _masquerade(lab, spec.outside_iface),
-            DPDK: lambda: _dpdk_gateway(lab, spec),
         }
+        for module in _row_modules():
+            paths.update(module.installers(lab, spec))
+        paths[KERNEL] = lambda: _masquerade(lab, spec.outside_iface)  # kernel last: see the docstring
         results = {}
-        for path in (NATLAB, DAEMON, BARE, DPDK, KERNEL):  # kernel last: see the docstring
+        for path in paths:
             progress(path)
             results[path] = meter.measure(path, paths[path])
     finally:
         progress("taking the lab down")
         lab.down()
-    return Report(tuple(results[p] for p in ORDER), "iperf3" if use_iperf3 else "python sockets",
-                  seconds, behaviour, name)
+    figures = tuple(results[p] for p in ORDER)
+    by_path = {f.path: {"udp_pps": f.udp_pps, "udp_sent_pps": f.udp_sent_pps, "tcp_mbps": f.tcp_mbps}
+               for f in figures}
+    return Report(figures, "iperf3" if use_iperf3 else "python sockets", seconds, behaviour, name, by_path)
 
 
 # --- what runs in the gateway namespace, one path at a time ----------------------
@@ -185,29 +198,6 @@ def _natlab_gateway(lab, spec, engine: Optional[str]) -> Iterator[None]:
         # A stopped gateway leaves its namespace closed (forwarding off, DROP rules: it
         # fails closed); the next path measured there needs it open again.
         _check(lab.exec("gw", [*python_module("natlab.bench.lab_bench"), "reopen", str(spec.spec_path)],
-                        capture_output=True, text=True, timeout=30))
-
-
-@contextmanager
-def _dpdk_gateway(lab, spec) -> Iterator[None]:
-    """The gateway on the DPDK datapath, with the lab set-up it needs (offloads off on the
-    veth peers, the kernel's copy dropped) for this path only; undone after."""
-    from natlab.datapaths import registry
-    from natlab.datapaths.dpdk import lab_setup
-
-    why = registry.unavailable("dpdk")
-    if why:
-        raise LabError("the dpdk datapath is unavailable", got=why)
-    spec = replace(spec, name=f"{spec.name}-dpdk", datapath="dpdk", extra={"dpdk": {}})
-    spec.spec_path.write_text(spec.to_json())
-    lab_setup.prepare(spec)
-    try:
-        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
-                      spec.log_path, spec.control_socket, None):
-            yield
-    finally:
-        lab_setup.undo(spec)
-        _check(lab.exec("gw", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
                         capture_output=True, text=True, timeout=30))
 
 

@@ -20,6 +20,7 @@ from natlab.cli import gateway_cmd  # noqa: E402,F401
 from natlab.cli import demo_cmd  # noqa: E402,F401
 from natlab.cli import matrix_cmd  # noqa: E402,F401
 from natlab.cli import bench_lab_cmd  # noqa: E402,F401
+from natlab.cli import bench_explore_cmd  # noqa: E402,F401
 from natlab.cli import run_cmd  # noqa: E402,F401
 from natlab.cli import explore_cmd  # noqa: E402,F401
 

@@ -18,9 +18,6 @@ import typer
 from natlab.cli.app import app
 from natlab.errors import ConfigError
 
-NOT_YET = "is not supported by natlab explore yet; explore a topology file on the memory backend instead"
-
-
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -35,10 +32,13 @@ def _has_display() -> bool:
 
 @app.command("explore")
 def explore_cmd(
-    topology: Annotated[Optional[Path], typer.Argument(help="Topology YAML file to explore.")] = None,
-    lab: Annotated[Optional[str], typer.Option("--lab", "-l", help="Attach to a running lab (not supported yet).")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="memory, or netns (root: a real lab, taken down on "
-                                                             "exit); docker: not yet.")] = "memory",
+    topology: Annotated[Optional[Path], typer.Argument(help="Topology YAML file to explore (with --lab: the "
+                                                            "lab's file, if its state names none).")] = None,
+    lab: Annotated[Optional[str], typer.Option("--lab", "-l", help="Attach to this running netns or Docker lab "
+                                                                   "(root); it stays up on exit.")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="memory (default), or netns / docker "
+                                                                           "(root: a real lab, taken down on exit).")]
+    = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the topology's).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (and that browsers use); anything but "
                                                "loopback exposes the lab.")]
@@ -48,16 +48,19 @@ def explore_cmd(
 ) -> None:
     """A web workbench: topology, gateways' knobs and tables, probes with their walk, hole punching,
     time travel; what you do is recorded and saved as a scenario that `natlab run` passes."""
-    if lab is not None:
-        raise ConfigError(f"--lab {NOT_YET}", got=lab, hint="natlab explore TOPOLOGY.yaml")
     from natlab.explore.backend import BACKENDS
     from natlab.realisers import registry
 
-    realiser = registry.get(backend)  # an unknown name: "did you mean", the known ones
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend} {NOT_YET}", got=backend, hint="--backend " + " or ".join(BACKENDS))
-    if topology is None:
-        raise ConfigError("name a topology file to explore", hint="natlab explore topologies/two-homes.yaml")
+    if lab is not None and backend is not None:
+        raise ConfigError("--lab drives the lab on the backend it was made with", got=f"--backend {backend}",
+                          hint=f"natlab explore --lab {lab}")
+    if lab is not None and seed is not None:
+        raise ConfigError("a running lab keeps its seed", got=f"--seed {seed}", hint=f"natlab explore --lab {lab}")
+    backend = backend or "memory"
+    realiser = registry.get(backend, among=BACKENDS)  # an unknown name: "did you mean", the known ones
+    if topology is None and lab is None:
+        raise ConfigError("name a topology file to explore, or a running lab", hint="natlab explore "
+                          "topologies/two-homes.yaml, or natlab explore --lab NAME (natlab status lists them)")
     if not 0 <= port <= 65535:
         raise ConfigError("port out of range", got=port, hint="0..65535")
     try:
@@ -66,17 +69,20 @@ def explore_cmd(
     except ImportError as err:
         raise ConfigError("natlab explore needs its server libraries", got=err.name,
                           hint="pip install 'natlab[explore]'") from None
-    if realiser.makes_labs:
+    if lab is None and realiser.makes_labs:
         typer.echo(f"bringing up {topology} on the {backend} backend ...", err=True)
-    wb = Workbench(topology, seed=seed, backend_name=backend)
+    wb = Workbench(topology, seed=seed, backend_name=backend, lab=lab)
     try:
         running, sock = start(wb, host, port, thread=False)
     except OSError as err:
+        wb.close()
         raise ConfigError("cannot listen", got=f"{host}:{port}", hint=err.strerror) from None
     if not _loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach it and has the token can change the lab",
                    err=True)
-    typer.echo(f"natlab explore: {wb.topo.name} on the {backend} backend (seed {wb.seed})")
+    how = "attached to the running lab; it stays up on exit" if lab is not None else (
+        "taken down on exit" if realiser.makes_labs else f"seed {wb.seed}")
+    typer.echo(f"natlab explore: {wb.topo.name} on the {wb.driver.backend} backend ({how})")
     typer.echo(f"  {running.url}")
     typer.echo("  Ctrl-C stops it.")
     sys.stdout.flush()

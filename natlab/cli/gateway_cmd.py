@@ -47,21 +47,22 @@ def client_for(gw: str, lab: Optional[str] = None) -> GatewayClient:
     return GatewayClient(_gateway(gw, lab)["control_socket"], name=gw)
 
 
-def _seconds(value: Optional[float]) -> str:
+def _seconds(value: Optional[float], kind: str = "dynamic") -> str:
     if value is None:
-        return "static"
+        return "permanent" if kind in ("natpmp", "pcp", "upnp") else "static"
     return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
 
 
 def mappings_table(gw: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"{gw}: {plural(len(rows), 'mapping')}")
-    for column, justify in (("proto", "left"), ("internal", "left"), ("external", "left"),
+    for column, justify in (("kind", "left"), ("proto", "left"), ("internal", "left"), ("external", "left"),
                             ("remote", "left"), ("sessions", "right"), ("expires in", "right"),
                             ("pkts out", "right"), ("pkts in", "right")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(row["protocol"], row["internal"], row["external"], row["remote"],
-                      str(len(row.get("sessions", ()))), _seconds(row.get("expires_in")),
+        kind = row.get("kind", "dynamic")
+        table.add_row(kind, row["protocol"], row["internal"], row["external"], row["remote"],
+                      str(len(row.get("sessions", ()))), _seconds(row.get("expires_in"), kind),
                       str(row["packets_out"]), str(row["packets_in"]))
     return table
 

@@ -53,6 +53,16 @@ REQUIREMENTS: dict[str, str] = {
     "limits": "RFC 6888 REQ-4, REQ-5",
     "forwards": "static port forwards",
     "static": "static 1:1 NAT",
+    "port_mapping.natpmp": "RFC 6886 (UDP 5351)",
+    "port_mapping.pcp": "RFC 6887 (UDP 5351)",
+    "port_mapping.upnp": "UPnP IGD WANIPConnection (SSDP 1900, HTTP 5000)",
+    "port_mapping.min_lifetime": "RFC 6887 section 15",
+    "port_mapping.max_lifetime": "RFC 6887 section 15",
+    "port_mapping.allow_third_party": "RFC 6887 section 13.1 THIRD_PARTY",
+    "port_mapping.epoch_on_reboot": "RFC 6886 3.6; RFC 6887 8.5",
+    "port_mapping.max_pcp_filters": "RFC 6887 section 13.3 FILTER",
+    "port_mapping.pcp_interworking": "RFC 6970 (IGD-PCP interworking)",
+    "port_mapping": "NAT-PMP / PCP / UPnP IGD server",
 }
 
 class SchemaKind(str, Enum):

@@ -120,10 +120,12 @@ def entry_for(st: NatState, data: bytes | bytearray, side: Side, now: float, qua
     sess = _session(st, side, proto, src, sport, dst, dport)
     if sess is None or sess.dead or (proto == TCP and sess.state is not TcpState.ESTABLISHED):
         return None
+    m = sess.mapping
     expires = min(now + quantum, sess.expires)
+    if m.kind != "dynamic" and m.expires is not None:
+        expires = min(expires, m.expires)  # an explicit port mapping's lifetime ends it too
     if expires <= now:
         return None
-    m = sess.mapping
     if side is Side.INSIDE:
         new = (m.external.addr, m.external.port, dst, dport)
     else:

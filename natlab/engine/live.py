@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from natlab.engine import port_mappings
 from natlab.engine.policy import Policy
 from natlab.engine.ports import checked_pool
 from natlab.engine.state import NatState
@@ -27,6 +28,7 @@ def reconfigure(state: NatState, policy: Policy, now: float) -> Tick:
         _flush_dynamic(state, now, events, "mapping behaviour changed")
     retimed = policy.timeouts != state.policy.timeouts
     state.set_policy(policy)
+    port_mappings.reconcile(state, now, events)
     if retimed:
         _rearm_all(state, now)
     return Tick(tuple(events))
@@ -45,13 +47,15 @@ def set_pool(state: NatState, pool: Sequence[AddressLike], now: float) -> Tick:
     """Change the external addresses; mappings on withdrawn addresses end."""
     events: list[Event] = []
     state.set_pool(checked_pool(pool), now, events)
+    port_mappings.withdraw(state, now, events)
     return Tick(tuple(events))
 
 
 def flush(state: NatState, now: float) -> Tick:
-    """A reboot: every dynamic mapping, held SYN, fragment and unreplied entry is forgotten."""
+    """A reboot: every dynamic and explicit mapping, held SYN, fragment and unreplied entry is forgotten."""
     events: list[Event] = []
     _flush_dynamic(state, now, events, "flushed")
+    port_mappings.flush(state, now, events)
     state.new_allocator()
     return Tick(tuple(events))
 

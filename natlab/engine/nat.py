@@ -6,7 +6,9 @@ Theory of operation
 
 - from the inside, to one of our external addresses (pool or static 1:1): hairpin
   (RFC 4787 REQ-9, :mod:`natlab.engine.hairpin`); an echo request to a pool
-  address is answered by the NAT itself;
+  address is answered by the NAT itself (it is the router's own address), one to
+  a static 1:1 address is hairpinned to the static host, whose echo reply is
+  hairpinned back;
 - from the inside: find the flow's session, or make one (and a mapping, REQ-1..4),
   rewrite the source (address, port or ICMP identifier) in place;
 - from the outside: find the mapping of the destination, let filtering (REQ-8)
@@ -30,18 +32,16 @@ from __future__ import annotations
 
 import random
 import struct
-from types import MappingProxyType
-from typing import Mapping as Dict
 from typing import Optional, Sequence
 
-from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, static_nat
+from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, port_mappings, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
-from natlab.engine.ports import PortAllocator, checked_pool
+from natlab.engine.ports import checked_pool
 from natlab.engine.state import NatState
-from natlab.engine.table import ACK, RST, SYN, Mapping, Session
-from natlab.engine.types import AddressLike, Addresses, Side, to_str
+from natlab.engine.table import ACK, RST, SYN
+from natlab.engine.types import AddressLike, Addresses, Endpoint, Side, to_str
 from natlab.engine.verdicts import Drop, DropReason, Event, Forward, Tick, Verdict
 from natlab.engine.views import MappingView
 
@@ -158,6 +158,8 @@ class Engine:
                     return self._outbound(data, ihl, ICMP, src, ident, dst, 0, 4, 0, now, events)
                 if side is OUTSIDE and itype == 0:
                     return self._inbound(data, ihl, ICMP, src, 0, dst, ident, 4, 0, now, events)
+                if side is INSIDE and (dst in self._pool_set or dst in self._static_in):
+                    return hairpin.echo_reply(st, data, ihl, src, dst, ident, now, events)
             elif itype in icmp_errors.ERROR_TYPES:
                 if not st.policy.icmp.errors:
                     return self._counters.drop(DropReason.ICMP_DISABLED, events)
@@ -168,9 +170,7 @@ class Engine:
         """X:x -> Y:y from inside. The flow comes as positional ints, not a ``FlowKey``: this
         is the per-packet path, and the probe tuple is the only thing it allocates before
         the rewrite. ``port_off`` is where the rewritten port is (0, or 4: an ICMP identifier)."""
-        if y_addr in self._pool_set or y_addr in self._static_in:
-            if proto == ICMP:
-                return self._counters.drop(DropReason.HAIRPIN_DISABLED, events)
+        if y_addr in self._pool_set or y_addr in self._static_in:  # ICMP here: an echo to a static address
             return hairpin.hairpin(self._state, data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
         sess = self._by_flow.get((proto, x_addr, x_port, y_addr, y_port))
         if sess is None:
@@ -206,9 +206,9 @@ class Engine:
         sess = m.sessions.get((y_addr, y_port))
         if sess is None:
             st = self._state
-            if not st.admits(m, y_addr):
-                if self._remap_inbound_first and proto == UDP:
-                    st.claim(ext_addr, ext_port, y_addr, y_port, now)
+            if not st.admits(m, y_addr, y_port):
+                if self._remap_inbound_first:
+                    st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
                 events = st.filtered(m, y_addr, y_port, now, events)
                 if proto == TCP and flags & SYN and not flags & (ACK | RST):
                     st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
@@ -242,11 +242,30 @@ class Engine:
             # The client now uses the static address: a forward's session on the 5-tuple ends.
             st.end_forward_session(proto, internal, ext_port, y_addr, y_port)
             return static_nat.translate(self._counters, data, ihl, proto, 16, internal, events, OUTSIDE)
-        if self._remap_inbound_first and proto == UDP:
-            st.claim(ext_addr, ext_port, y_addr, y_port, now)
+        if self._remap_inbound_first:
+            st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
         if proto == TCP and flags & SYN and not flags & (ACK | RST):
             st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
         return self._counters.drop(DropReason.NO_MAPPING, events)
+
+    # -- explicit port mappings (NAT-PMP, PCP, UPnP IGD: natlab.engine.port_mappings) ----
+    def map_port(self, kind: str, proto: int, internal: Endpoint, external_port: int, until: Optional[float],
+                 filters: Sequence = (), now: float = 0.0, description: str = "") -> Tick:
+        """Install or refresh an explicit mapping of ``external_port`` on the first pool address."""
+        return Tick(tuple(port_mappings.map_port(self._state, kind, proto, internal, external_port, until,
+                                                 filters, now, description)))
+
+    def unmap_port(self, proto: int, external_port: int, now: float) -> Tick:
+        """Remove the explicit mapping of ``external_port``, if there is one."""
+        return Tick(tuple(port_mappings.unmap_port(self._state, proto, external_port, now)))
+
+    def port_free(self, proto: int, port: int) -> bool:
+        """Whether ``port`` on the first pool address may be mapped (no mapping, forward or port block holds it)."""
+        return port_mappings.is_free(self._state, proto, port)
+
+    def port_mapping_counters(self) -> dict[str, int]:
+        """Explicit mappings created, refreshed, deleted, expired, flushed, and conflicts by kind."""
+        return {"active": len(self._state.port_maps), **self._state.port_maps.counters}
 
     # -- fast paths (a cache that repeats decisions: natlab.engine.fastpath) -----------
     def fast_entry(self, data: bytes | bytearray, side: Side, now: float,
@@ -315,40 +334,3 @@ class Engine:
         """Entries held, by table: mappings, sessions, timers (heap entries, stale ones
         included), held_syns, fragments, claims. For memory-bound checks and reports."""
         return self._state.sizes()
-
-    # -- the names outside code read before NatState existed (read-only) ----------------
-    @property
-    def pool(self) -> tuple[int, ...]:
-        """The pool as ints, in order (the same as ``addresses.pool``)."""
-        return self._state.pool
-
-    @property
-    def pool_set(self) -> frozenset[int]:
-        """The pool as a set of ints. Prefer ``addresses.pool_set`` or :meth:`owns`."""
-        return self._pool_set
-
-    @property
-    def static_in(self) -> Dict[int, int]:
-        """Static 1:1 NAT, external -> internal address (read-only). Prefer ``addresses.static_in``
-        or :meth:`owns`."""
-        return MappingProxyType(self._static_in)  # type: ignore[arg-type]
-
-    @property
-    def allocator(self) -> PortAllocator:
-        """The port allocator. Prefer :meth:`port_block_state` and :meth:`port_blocks`."""
-        return self._state.allocator
-
-    @property
-    def by_flow(self) -> Dict[tuple, Session]:
-        """Sessions by (proto, X, x, Y, y), read-only. Prefer :meth:`table_sizes`."""
-        return MappingProxyType(self._by_flow)
-
-    @property
-    def by_external(self) -> Dict[tuple, Mapping]:
-        """Mappings by (proto, X', x'), read-only. Prefer :meth:`mappings`."""
-        return MappingProxyType(self._by_external)
-
-    @property
-    def heap(self) -> tuple:
-        """The timer heap's entries (a copy). Prefer :meth:`next_deadline` and :meth:`table_sizes`."""
-        return tuple(self._timers)

@@ -37,11 +37,12 @@ import random
 from typing import Iterator, Optional, Union
 
 from natlab.engine import static_nat
-from natlab.engine.checksum_deltas import TCP, UDP
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP
 from natlab.engine.counters import Counters
 from natlab.engine.fragments import FragmentTable
-from natlab.engine.inbound_first import Claims, Taken
+from natlab.engine.inbound_first import Claims, Taken, leaves_claim
 from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
+from natlab.engine.port_mappings import PortMappingTable
 from natlab.engine.ports import PortAllocator
 from natlab.engine.syn_hold import SynHold
 from natlab.engine.table import Mapping, Session, TcpState, decrement, restarts, tcp_next_state
@@ -74,6 +75,9 @@ class NatState:
         self.syns = SynHold()
         self.frags = FragmentTable()
         self.claims = Claims()
+        self.port_maps = PortMappingTable()
+        """Explicit mappings (NAT-PMP, PCP, UPnP: :mod:`natlab.engine.port_mappings`)."""
+        self.held_out = self.port_maps.outbound
         self._by_key: dict[tuple, Mapping] = {}
         self._forwards: dict[tuple[int, int, int], Mapping] = {}
         self._per_host: dict[int, int] = {}
@@ -97,6 +101,8 @@ class NatState:
         self._max_sessions = policy.limits.max_sessions or 0
         self._max_per_mapping = policy.limits.max_sessions_per_mapping or 0
         self.remap_inbound_first = policy.inbound_first is InboundFirst.REMAP
+        if not self.remap_inbound_first:
+            self.claims.clear()  # ``forget`` keeps no unreplied entries: none may clash later
         self.refresh_out = policy.refresh is not Refresh.INBOUND
         self.refresh_in = policy.refresh is not Refresh.OUTBOUND
         self.syns.answer = policy.tcp.unsolicited_syn
@@ -139,11 +145,14 @@ class NatState:
         return self._allocator
 
     # -- filtering (REQ-8) -----------------------------------------------------------
-    def admits(self, m: Mapping, y_addr: int) -> bool:
+    def admits(self, m: Mapping, y_addr: int, y_port: int = 0) -> bool:
         """Would filtering admit a packet from a remote with no session yet? EIF: yes; ADF: if
-        a session shares its address (the same ``Dependency.key``); APDF: never."""
+        a session shares its address (the same ``Dependency.key``); APDF: never. Forwards
+        admit everyone, explicit port mappings whom their filters name."""
         f = self._policy.filtering
-        if m.kind != "dynamic" or f is _EIM:
+        if m.kind != "dynamic":
+            return m.kind == "forward" or m.admits(y_addr, y_port)  # type: ignore[attr-defined]
+        if f is _EIM:
             return True
         if f is _ADM:
             return m.addr_refs.get(y_addr, 0) > 0
@@ -164,6 +173,8 @@ class NatState:
             return self.counters.drop(DropReason.SESSION_LIMIT, events)
         flow = _new_key(FlowKey, (proto, x_addr, x_port, y_addr, y_port))
         m = self._forwards.get((proto, x_addr, x_port))
+        if m is None and self.held_out:
+            m = self.held_out.get((proto, x_addr, x_port))  # an explicit port mapping: as a forward
         if m is None:
             key = self._policy.mapping.key(flow)
             m = self._by_key.get(key)
@@ -172,7 +183,7 @@ class NatState:
                 if made.__class__ is Drop:
                     return made  # type: ignore[return-value]
                 m = made  # type: ignore[assignment]
-            if self.claims and proto == UDP:
+            if self.claims and proto != ICMP:
                 taken = self.claims.clash(m, y_addr, y_port, now, self._in_use)
                 if taken is not None:
                     m = self._remap(m, flow, taken, now, events)  # type: ignore[assignment]
@@ -356,12 +367,16 @@ class NatState:
         if held is not None:
             self.schedule(now + tcp.syn_hold, held)
 
-    def claim(self, ext_addr: int, ext_port: int, y_addr: int, y_port: int, now: float) -> None:
-        """An unsolicited UDP packet leaves an unreplied entry (``inbound_first: remap``);
-        entries count against ``limits.max_sessions``."""
+    def claim(self, proto: int, flags: int, ext_addr: int, ext_port: int, y_addr: int, y_port: int,
+              now: float) -> None:
+        """An unsolicited UDP packet or TCP SYN leaves an unreplied entry (``inbound_first:
+        remap``) for ``udp_unreplied`` or ``tcp_transitory`` seconds; entries count against
+        ``limits.max_sessions``."""
+        if not leaves_claim(proto, flags):
+            return
         room = not self._max_sessions or len(self.claims) + self.counters.sessions_active < self._max_sessions
-        expires = now + self._t_udp_unreplied
-        made = self.claims.claim(ext_addr, ext_port, y_addr, y_port, expires, room)
+        expires = now + (self._t_udp_unreplied if proto == UDP else self._t_tcp_trans)
+        made = self.claims.claim(proto, ext_addr, ext_port, y_addr, y_port, expires, room)
         if made is not None:
             self.schedule(expires, made)
 
@@ -410,13 +425,13 @@ class NatState:
     def mappings(self, now: Optional[float] = None) -> tuple[MappingView, ...]:
         live = self.by_external.values()
         if now is not None:  # a read never expires anything: hide what is due instead
-            live = [m for m in live if m.kind != "dynamic" or (m.expires or 0) > now]
+            live = [m for m in live if m.expires is None or m.expires > now]
         return snapshot(live)
 
     def sizes(self) -> dict[str, int]:
         return {"mappings": len(self.by_external), "sessions": len(self.by_flow), "timers": len(self.timers),
                 "held_syns": len(self.syns), "fragments": len(self.frags.records) + self.frags.n_held,
-                "claims": len(self.claims)}
+                "claims": len(self.claims), "port_mappings": len(self.port_maps)}
 
     def _limit(self, flow: FlowKey, now: float, events, detail: str) -> Drop:
         """A limit-reached drop whose event says which limit."""

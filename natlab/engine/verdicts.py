@@ -86,6 +86,12 @@ class EventKind(str, Enum):
     MAPPINGS_FLUSHED = "mappings-flushed"
     FILTERED = "filtered"
     DROPPED = "dropped"
+    PORT_MAPPING_CREATED = "port-mapping-created"
+    PORT_MAPPING_REFRESHED = "port-mapping-refreshed"
+    PORT_MAPPING_DELETED = "port-mapping-deleted"
+    PORT_MAPPING_EXPIRED = "port-mapping-expired"
+    PORT_MAPPING_REFUSED = "port-mapping-refused"
+    """NAT-PMP/PCP/UPnP mappings (:mod:`natlab.engine.port_mappings`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,34 +8,43 @@ validates what it saves with the scenario loader. Everything it needs from the
 rest of natlab is re-exported or wrapped here, so when a module moves, this file
 is the one to fix.
 
+A lab comes from one of two places: :func:`open_driver` brings a topology up on
+a realiser (the registry's ``open``; the driver takes it down on ``close()``),
+:func:`attach` finds a lab that is already up by its state file (as ``natlab
+status``/``mappings``/``events`` do) and drives it with the realiser's own driver,
+``owns=False``: closing it leaves the lab up. :func:`live_gateway` asks such a
+lab's gateways (their control sockets' ``status``) what they run now.
+
 The only place that looks *inside* a backend is :class:`Tracer`: on the memory
 backend it watches the twin's engines and host stacks to tell the packet's walk
 (each NAT's verdict, the packet before and after it). It wraps instance
 attributes, never changes behaviour, and is simply absent on other backends:
-the walk then falls back to the probe result and the gateway events.
+the walk is then told from the gateways' records (:mod:`natlab.explore.eventwalk`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from natlab.cli.output import nat_class, show_value
 from natlab.cli.presets_cmd import requirement_of
-from natlab.errors import ConfigError, NatlabError, report
+from natlab.errors import ConfigError, NatlabError, combined, report
 from natlab.behaviours.overrides import flatten, parse_assignments
 from natlab.behaviours.presets import apply_overrides, policy_schema, policy_to_dict, preset_names, resolve
 from natlab.realisers.base import Driver, Probe, ProbeResult, Unsupported
 
 __all__ = [
     "BACKENDS", "ConfigError", "Driver", "NatlabError", "Probe", "ProbeResult", "Tracer", "Unsupported",
-    "apply_set", "default_policy", "flatten", "knob_schema", "load_scenario", "load_topology", "nat_class", "open_driver",
-    "parse_assignments", "policy_of_preset", "policy_to_dict", "preset_names", "report", "unavailable",
-    "requirement_of", "run_scenario_file", "show_value",
+    "apply_set", "attach", "combined", "default_policy", "flatten", "knob_schema", "live_gateway", "load_scenario",
+    "load_topology", "nat_class", "open_driver", "parse_assignments", "policy_from_dict", "policy_of_preset",
+    "policy_to_dict", "pool_errors", "preset_names", "realtime", "report", "unavailable", "requirement_of",
+    "run_scenario_file", "show_value",
 ]
 
-BACKENDS = ("memory", "netns")
-"""Backends ``natlab explore`` can open today; the others say so (see :func:`open_driver`)."""
+BACKENDS = ("memory", "netns", "docker")
+"""Backends ``natlab explore`` can bring a lab up on (see :func:`open_driver`)."""
 
 
 def unavailable(backend: str) -> Optional[str]:
@@ -56,7 +65,7 @@ def open_driver(topology: Any, seed: int, backend: str = "memory") -> Driver:
     """Bring ``topology`` up as a :class:`Driver`, the way ``natlab run`` does."""
     if backend not in BACKENDS:
         raise ConfigError(f"natlab explore does not support the {backend} backend yet", got=backend,
-                          hint="use the memory backend (the default) or netns; docker and --lab are planned")
+                          hint="one of " + ", ".join(BACKENDS))
     reason = unavailable(backend)
     if reason:
         raise ConfigError(f"the {backend} backend cannot run here: {reason}", got=backend,
@@ -66,8 +75,76 @@ def open_driver(topology: Any, seed: int, backend: str = "memory") -> Driver:
     return open_backend(topology, seed, backend)
 
 
+def attach(name: str, topology: Optional[str | Path] = None) -> tuple[Driver, Any, Path]:
+    """A lab that is up (netns or Docker): its driver (closing it leaves the lab up), topology and file.
+
+    The topology is the file the lab was brought up from (its state says which),
+    or ``topology`` if given; it must have the lab's hosts and gateways.
+    """
+    from natlab.lab import attach as attach_lab
+    from natlab.realisers.netns.build import renamed
+    from natlab.realisers.registry import of_state
+
+    lab = attach_lab(name)
+    state = lab.state
+    if state.phase != "up":
+        raise ConfigError(f"lab {state.name} is not up yet (it is {state.phase})", got=state.name,
+                          hint=f"wait for natlab up to finish, or natlab down {state.name}")
+    file = topology or state.file
+    if not file:
+        raise ConfigError(f"lab {state.name} was brought up without a topology file", got=state.name,
+                          hint=f"name the file it was made from: natlab explore FILE --lab {state.name}")
+    path = Path(os.path.abspath(file))
+    topo = renamed(load_topology(path), state.name)
+    nodes = {"hosts": (sorted(h.name for h in topo.hosts), sorted(state.hosts)),
+             "gateways": (sorted(g.name for g in topo.gateways), sorted(state.gateways))}
+    for kind, (in_file, in_lab) in nodes.items():
+        if in_file != in_lab:
+            raise ConfigError(f"{path} is not the topology of lab {state.name}: its {kind} differ",
+                              got=", ".join(in_file), hint=f"the lab has {', '.join(in_lab) or 'none'}; "
+                                                           f"natlab explore FILE --lab {state.name}")
+    return of_state(state).driver(lab, owns=False), topo, path
+
+
+def live_gateway(driver: Driver, gateway: str) -> Optional[dict[str, Any]]:
+    """What a real lab's gateway runs now (its control socket's ``status``: preset, policy, pool,
+    clock offset), or None where the driver has no control sockets (the memory twin)."""
+    lab = getattr(driver, "lab", None)
+    if lab is None:
+        return None
+    from natlab.gateway.client import GatewayClient
+
+    return GatewayClient(lab.state.gateways[gateway]["control_socket"], name=gateway).status()
+
+
+def realtime(backend: str) -> bool:
+    """Time on ``backend`` is the wall clock (state changes by itself: the page needs refreshing)."""
+    from natlab.realisers.registry import get
+
+    return bool(get(backend).realtime)
+
+
+def pool_errors(topo: Any, gateway: str, pool: Sequence[str], policy: Any) -> list[ConfigError]:
+    """Why ``pool`` cannot be ``gateway``'s: addresses that do not parse, are not on its outside
+    network or are listed twice (RFC 4787 REQ-2 pools), or clash with its static NAT."""
+    from natlab.topology.conflicts import policy_problems, pool_problems, surroundings
+
+    around = surroundings(topo, gateway)
+    problems = pool_problems(pool, around["outside"])
+    before = policy_problems(policy, **around)
+    problems += [p for p in policy_problems(policy, pool, around["inside"], around["outside"]) if p not in before]
+    return [p.error(key=p.key if p.path[0] == "pool" else f"pool clashes with {p.key}") for p in problems]
+
+
 def policy_of_preset(behaviour: str, overrides: Optional[dict[str, Any]] = None) -> Any:
     return resolve(behaviour, overrides or None).policy
+
+
+def policy_from_dict(data: dict[str, Any]) -> Any:
+    """A policy as a gateway's ``status`` reports it, validated into the value."""
+    from natlab.behaviours.presets import policy_from_dict as validate
+
+    return validate(data)
 
 
 def default_policy() -> Any:

@@ -26,7 +26,6 @@ from typing import Any
 
 from natlab.explore.backend import Probe
 from natlab.explore.topoview import nat_chain
-from natlab.explore.walk import packets
 
 __all__ = ["PEER_PORT", "RENDEZVOUS_PORT", "hole_punch"]
 
@@ -44,9 +43,9 @@ def hole_punch(wb: Any, a: str, b: str, server: str, rounds: int) -> dict[str, A
         at = "" if receiver == server else f"{receiver}:{listen}"
         probe = Probe(proto="udp", src=src, dst=dst, dport=dport, sport=PEER_PORT, receiver=receiver,
                       listen_port=0 if receiver == server else listen, reply=reply)
-        result, walk = wb.traced_probe(probe)
+        result, _walk, pkts = wb.traced_probe(probe)
         wb.recording.add_probe(probe, to, at, result, name=label)
-        for pkt in packets(walk):
+        for pkt in pkts:
             messages.append({**pkt, "label": label, "phase": phase})
         return result
 

@@ -32,6 +32,8 @@ class Recording:
         self.lab, self.topology_file, self.seed, self.backend = lab, topology_file, seed, backend_name
         self._steps: list[dict[str, Any]] = []
         self._seen: list[str] = []
+        self.attached = False
+        """The session began on a running lab: the first steps rebuild its state, not its mappings."""
 
     def steps(self) -> list[dict[str, Any]]:
         """Each step as saved, with ``observed``: what the page shows beside it."""
@@ -48,8 +50,9 @@ class Recording:
         self._steps.append(step)
         self._seen.append(observed)
 
-    def add_set(self, gateway: str, knob: str, value: Any) -> None:
-        self.add("set", {"gateway": gateway, "knobs": {knob: value}}, f"{gateway}: {knob}={backend.show_value(value)}")
+    def add_set(self, gateway: str, knob: str, value: Any, note: str = "") -> None:
+        self.add("set", {"gateway": gateway, "knobs": {knob: value}},
+                 f"{note}{gateway}: {knob}={backend.show_value(value)}")
 
     def add_probe(self, probe: Any, to: str, at: str, result: Any, name: Optional[str] = None) -> None:
         body: dict[str, Any] = {"from": probe.src, "to": to}
@@ -75,10 +78,13 @@ class Recording:
         topo = str(self.topology_file)
         if where is not None:
             topo = os.path.relpath(self.topology_file, where)
+        attached = (" Attached to the running lab: the first steps set its gateways as they were; "
+                    "mappings it had already are not in this file." if self.attached else "")
         return {
             "name": f"explored-{self.lab}",
             "description": (f"Recorded with natlab explore on the {self.backend} backend "
-                            f"({time.strftime('%Y-%m-%d %H:%M')}); each expectation is what was observed."),
+                            f"({time.strftime('%Y-%m-%d %H:%M')}); each expectation is what was observed."
+                            + attached),
             "topology": topo, "seed": self.seed, "backends": [self.backend],
             "steps": [dict(s) for s in self._steps],
         }

@@ -7,6 +7,9 @@ one JS, one CSS file from package data, no build step) reads the topology and
 the state, then listens on ``/api/events``: after every change the server
 pushes the whole state (gateways' knobs, mapping tables, counters, recent
 events; the recording) as one SSE message, so every open tab stays current.
+On a real lab (wall-clock time) each stream also reads the state again every
+:data:`REFRESH` seconds and pushes it when it differs: mappings expire by
+themselves there, and other tools change the lab.
 Actions are JSON POSTs; each answers with its result (a probe's walk, a punch's
 sequence) or ``{"error": ...}`` with status 400 and nothing changed.
 
@@ -47,6 +50,9 @@ STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 KEEPALIVE = 15.0
 POLL = 0.25
 """How often an event stream looks whether the server is stopping."""
+REFRESH = 1.0
+"""On a real lab (wall-clock time) how often the state is read again: mappings expire and
+other tools (``natlab set``, traffic) change it without the page's doing."""
 MAX_BODY = 64 * 1024
 
 # POST /api/NAME: the workbench method and the JSON fields it takes (all others are refused).
@@ -56,6 +62,7 @@ ACTIONS: dict[str, tuple[str, dict[str, str]]] = {
     "probe": ("probe", {"proto": "proto", "from": "src", "to": "to", "sport": "sport", "at": "at", "reply": "reply"}),
     "advance": ("advance", {"gateway": "gateway", "seconds": "seconds"}),
     "reboot": ("reboot", {"gateway": "gateway"}),
+    "pool": ("set_pool", {"gateway": "gateway", "addresses": "addresses"}),
     "check": ("check_mappings", {"gateway": "gateway"}),
     "punch": ("punch", {"a": "a", "b": "b", "server": "server", "rounds": "rounds"}),
     "save": ("save", {"path": "path"}),
@@ -128,23 +135,38 @@ class _Api:
                                  headers={"x-accel-buffering": "no"})
 
     async def _stream(self, queue: asyncio.Queue, first: str) -> Any:
-        """The state now, then after every change; a comment line now and then keeps proxies open."""
-        idle = 0.0
+        """The state now, then after every change (on a real lab also when it changed by itself);
+        a comment line now and then keeps proxies open."""
+        idle = stale = 0.0
+        last = first
         try:
             yield f"event: state\ndata: {first}\n\n"
             while not self.closing.is_set():
                 try:
                     data = await asyncio.wait_for(queue.get(), POLL)
                 except asyncio.TimeoutError:
-                    idle += POLL
+                    idle, stale = idle + POLL, stale + POLL
+                    if self.wb.realtime and stale >= REFRESH:
+                        stale, data = 0.0, await self._fresh_state()
+                        if data is not None and data != last:
+                            idle, last = 0.0, data
+                            yield f"event: state\ndata: {data}\n\n"
+                            continue
                     if idle >= KEEPALIVE:
                         idle = 0.0
                         yield ": keepalive\n\n"
                     continue
-                idle = 0.0
+                idle, last = 0.0, data
                 yield f"event: state\ndata: {data}\n\n"
         finally:
             self.hub.queues.discard(queue)
+
+    async def _fresh_state(self) -> Optional[str]:
+        """The state read again, or None when it cannot be read now (the lab is going away)."""
+        try:
+            return await self.locked(self._state_json)
+        except NatlabError:
+            return None
 
     async def action(self, request: Request) -> Response:
         name = request.path_params["name"]

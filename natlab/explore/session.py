@@ -2,18 +2,22 @@
 
 Theory of operation
 -------------------
-A :class:`Workbench` holds a :class:`~natlab.scenario.driver.Driver` (the
-memory twin by default) and is the only thing that touches it. Every action the
-page can take is one method here: ``set_knob``, ``configure``, ``probe``,
-``advance``, ``reboot``, ``check_mappings``, ``punch``. Each one validates its
+A :class:`Workbench` holds a :class:`~natlab.realisers.base.Driver` (the
+memory twin by default; a netns or Docker lab it brought up; or, with ``lab=``,
+one that was up already, which it leaves up) and is the only thing that touches
+it. Every action the page can take is one method here: ``set_knob``,
+``configure``, ``set_pool``, ``probe``, ``advance``, ``reboot``,
+``check_mappings``, ``punch``. Each one validates its
 input first and raises :class:`ConfigError` (what, got, hint) before anything
 changes, then calls the driver, then appends what it did *and what it saw* to
 the :class:`~natlab.explore.record.Recording`, so the session can be saved as
 a scenario whose expectations are the observed outcomes.
 
-Each gateway's policy is mirrored here (topology preset, then every ``set`` and
-``configure`` applied with natlab's own validators), so the knob panel needs
-nothing from the backend but the Driver API. :meth:`state` is everything the
+Each gateway is mirrored here (:mod:`natlab.explore.mirror`: topology preset,
+then every ``set``, ``configure`` and ``set_pool`` applied with natlab's own
+validators), so the knob panel needs nothing from the backend but the Driver
+API; on a real lab the mirror is caught up with what the gateways report, and
+what other hands changed is recorded too. :meth:`state` is everything the
 page shows; ``version`` counts changes, so the page knows when to redraw.
 """
 
@@ -22,11 +26,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from natlab.explore import backend, knobs, topoview
+from natlab.explore import backend, eventwalk, knobs, mirror, topoview
 from natlab.explore.backend import ConfigError, Probe
 from natlab.explore.record import Recording
 from natlab.explore.walk import packets
@@ -34,15 +37,9 @@ from natlab.explore.walk import packets
 __all__ = ["Workbench"]
 
 EVENTS_SHOWN = 60
+EVENTS_KEPT = 1000
+"""Events asked for after a probe (every one it caused, even on a busy lab)."""
 PROTOS = ("udp", "tcp", "icmp")
-
-
-@dataclass
-class _Gateway:
-    behaviour: str
-    policy: Any
-    changed: dict[str, str]
-    clock: float = 0.0
 
 
 def _port(text: str, what: str) -> int:
@@ -65,27 +62,68 @@ def _seconds(value: Any) -> float:
     return seconds
 
 
+def _addresses(given: Any) -> list[str]:
+    """A pool as the page sends it: a list, or one string of addresses split by commas or spaces."""
+    if isinstance(given, str):
+        given = given.replace(",", " ").split()
+    if not isinstance(given, list) or not all(isinstance(a, str) for a in given):
+        raise ConfigError("a pool is a list of IPv4 addresses", got=given, hint="e.g. 203.0.113.1, 203.0.113.2")
+    pool = [a.strip() for a in given if a.strip()]
+    if not pool:
+        raise ConfigError("a pool needs at least one address", got=given, hint="e.g. 203.0.113.1")
+    return pool
+
+
 def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 class Workbench:
-    """Explore ``topology`` (a file) on ``backend_name``; ``seed`` defaults to the topology's."""
+    """Explore ``topology`` (a file) on ``backend_name``; ``seed`` defaults to the topology's.
 
-    def __init__(self, topology: str | Path, seed: Optional[int] = None, backend_name: str = "memory") -> None:
-        self.topology_file = Path(os.path.abspath(topology))
-        self.topo = backend.load_topology(self.topology_file)
-        self.seed = self.topo.seed if seed is None else seed
-        self.driver = backend.open_driver(self.topo, self.seed, backend_name)
-        self.tracer = backend.Tracer.attach(self.driver)
-        self.gateways = {gw.name: _Gateway(gw.behaviour, backend.policy_of_preset(gw.behaviour, gw.overrides), {})
-                         for gw in self.topo.gateways}
-        self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
+    With ``lab`` it attaches to that running lab instead (netns or Docker; ``topology``
+    then defaults to the file the lab was made from) and leaves it up on :meth:`close`.
+    """
+
+    def __init__(self, topology: Optional[str | Path] = None, seed: Optional[int] = None,
+                 backend_name: str = "memory", *, lab: Optional[str] = None) -> None:
+        self.attached = lab is not None
+        if lab is not None:
+            self.driver, self.topo, self.topology_file = backend.attach(lab, topology)
+            self.seed = self.topo.seed
+        else:
+            if topology is None:
+                raise ConfigError("name a topology file to explore", hint="natlab explore topologies/two-homes.yaml")
+            self.topology_file = Path(os.path.abspath(topology))
+            self.topo = backend.load_topology(self.topology_file)
+            self.seed = self.topo.seed if seed is None else seed
+            self.driver = backend.open_driver(self.topo, self.seed, backend_name)
+        try:
+            self.tracer = backend.Tracer.attach(self.driver)
+            self.realtime = backend.realtime(self.driver.backend)
+            self.gateways = {gw.name: mirror.of_topology(gw) for gw in self.topo.gateways}
+            self.recording = Recording(self.topo.name, self.topology_file, self.seed, self.driver.backend)
+            if self.attached:  # the lab as it runs now: the first steps of the recording
+                self.recording.attached = True
+                self._catch_up("attached: ")
+        except BaseException:
+            self.driver.close()
+            raise
         self.version = 0
         self.lock = threading.Lock()
 
+    def _catch_up(self, note: str) -> bool:
+        """On a real lab, take each gateway's word for what it runs (see :mod:`natlab.explore.mirror`)."""
+        found = False
+        for name, gw in self.gateways.items():
+            live = backend.live_gateway(self.driver, name)
+            if live is not None:
+                found = mirror.catch_up(name, gw, live, self.recording, note) or found
+        return found
+
     def close(self) -> None:
+        """Stop what the workbench started; a lab it brought up goes down, one it attached to stays up."""
         self.driver.close()
 
     # -- names --------------------------------------------------------------------------
@@ -140,15 +178,21 @@ class Workbench:
         view["presets"] = backend.preset_names()
         view["seed"] = self.seed
         view["backend"] = self.driver.backend
+        view["attached"] = self.attached
+        view["walk"] = "traced" if self.tracer is not None else "gateway records"
         view["file"] = str(self.topology_file)
         return view
 
     def state(self) -> dict[str, Any]:
+        """Everything the page shows; on a real lab, first what changed there by other hands."""
+        if self._catch_up("changed outside the workbench: "):
+            self._changed()
         gateways = {}
         for name, gw in self.gateways.items():
             gateways[name] = {
                 "behaviour": gw.behaviour, "nat_class": backend.nat_class(backend.policy_to_dict(gw.policy)),
-                "changed": gw.changed, "clock": gw.clock, "addresses": self.driver.addresses(name),
+                "changed": gw.changed, "clock": gw.clock,
+                "addresses": gw.pool if self.realtime else self.driver.addresses(name),
                 "knobs": knobs.knob_rows(gw.policy), "mappings": self.driver.mappings(name),
                 "counters": self.driver.counters(name), "events": self.driver.events(name, EVENTS_SHOWN),
             }
@@ -165,8 +209,7 @@ class Workbench:
         policy = backend.apply_set(gw.policy, [assignment])  # raises, changing nothing, on a bad value
         parsed = backend.parse_assignments([assignment])
         self.driver.set(gateway, [assignment])
-        gw.policy = policy
-        gw.changed[knob] = text
+        gw.update(policy)
         self.recording.add_set(gateway, knob, _leaf(parsed, knob))
         self._changed()
         return {"ok": True, "summary": f"{gateway}: {assignment}"}
@@ -179,7 +222,8 @@ class Workbench:
                               hint=f"one of {', '.join(backend.preset_names())}")
         policy = backend.policy_of_preset(behaviour)
         self.driver.configure(gateway, behaviour)
-        gw.behaviour, gw.policy, gw.changed = behaviour, policy, {}
+        gw.behaviour = behaviour
+        gw.update(policy, base=policy)
         self.recording.add("configure", {"gateway": gateway, "behaviour": behaviour},
                            f"{gateway} is now {behaviour} (mappings flushed)")
         self._changed()
@@ -199,35 +243,66 @@ class Workbench:
         receiver, listen = self._receiver(to, dst, at)
         probe = Probe(proto=proto, src=src, dst=dst, dport=dport, sport=sport_n, receiver=receiver,
                       listen_port=listen, reply=bool(reply))
-        result, walk = self.traced_probe(probe)
+        result, walk, pkts = self.traced_probe(probe)
         self.recording.add_probe(probe, to, at, result)
         self._changed()
-        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": packets(walk)}
+        return {"ok": True, "result": result_dict(result), "walk": walk, "packets": pkts,
+                "observed": "traced" if self.tracer is not None else "gateway records"}
 
-    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]]]:
-        """The probe's result and its walk; where no tracer can watch, the gateways' new events instead."""
+    def traced_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The probe's result, its traced hops and its packets.
+
+        Where no tracer can watch (real labs) there are no hops: the packets are told
+        from what the gateways recorded meanwhile (:func:`eventwalk.observed_walk`).
+        """
         if self.tracer is None:
-            return self._probe_with_events(probe), []
-        if self.tracer is not None:
-            self.tracer.start()
+            return self._observed_probe(probe)
+        self.tracer.start()
         try:
             result = self.driver.probe(probe)
         finally:
-            walk = self.tracer.stop() if self.tracer is not None else []
-        return result, walk
+            walk = self.tracer.stop()
+        return result, walk, packets(walk)
 
-    def _probe_with_events(self, probe: Probe) -> Any:
-        marks = {gw: max((e["seq"] for e in self.driver.events(gw, EVENTS_SHOWN)), default=0) for gw in self.gateways}
+    def _records(self) -> dict[str, tuple[int, tuple[dict[str, Any], ...], Any, Any]]:
+        """Each gateway's last event number, mapping rows and packet counters (inside, outside)."""
+        out = {}
+        for gw in self.gateways:
+            mark = max((e["seq"] for e in self.driver.events(gw, 1)), default=0)
+            queued = self.driver.counters(gw).get("gateway", {})
+            out[gw] = (mark, tuple(self.driver.mappings(gw)), queued.get("packets_inside"),
+                       queued.get("packets_outside"))
+        return out
+
+    def _observed_probe(self, probe: Probe) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        before = self._records()
         result = self.driver.probe(probe)
-        if result.events:
-            return result
-        new = [e for gw in self.gateways for e in self.driver.events(gw, EVENTS_SHOWN) if e["seq"] > marks[gw]]
-        return dataclasses.replace(result, events=tuple(new))
+        after = self._records()
+        seen = {}
+        for gw, (mark, rows, inside, outside) in before.items():
+            _, rows_after, inside_after, outside_after = after[gw]
+            new = tuple(e for e in self.driver.events(gw, EVENTS_KEPT) if e["seq"] > mark)
+            seen[gw] = eventwalk.Seen(gw, new, rows, rows_after, _delta(inside, inside_after),
+                                      _delta(outside, outside_after))
+        if not result.events:
+            result = dataclasses.replace(result, events=tuple(e for s in seen.values() for e in s.events))
+        receiver = self.driver.addresses(probe.receiver)[0] if probe.receiver else None
+        pkts = eventwalk.observed_walk(self._network(), seen, result_dict(result), self.driver.addresses(probe.src)[0],
+                                       receiver, probe.port_at_receiver)
+        return result, [], pkts
+
+    def _network(self) -> eventwalk.Network:
+        owners = {a: h for h in self.driver.hosts() for a in self.driver.addresses(h)}
+        owners.update({a: gw for gw in self.gateways for a in self.driver.addresses(gw)})
+        chains = {h: topoview.nat_chain(self.topo, h) for h in self.driver.hosts()}
+        chains.update({gw.name: topoview.network_chain(self.topo, gw.outside) for gw in self.topo.gateways})
+        return eventwalk.Network(owners, chains, frozenset(self.gateways))
 
     def sleep_all(self, seconds: float, observed: str) -> None:
-        """Let time pass for the whole twin (a ``wait`` step)."""
+        """Let time pass for everyone (a ``wait`` step): the twin's clock, or the wall clock on a real
+        lab, where the gateways' own clocks (their ``advance`` offsets) do not move."""
         self.driver.sleep(seconds)
-        for gw in self.gateways.values():
+        for gw in self.gateways.values() if not self.realtime else ():
             gw.clock += seconds
         self.recording.add("wait", {"seconds": seconds}, observed)
 
@@ -247,6 +322,26 @@ class Workbench:
         self.recording.add("reboot", {"gateway": gateway}, f"{gateway} rebooted (mappings flushed)")
         self._changed()
         return {"ok": True, "summary": f"{gateway} rebooted"}
+
+    def set_pool(self, gateway: str, addresses: Any) -> dict[str, Any]:
+        """Change a gateway's external addresses live (the ``set-pool`` op): checked first, as a
+        scenario's ``set_pool`` step is (on its outside network, each once, no static NAT clash)."""
+        gw = self.gateways[self._gateway(gateway)]
+        pool = _addresses(addresses)
+        errors = backend.pool_errors(self.topo, gateway, pool, gw.policy)
+        taken = {str(a.ip): r.name for r in self.topo.routers for leg in r.legs for a in leg.addresses}
+        taken.update({a: n for n in [*self.driver.hosts(), *self.gateways] if n != gateway
+                      for a in self.driver.addresses(n)})
+        errors += [ConfigError(f"{a} is {taken[a]}'s address", key=f"pool[{i}]", got=a, hint="pick a free one")
+                   for i, a in enumerate(pool) if a in taken]
+        if errors:
+            raise backend.combined(errors)
+        self.driver.set_pool(gateway, pool)
+        gw.pool = pool
+        self.recording.add("set_pool", {"gateway": gateway, "addresses": pool},
+                           f"{gateway} external address(es) now {', '.join(pool)}")
+        self._changed()
+        return {"ok": True, "summary": f"{gateway} pool: {', '.join(pool)}"}
 
     def check_mappings(self, gateway: str) -> dict[str, Any]:
         """Record the gateway's table as it is now: a ``mappings`` step expecting this many rows."""
@@ -282,6 +377,10 @@ class Workbench:
 
     def scenario_text(self, where: Optional[Path] = None) -> str:
         return self.recording.text(where)
+
+
+def _delta(before: Any, after: Any) -> Optional[int]:
+    return after - before if isinstance(before, int) and isinstance(after, int) else None
 
 
 def _leaf(nested: dict[str, Any], knob: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-__all__ = ["layout", "nat_chain"]
+__all__ = ["layout", "nat_chain", "network_chain"]
 
 WIDTH = 1000
 ROW = 150
@@ -37,9 +37,13 @@ def _depths(topo: Any) -> dict[str, int]:
 
 def nat_chain(topo: Any, host: str) -> list[str]:
     """The gateways a host's packets to the internet cross, nearest first."""
-    inside_of = {gw.inside: gw for gw in topo.gateways}
     node = topo.node(host)
-    net: Optional[str] = node.legs[0].network if node.legs else None
+    return network_chain(topo, node.legs[0].network if node.legs else None)
+
+
+def network_chain(topo: Any, net: Optional[str]) -> list[str]:
+    """The gateways packets from network ``net`` to the internet cross, nearest first."""
+    inside_of = {gw.inside: gw for gw in topo.gateways}
     chain: list[str] = []
     while net in inside_of and inside_of[net].name not in chain:
         gw = inside_of[net]

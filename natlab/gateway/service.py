@@ -129,6 +129,9 @@ class Gateway:
         self.fast_invalidators: list[Callable[[], None]] = []
         """Callbacks that fold what a datapath's fast-path cache counted (:meth:`fold_fast`)
         and empty it; all run before any op that changes state (:meth:`invalidate_fast`)."""
+        self.companions: list[Any] = []
+        """Servers beside the NAT (the port mapping shell, :mod:`natlab.gateway.portmap_shell`):
+        each one's ``changed(what)`` runs after a "flush", a "pool" change or a new "policy"."""
 
     # --- clock ---------------------------------------------------------------
 
@@ -272,6 +275,18 @@ class Gateway:
             self._send_emits(tick.emits)
         return tick
 
+    def record_tick(self, tick: Tick) -> Tick:
+        """Record a tick's events and send its emits (for companions that change the engine)."""
+        return self._tick(tick)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Record one event of a companion's own (numbered, stamped, published)."""
+        self._record(entry, self.now())
+
+    def _changed(self, what: str) -> None:
+        for companion in self.companions:
+            companion.changed(what)
+
     def _record_events(self, events: Iterable[Any], now: float) -> None:
         for event in events:
             self._record(event.to_dict(), now)
@@ -378,6 +393,7 @@ class Gateway:
         if after != before:
             self.pool_hooks.set_rules_static(after)
         self.pool_hooks.remove_addresses([a for a in before if a not in after])
+        self._changed("policy")
 
     def _surroundings(self) -> dict[str, Any]:
         """The pool and subnets a live policy is checked against (as a topology's is)."""
@@ -411,6 +427,7 @@ class Gateway:
 
     def op_flush(self, request: dict[str, Any]) -> dict[str, Any]:
         tick = self._tick(self.engine.flush(self.now()))
+        self._changed("flush")
         return {"events": len(tick.events)}
 
     def op_set_pool(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -422,6 +439,7 @@ class Gateway:
         self.pool_hooks.set_rules_pool(new)
         self.pool_hooks.remove_addresses([a for a in old if a not in new])
         self._record({"kind": "pool-changed", "detail": " ".join(new)}, self.now())
+        self._changed("pool")
         return {"pool": list(new)}
 
     def op_configure(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -437,6 +455,7 @@ class Gateway:
         policy = resolve(behaviour, overrides).policy
         self._reconfigure(policy)
         tick = self._tick(self.engine.flush(self.now()))
+        self._changed("flush")
         self.preset = behaviour
         detail = " ".join([behaviour, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
         self._record({"kind": "reconfigured", "detail": detail}, self.now())

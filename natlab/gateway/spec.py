@@ -53,6 +53,24 @@ class GatewaySpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def inside(self) -> str:
+        """The gateway's own inside address, where NAT-PMP, PCP and UPnP are served:
+        ``extra["portmap"]["inside_address"]``, or the first usable of the first inside subnet.
+        (In ``extra``, so a gateway image from before port mapping still reads the spec.)"""
+        given = self.extra.get("portmap", {}).get("inside_address")
+        if given:
+            return str(given)
+        import ipaddress
+
+        return str(next(ipaddress.ip_network(self.inside_subnets[0], strict=False).hosts()))
+
+    @property
+    def upstream_address(self) -> str:
+        """The inside address of the NAT above ("": none), whose PCP server
+        ``port_mapping.pcp_interworking`` passes requests on to (``extra["portmap"]``)."""
+        return str(self.extra.get("portmap", {}).get("upstream_address") or "")
+
+    @property
     def control_socket(self) -> Path:
         return Path(self.run_dir) / f"gw-{self.name}.sock"
 
@@ -79,3 +97,34 @@ class GatewaySpec:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def portmap_extra(topo: Any, gw: Any) -> dict[str, Any]:
+    """``GatewaySpec.extra`` entries for the port mapping server: what it cannot derive from the
+    spec (an inside address other than the subnet's first, an upstream NAT); {} for most labs."""
+    import ipaddress
+
+    found: dict[str, Any] = {}
+    if gw.address != next(ipaddress.ip_network(topo.network(gw.inside).subnet).hosts()):
+        found["inside_address"] = str(gw.address)
+    if upstream_of(topo, gw):
+        found["upstream_address"] = upstream_of(topo, gw)
+    return {"portmap": found} if found else {}
+
+
+def policy_for_spec(policy: Any) -> dict[str, Any]:
+    """The policy as a spec carries it: ``port_mapping`` is left out while it has every default
+    (serving nothing), so a gateway image from before port mapping still reads the spec."""
+    from natlab.behaviours.presets import policy_to_dict
+    from natlab.engine.port_mapping_policy import PortMappingPolicy
+
+    data = policy_to_dict(policy)
+    if getattr(policy, "port_mapping", None) == PortMappingPolicy():
+        data.pop("port_mapping", None)
+    return data
+
+
+def upstream_of(topo: Any, gw: Any) -> str:
+    """The inside address of the gateway whose inside network is ``gw``'s outside ("": none)."""
+    above = topo.network(gw.outside).gateway
+    return next((str(g.address) for g in topo.gateways if g.name == above), "")

@@ -35,18 +35,26 @@ ADF address-dependent, APDM/APDF address-and-port-dependent):
   APDF. Fails (short of port prediction, which this does not model).
 
 The table is symmetric in (A, B).
+
+With ``port_mapping`` (NAT-PMP, PCP or UPnP IGD turned on at both NATs) each
+peer first maps its port 40000 with natlab's client and offers the mapped
+endpoint as a candidate too, as Tailscale and libp2p do. A mapping admits
+every remote (RFC 6887 section 11.1) and the peer's packets leave from it, so
+every pair succeeds, symmetric against symmetric included (:data:`EXPECTED_MAPPED`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from natlab.realisers.memory.network import MemNet
 from natlab.behaviours.presets import resolve
 
-__all__ = ["CLASSIC", "EXPECTED_CLASSIC", "PunchResult", "format_matrix", "punch", "reflexive", "run_matrix", "two_homes"]
+__all__ = ["CLASSIC", "EXPECTED_CLASSIC", "EXPECTED_MAPPED", "PORT_MAPPING", "PunchResult", "format_matrix",
+           "mapped", "punch", "reflexive", "run_matrix", "two_homes"]
 
 CLASSIC = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric")
 SERVER, STUN_PORT, PEER_PORT = "198.51.100.10", 3478, 40000
@@ -59,6 +67,11 @@ EXPECTED_CLASSIC: dict[tuple[str, str], bool] = {
     (a, b): frozenset({a, b}) not in _FAILS for a, b in itertools.product(CLASSIC, repeat=2)
 }
 """RFC 4787's prediction for the four RFC 3489 classes (see the module docstring)."""
+
+EXPECTED_MAPPED: dict[tuple[str, str], bool] = {key: True for key in EXPECTED_CLASSIC}
+"""With a port mapped at both NATs every pair gets through."""
+PORT_MAPPING = ("natpmp", "pcp", "upnp")
+GATEWAY = "192.168.1.1"
 
 Endpoint = tuple[str, int]
 
@@ -76,11 +89,15 @@ class PunchResult:
         return self.alice_heard_bob and self.bob_heard_alice
 
 
-def two_homes(preset_a: str, preset_b: str, seed: int) -> MemNet:
-    """alice behind nat-a (``preset_a``), bob behind nat-b (``preset_b``), a public server."""
+def two_homes(preset_a: str, preset_b: str, seed: int, port_mapping: Optional[str] = None) -> MemNet:
+    """alice behind nat-a (``preset_a``), bob behind nat-b (``preset_b``), a public server;
+    ``port_mapping`` ("natpmp", "pcp", "upnp") turns that protocol on at both NATs."""
     net = MemNet(seed)
     for peer, nat, preset in (("alice", "nat-a", preset_a), ("bob", "nat-b", preset_b)):
-        net.add_nat(nat, resolve(preset).policy, [POOLS[peer]], "192.168.1.0/24")
+        policy = resolve(preset).policy
+        if port_mapping:
+            policy = policy.replace(port_mapping=dataclasses.replace(policy.port_mapping, **{port_mapping: True}))
+        net.add_nat(nat, policy, [POOLS[peer]], "192.168.1.0/24", inside_address=GATEWAY)
         net.add_host(peer, "192.168.1.2", behind=nat)
     net.add_host("server", SERVER)
     return net
@@ -98,9 +115,30 @@ def reflexive(net: MemNet, peer: str) -> Endpoint:
     return addr, int(port)
 
 
-def punch(net: MemNet, rounds: int = 10) -> PunchResult:
-    """Both peers learn their reflexive endpoints, then punch for ``rounds`` rounds."""
+def mapped(net: MemNet, peer: str, protocol: str) -> Optional[Endpoint]:
+    """The endpoint the peer's NAT maps its port to (natlab's client), or None if refused."""
+    from natlab.portmap.client import PortMapRequest, request
+    from natlab.realisers.memory.driver import MemNetTransport
+
+    ask = PortMapRequest(protocol, PEER_PORT, gateway=GATEWAY, external_port=PEER_PORT, lifetime=600)
+    ports = itertools.count(45000)
+    stack = net.stack(peer)
+    stack.answers = True  # the peers are sinks; UPnP's HTTP needs their TCP handshakes
+    try:
+        answer = request(ask, MemNetTransport(net, peer, lambda _proto: next(ports)), net.address(peer))
+    finally:
+        stack.answers = False
+    return (answer.external_address, answer.external_port) if answer.external else None
+
+
+def punch(net: MemNet, rounds: int = 10, port_mapping: Optional[str] = None) -> PunchResult:
+    """Both peers learn their reflexive endpoints (and map their port), then punch for ``rounds`` rounds."""
     candidates = {"alice": {reflexive(net, "bob")}, "bob": {reflexive(net, "alice")}}
+    if port_mapping:
+        for peer, other in (("alice", "bob"), ("bob", "alice")):
+            endpoint = mapped(net, other, port_mapping)
+            if endpoint is not None:
+                candidates[peer].add(endpoint)
     heard = {"alice": False, "bob": False}
     for n in range(rounds):
         order = ("alice", "bob") if n % 2 == 0 else ("bob", "alice")
@@ -118,10 +156,12 @@ def punch(net: MemNet, rounds: int = 10) -> PunchResult:
     return PunchResult(heard["alice"], heard["bob"], rounds)
 
 
-def run_matrix(presets: Iterable[str] = CLASSIC, seed: int = 0, rounds: int = 10) -> dict[tuple[str, str], bool]:
+def run_matrix(presets: Iterable[str] = CLASSIC, seed: int = 0, rounds: int = 10,
+               port_mapping: Optional[str] = None) -> dict[tuple[str, str], bool]:
     """Hole punching between every ordered pair of ``presets``: (a, b) -> succeeded."""
     names = tuple(presets)
-    return {(a, b): punch(two_homes(a, b, seed), rounds).ok for a, b in itertools.product(names, repeat=2)}
+    return {(a, b): punch(two_homes(a, b, seed, port_mapping), rounds, port_mapping).ok
+            for a, b in itertools.product(names, repeat=2)}
 
 
 def format_matrix(results: dict[tuple[str, str], bool], seed: int) -> str:

@@ -1,8 +1,11 @@
 """NAT helper protocols: NAT-PMP, PCP and UPnP IGD over one port mapping table.
 
-**Phase 1: not yet served by gateways.** Nothing here is wired into the
-gateway daemon, the engine, memnet, presets or scenarios; no user feature uses
-it yet. This package is the sans-I/O core that phase 2 will serve.
+Served by every gateway whose policy turns a protocol on (``port_mapping:`` in
+a preset or a topology's overrides; :class:`PortMappingPolicy`), on the
+gateway's inside address only, on every tier: netns/Docker gateway processes
+(:mod:`natlab.datapaths.nfqueue.portmap_sockets`) and the in-memory twin
+(:mod:`natlab.datapaths.memory.portmap`). docs/port-mapping.md is the user's
+guide.
 
 Design
 ------
@@ -15,7 +18,8 @@ Codecs (bytes in, frozen values out, and back; protocol errors are values):
 - ``ssdp``, ``upnp_desc``, ``upnp_soap``: M-SEARCH and its answers, rootDesc.xml
   and the WANIPConnection:1/:2 and WANCommonInterfaceConfig:1 SCPDs (rendered
   from the tables the SOAP front end validates against), SOAP envelopes parsed
-  by stdlib expat with DOCTYPEs refused and a 16 KiB cap.
+  by stdlib expat with DOCTYPEs refused and a 16 KiB cap; ``http`` frames one
+  request per connection with size caps.
 
 Service core (``service.PortMappingService``, values in ``types``): one table
 of ``PortMapping`` entries (kind natpmp/pcp/upnp, internal endpoint, external
@@ -29,22 +33,22 @@ the caller's ``is_free(proto, port)``; randomness comes from an injected
 ``set_external_address()`` and ``announcements(now)`` cover time and restarts.
 The front ends are ``serve_natpmp``, ``serve_pcp`` and ``serve_upnp``.
 
-``pcp_client`` is a small RFC 6887 client (``python -m natlab.portmap.pcp_client
-map --server GW --internal-port N``) for the netns e2e tests.
+Where it is wired
+-----------------
+- the engine carries the intents out as explicit mappings of kind
+  natpmp/pcp/upnp (:mod:`natlab.engine.port_mappings`: lifetime, FILTERs,
+  outbound use, conflicts) and answers ``is_free``;
+- :mod:`natlab.gateway.portmap_shell` joins service, engine and gateway (events,
+  counters, announcements after a start, reboot or address change, SSDP flood
+  budget); :mod:`natlab.gateway.portmap_iwf` and ``portmap_relay`` pass requests
+  to an upstream PCP server for double NAT (``pcp_interworking``, RFC 6970);
+- ``client`` is natlab's own client for all three protocols over a transport
+  (the ``map_port`` scenario step, ``Driver.map_port``, the matrix's
+  ``--port-mapping``); ``pcp_client`` is a small RFC 6887 command-line client
+  (``python -m natlab.portmap.pcp_client map --server GW --internal-port N``).
 
-Phase 2 wires
--------------
-- the gateway: UDP 5351 (and the 224.0.0.1:5350 announcements, repeated on
-  ``service.ANNOUNCE_DELAYS``), SSDP on 239.255.255.250:1900 and HTTP on
-  port 5000, bound to the inside address only; HTTP framing (request line,
-  Content-Length, ``Connection: close``) and SSDP reply delays in the shell;
-- the engine: a port-mapping mapping kind that carries out ``MapPort`` /
-  ``UnmapPort`` (with ``RemotePeer`` filters) and answers ``is_free`` from its
-  dynamic mappings, forwards and static NAT; PCP PEER once the engine can say
-  which dynamic mapping a flow has; ``link_stats`` from its counters;
-- the memnet twin: the same service behind the in-memory datapath;
-- presets: a ``port_mapping:`` block expanding to ``PortMappingPolicy``;
-- scenarios: steps that run natpmpc/upnpc/``pcp_client`` and reboot a gateway.
+Not offered: PCP PEER (answered UNSUPP_OPCODE), UPnP eventing (SUBSCRIBE gets
+501), IPv6.
 """
 
 from natlab.portmap.service import ANNOUNCE_DELAYS, LinkStats, PortMappingService

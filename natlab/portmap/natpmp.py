@@ -1,4 +1,4 @@
-"""NAT-PMP messages (RFC 6886): parse and emit, sans-I/O. Not yet served by gateways.
+"""NAT-PMP messages (RFC 6886): parse and emit, sans-I/O.
 
 Theory of operation. A NAT-PMP request is a UDP datagram to port 5351 of the
 gateway: one version octet (0), one opcode octet, then fixed fields in network

@@ -1,4 +1,4 @@
-"""PCP messages (RFC 6887): parse and emit, sans-I/O. Not yet served by gateways.
+"""PCP messages (RFC 6887): parse and emit, sans-I/O.
 
 Theory of operation. Every PCP message starts with a 24-octet common header
 (section 7.1 requests, 7.2 responses), then opcode-specific data (MAP 36

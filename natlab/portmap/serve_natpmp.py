@@ -1,4 +1,4 @@
-"""NAT-PMP front end of the port mapping service (RFC 6886). Not yet served by gateways.
+"""NAT-PMP front end of the port mapping service (RFC 6886).
 
 ``answer`` turns one datagram into an ``Outcome``. Which datagrams get which
 answer (RFC 6886 section 3.5):

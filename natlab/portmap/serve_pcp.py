@@ -1,4 +1,4 @@
-"""PCP front end of the port mapping service (RFC 6887). Not yet served by gateways.
+"""PCP front end of the port mapping service (RFC 6887).
 
 ``answer`` turns one datagram into an ``Outcome``. Codec-level problems come
 from ``pcp.parse_request`` (drops, UNSUPP_VERSION, UNSUPP_OPCODE,
@@ -18,7 +18,7 @@ more FILTERs than the policy takes                 EXCESSIVE_REMOTE_PEERS
 PREFER_FAILURE and the port/address not given      CANNOT_PROVIDE_EXTERNAL
 host over its quota                                USER_EX_QUOTA
 table full, no free port                           NO_RESOURCES
-PEER (needs the engine's dynamic mappings)         UNSUPP_OPCODE in phase 1
+PEER (not offered by this server)                  UNSUPP_OPCODE
 =================================================  =======================
 
 Error answers copy the request's opcode data and options (section 8.3) and

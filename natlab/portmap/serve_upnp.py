@@ -1,6 +1,6 @@
 """UPnP IGD front end of the port mapping service: SSDP, descriptions, SOAP actions.
 
-Not yet served by gateways. ``answer_http`` serves GET of the documents of
+``answer_http`` serves GET of the documents of
 ``upnp_desc`` and POST of SOAP calls to the two control URLs; each action is a
 function in ``_ACTIONS`` returning its out arguments or a UPnP error code.
 Errors (WANIPConnection:1/:2 service definitions), as this device uses them:
@@ -17,7 +17,7 @@ Errors (WANIPConnection:1/:2 service definitions), as this device uses them:
 718  the external port is held by another entry
 724  the device demands equal ports (policy)
 725  the device takes only permanent leases (policy)
-726  a NewRemoteHost other than the wildcard (this device filters by none)
+726  a NewRemoteHost other than the wildcard ("", "*" or 0.0.0.0; this device filters by none)
 728  IGD:2: no free port, quota or table full
 729  the engine holds the port (forward, static NAT, dynamic mapping)
 730  IGD:2 DeletePortMappingRange / GetListOfPortMappings found nothing
@@ -46,6 +46,8 @@ from natlab.portmap.types import (
 from natlab.portmap.upnp_soap import SoapCall, SoapProblem
 
 IGD2_MAX_LEASE = 604800
+WILDCARD_HOSTS = ("", "*", "0.0.0.0")
+"""NewRemoteHost values meaning every remote (clients such as async-upnp-client send 0.0.0.0)."""
 _PROTOCOLS = {"TCP": Proto.TCP, "UDP": Proto.UDP}
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -207,7 +209,7 @@ def _mapping_request(service, call: SoapCall, sender: Endpoint,
         return 716
     if internal == 0:
         return 732 if policy.upnp_igd_version >= 2 else 402
-    if call.get("NewRemoteHost") not in ("", "*"):
+    if call.get("NewRemoteHost") not in WILDCARD_HOSTS:
         return 726
     if policy.upnp_same_port_required and external != internal:
         return 724
@@ -247,7 +249,7 @@ def _lookup(service, call) -> Union[int, PortMapping]:
     external, protocol = _port(call, "NewExternalPort"), _protocol(call)
     if external is None or protocol is None or call.get("NewRemoteHost") is None:
         return 402
-    if call.get("NewRemoteHost") not in ("", "*"):
+    if call.get("NewRemoteHost") not in WILDCARD_HOSTS:
         return 714
     mapping = service.find_external(protocol, external)
     return 714 if mapping is None else mapping

@@ -1,7 +1,8 @@
 """The port mapping service: one protocol-neutral table behind NAT-PMP, PCP and UPnP.
 
-Not yet served by gateways: phase 2 wires this object into the gateway daemon
-and the engine. Nothing here does I/O.
+Served on every gateway whose policy turns a protocol on: the gateway shell
+(:mod:`natlab.gateway.portmap_shell`) feeds it and carries its intents out in
+the engine (:mod:`natlab.engine.port_mappings`). Nothing here does I/O.
 
 Theory of operation. ``PortMappingService`` owns the table (one entry per
 external protocol and port), the epoch and the counters. Each protocol's
@@ -16,7 +17,10 @@ of every call; ``next_deadline()`` tells the shell when to call ``expire``.
 Two narrow callables come from the caller: ``is_free(proto, port)`` says
 whether the engine can give an external port away (no dynamic mapping, forward
 or static NAT on it), and ``link_stats()`` gives the counters UPnP's
-WANCommonInterfaceConfig reports. Randomness comes only from the injected
+WANCommonInterfaceConfig reports. ``implicit_port(proto, internal)`` (optional)
+names the external port of the internal endpoint's own dynamic mapping: a
+NAT-PMP or PCP request for that endpoint gets that port, the implicit mapping
+becoming explicit (RFC 6887 section 11.3). Randomness comes only from the injected
 ``random.Random``. Hostile input is answered with the protocol's error or
 dropped and counted in ``counters``; it never raises.
 """
@@ -37,6 +41,7 @@ from natlab.portmap.types import (
 )
 
 IsFree = Callable[[Proto, int], bool]
+ImplicitPort = Callable[[Proto, Endpoint], Optional[int]]
 
 ANNOUNCE_DELAYS = (0.0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 31.75, 63.75, 127.75)
 """When to repeat announcements after a reboot or address change: ten, the
@@ -46,7 +51,7 @@ _RANDOM_PROBES = 16
 
 @dataclass(frozen=True)
 class LinkStats:
-    """What WANCommonInterfaceConfig reports; the engine's counters in phase 2."""
+    """What WANCommonInterfaceConfig reports: the WAN link's totals (the gateway shell's source)."""
 
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -74,6 +79,7 @@ class PortMappingService:
         inside_address: Optional[AddressLike] = None,
         device_uuid: str = "",
         link_stats: Callable[[], LinkStats] = LinkStats,
+        implicit_port: Optional[ImplicitPort] = None,
     ) -> None:
         self.policy = policy
         self.external_address = None if external_address is None else to_int(external_address)
@@ -84,6 +90,7 @@ class PortMappingService:
         self.boot_id = 1
         self._rng = rng
         self._is_free = is_free
+        self._implicit_port = implicit_port
         self._table: dict[tuple[Proto, int], PortMapping] = {}
         self._epoch_start = now
         self._started = now
@@ -280,6 +287,11 @@ class PortMappingService:
     def _pick_port(self, request: MappingRequest) -> int | Refusal:
         """The suggested port if usable, else a random free one (per the choice)."""
         wanted = request.external_port
+        if request.kind is not MappingKind.UPNP and request.choice is PortChoice.SUGGESTED \
+                and self._implicit_port is not None:
+            implicit = self._implicit_port(request.protocol, request.internal)
+            if implicit is not None and (request.protocol, implicit) not in self._table:
+                return implicit
         honoured = request.choice is PortChoice.FIXED or self.policy.honour_requested_port
         if wanted:
             why = self._why_not(request.protocol, wanted) if honoured else Refusal.PORT_TAKEN

@@ -1,6 +1,6 @@
 """SSDP discovery (UPnP Device Architecture 1.1 section 1.3): M-SEARCH in, answers out.
 
-Not yet served by gateways. Theory of operation: ``parse_search`` reads one
+Theory of operation: ``parse_search`` reads one
 datagram sent to 239.255.255.250:1900 (or unicast to port 1900) and returns an
 ``MSearch`` or ``SsdpIgnored`` (never raises); ``answers`` lists the unicast
 200 OK responses for an IGD whose device tree ``upnp_desc`` describes. Search

@@ -1,23 +1,28 @@
 """Value types of the port mapping service: policy, mappings, intents, events, replies.
 
-Not yet served by gateways: nothing here is wired into the engine or the
-gateway daemon (phase 2 does that).
-
 A ``PortMapping`` is one entry of the table a NAT-PMP, PCP or UPnP IGD client
 asked for; the table is protocol-neutral (one entry per external protocol and
 port) so that a UPnP listing shows PCP mappings too. The service never touches
 the datapath: it returns intents (``MapPort``, ``UnmapPort``) for the engine to
-carry out, events for people, and replies for the I/O shell to send.
+carry out (:mod:`natlab.engine.port_mappings`), events for people, and replies
+for the I/O shell to send. ``PortMappingPolicy``, ``EpochOnReboot`` and
+``RemotePeer`` are the engine's values (``Policy.port_mapping``), re-exported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Network
 from typing import Optional, Union
 
+from natlab.engine.port_mapping_policy import EpochOnReboot, PortMappingPolicy, RemotePeer
 from natlab.engine.types import Endpoint, Proto
+
+__all__ = [
+    "Datagram", "EpochOnReboot", "Granted", "HttpReply", "Intent", "MapPort", "MappingKind",
+    "MappingRequest", "Outcome", "PortChoice", "PortMapEvent", "PortMapEventKind", "PortMapping",
+    "PortMappingPolicy", "Refused", "Refusal", "RemotePeer", "Reply", "UnmapPort",
+]
 
 
 class MappingKind(str, Enum):
@@ -26,56 +31,6 @@ class MappingKind(str, Enum):
     NATPMP = "natpmp"
     PCP = "pcp"
     UPNP = "upnp"
-
-
-class EpochOnReboot(str, Enum):
-    """What a reboot does to the epoch clients use to notice lost state.
-
-    RESET is what RFC 6886 section 3.6 and RFC 6887 section 8.5 require; KEEP is
-    the bug of devices that keep counting, so clients never notice the flush.
-    """
-
-    RESET = "reset"
-    KEEP = "keep"
-
-
-@dataclass(frozen=True)
-class PortMappingPolicy:
-    """How one gateway answers port mapping requests: the knobs devices differ in.
-
-    Lifetimes are clamped to [min_lifetime, max_lifetime] (RFC 6887 section 15
-    suggests a minimum of 120 s and a 24 h maximum).
-    """
-
-    natpmp: bool = True
-    """Answer NAT-PMP (RFC 6886) on UDP 5351."""
-    pcp: bool = True
-    """Answer PCP (RFC 6887) on UDP 5351."""
-    upnp: bool = True
-    """Answer SSDP and UPnP IGD SOAP (WANIPConnection)."""
-    upnp_igd_version: int = 2
-    """1 or 2: IGD:2 adds AddAnyPortMapping, DeletePortMappingRange, GetListOfPortMappings."""
-    min_lifetime: int = 120
-    max_lifetime: int = 86400
-    allow_low_ports: bool = False
-    """Whether external ports below 1024 may be mapped."""
-    honour_requested_port: bool = True
-    """Give the suggested external port when free; otherwise always pick one."""
-    allow_third_party: bool = False
-    """Map for another inside host (PCP THIRD_PARTY, UPnP NewInternalClient != sender)."""
-    epoch_on_reboot: EpochOnReboot = EpochOnReboot.RESET
-    max_mappings: int = 1024
-    """Table size; beyond it NO_RESOURCES / OUT_OF_RESOURCES / 728."""
-    max_mappings_per_host: int = 128
-    """Per inside host; beyond it PCP USER_EX_QUOTA, NAT-PMP 4, UPnP 728."""
-    max_pcp_filters: int = 4
-    """FILTER options per MAP; beyond it EXCESSIVE_REMOTE_PEERS (RFC 6887 13.3)."""
-    upnp_same_port_required: bool = False
-    """Device demands external == internal port (UPnP error 724)."""
-    upnp_permanent_leases_only: bool = False
-    """Device takes only lease 0 (UPnP error 725, IGD:1 devices)."""
-    port_range: tuple[int, int] = (1024, 65535)
-    """Where picked external ports come from."""
 
 
 class PortChoice(str, Enum):
@@ -87,14 +42,6 @@ class PortChoice(str, Enum):
     """That port or failure (PCP PREFER_FAILURE); honour_requested_port applies."""
     FIXED = "fixed"
     """The port is the mapping's identity (UPnP AddPortMapping)."""
-
-
-@dataclass(frozen=True)
-class RemotePeer:
-    """Remote peers a mapping admits (PCP FILTER); port 0 means every port."""
-
-    network: IPv4Network
-    port: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +115,7 @@ class Refused:
 
 @dataclass(frozen=True)
 class MapPort:
-    """Intent: install or update the inbound mapping (engine mapping kind, phase 2)."""
+    """Intent: install or update the engine's explicit mapping (``Engine.map_port``)."""
 
     mapping: PortMapping
 

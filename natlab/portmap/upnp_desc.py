@@ -1,4 +1,4 @@
-"""UPnP IGD description documents: rootDesc.xml and the two SCPDs. Not yet served by gateways.
+"""UPnP IGD description documents: rootDesc.xml and the two SCPDs.
 
 Theory of operation. The services are tables (``SERVICES``): each action names
 its in and out arguments and the state variable each relates to; the SCPD
@@ -10,7 +10,7 @@ WANDevice:N > WANConnectionDevice:N), with WANCommonInterfaceConfig:1 in the
 WANDevice and WANIPConnection:N in the WANConnectionDevice, N being 1 or 2.
 The three UUIDs are derived from one (``device_uuids``). Eventing (GENA) is
 not offered: the eventSubURLs are listed because the schema needs them, and
-phase 2 answers SUBSCRIBE with 501.
+the gateway answers SUBSCRIBE with 501 (:mod:`natlab.gateway.portmap_shell`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""UPnP SOAP control messages: parse a call, emit a response or a fault. Not yet served by gateways.
+"""UPnP SOAP control messages: parse a call, emit a response or a fault.
 
 Theory of operation. A control point POSTs a SOAP 1.1 envelope to a control
 URL with a ``SOAPAction: "urn:...:service:NAME:V#Action"`` header. The body is

@@ -12,11 +12,12 @@ import re
 from typing import Any, Callable, Optional
 
 from natlab.words import plural
-from natlab.realisers.base import ProbeResult, RunResult
+from natlab.realisers.base import PORTLESS, ProbeResult, RunResult
 from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
 
-__all__ = ["StepFailed", "check_mappings", "check_probe", "check_run", "describe_probe",
+__all__ = ["StepFailed", "check_map_port", "check_mappings", "check_probe", "check_run", "describe_map",
+           "describe_probe",
            "endpoint", "matching_rows", "receiver_of", "substitute", "tail"]
 
 TAIL_LINES = 20
@@ -88,7 +89,7 @@ def receiver_of(ctx: Any, spec: Any, dst: str, at: Optional[str]) -> tuple[Optio
 
 def describe_probe(r: ProbeResult) -> str:
     p = r.probe
-    to = p.dst if p.proto == "icmp" else f"{p.dst}:{p.dport}"
+    to = p.dst if p.proto in PORTLESS else f"{p.dst}:{p.dport}"
     text = f"{p.proto} {p.src}:{r.sport or p.sport} -> {to}: "
     text += f"delivered to {p.receiver}, seen from {r.seen}" if r.delivered else "not delivered"
     if p.reply:
@@ -144,6 +145,9 @@ def check_probe(ctx: Any, step: Any, r: ProbeResult, out: StepReport) -> None:
     if e.replied is not None:
         _compare(out, "replied", e.replied, bool(r.replied), bool(r.replied) == e.replied,
                  f"the answer {'did not come' if e.replied else 'came'} back")
+    if e.reply_from is not None:
+        _compare(out, "reply_from", ctx.sub(e.reply_from), r.reply_from, _matches(ctx, e.reply_from, r.reply_from),
+                 f"the answer came from {r.reply_from}, expected {ctx.sub(e.reply_from)}")
     if e.refused is not None:
         refused = r.detail == "refused"
         _compare(out, "refused", e.refused, refused, refused == e.refused,
@@ -192,6 +196,44 @@ def check_mappings(ctx: Any, e: Any, rows: list[dict[str, Any]], out: StepReport
         ok = bool(rows) and all(_matches(ctx, given["external"], r["external"]) for r in rows)
         _compare(out, "external", ctx.sub(given["external"]), [r["external"] for r in rows], ok,
                  f"external endpoints {[r['external'] for r in rows]}, expected {given['external']}")
+
+
+def describe_map(spec: Any, answer: Any) -> str:
+    what = "delete" if spec.delete else f"map {spec.transport} {spec.port}"
+    text = f"{spec.protocol} {what} from {spec.host}: {answer.result}"
+    if answer.external:
+        text += f", {answer.external} for {answer.lifetime} s"
+    if answer.epoch is not None:
+        text += f", epoch {answer.epoch}"
+    return text + (f" ({answer.detail})" if answer.detail else "")
+
+
+def check_map_port(ctx: Any, e: Any, answer: Any, out: StepReport, internal_port: int) -> None:
+    """A ``map_port`` step's answer against its ``expect`` (by default: granted)."""
+    want_ok = e.ok if e.ok is not None else (e.result in (None, "SUCCESS"))
+    _compare(out, "ok", want_ok, answer.ok, answer.ok == want_ok,
+             f"the mapping was {'refused' if not answer.ok else 'granted'} ({answer.result}"
+             + (f": {answer.detail}" if answer.detail else "") + ")")
+    if e.result is not None:
+        _compare(out, "result", e.result, answer.result, answer.result == e.result,
+                 f"result {answer.result}, expected {e.result}")
+    if e.external_port is not None:
+        port = answer.external_port
+        ok = {"preserved": port == internal_port, "changed": port != internal_port}.get(
+            str(e.external_port), port == e.external_port)
+        _compare(out, "external_port", e.external_port, port, ok, f"external port {port}, expected {e.external_port}")
+    if e.external is not None:
+        _compare(out, "external", ctx.sub(e.external), answer.external, _matches(ctx, e.external, answer.external),
+                 f"mapped to {answer.external}, expected {ctx.sub(e.external)}")
+    if e.lifetime is not None:
+        _compare(out, "lifetime", e.lifetime, answer.lifetime, answer.lifetime == e.lifetime,
+                 f"lifetime {answer.lifetime}, expected {e.lifetime}")
+    for key, bad in (("epoch_at_most", lambda x, n: x > n), ("epoch_at_least", lambda x, n: x < n)):
+        limit = getattr(e, key)
+        if limit is not None:
+            epoch = answer.epoch
+            _compare(out, key, limit, epoch, epoch is not None and not bad(epoch, limit),
+                     f"epoch {epoch}, expected {key.replace('_', ' ')} {limit}")
 
 
 def check_run(e: Any, done: RunResult, out: StepReport) -> None:

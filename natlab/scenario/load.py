@@ -47,7 +47,7 @@ __all__ = ["knob_assignments", "load", "from_doc", "undot", "VAR"]
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.(address|port))?\}")
 """``${name}``, ``${name.address}``, ``${name.port}``."""
 
-_NAME_FIELDS = {"src": "host", "host": "host", "gateway": "gateway"}
+_NAME_FIELDS = {"src": "host", "host": "host", "gateway": "gateway", "third_party": "host"}
 Names = Optional[dict[str, list[str]]]
 """{"host": [...], "gateway": [...]}; None when the topology could not be read at all."""
 
@@ -233,6 +233,8 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
     save = _save(doc, path, raw, errors)
     if save:
         saved.add(save)
+        if "map_port" in raw:  # a PCP mapping's nonce, to refresh or delete it later
+            saved.add(f"{save}_nonce")
     action = _action(doc, path, raw, errors)
     if action is None:
         return None
@@ -300,9 +302,9 @@ def _save(doc: Doc, path: tuple, raw: dict, errors: ErrorList) -> Optional[str]:
     if save is None:
         return None
     action = next((k for k in raw if k in ACTIONS), None)
-    if action not in (*PROBE_ACTIONS, "mappings") or not isinstance(save, str) \
+    if action not in (*PROBE_ACTIONS, "mappings", "map_port") or not isinstance(save, str) \
             or not VAR.fullmatch("${%s}" % save):
-        errors.add(doc.error("save takes a variable name, on a probe or mappings step",
+        errors.add(doc.error("save takes a variable name, on a probe, mappings or map_port step",
                              (*path, "save"), got=save,
                              hint="e.g. save: alice_ext, then use ${alice_ext}"))
         return save if isinstance(save, str) else None  # still known to later steps
@@ -395,17 +397,21 @@ def _check_pool(doc: Doc, path: tuple, topo: Any, gateway: str, pool: list) -> N
 
 def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: ProbeExpect,
                  errors: ErrorList) -> None:
-    if action == "icmp":
+    if spec.keep_open and action != "tcp":
+        errors.add(doc.error("keep_open is for TCP connections", (*path, action, "keep_open"),
+                             got=action, hint="drop keep_open, or make the probe tcp"))
+    if expect.refused is not None and action in ("udp", "gre") and not spec.reply:
+        errors.add(doc.error(f"a {action.upper()} sender only learns of a refusal while it waits for an answer",
+                             (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe"))
+    if action in ("icmp", "gre"):
         if ":" in spec.to and not VAR.search(spec.to):
-            errors.add(doc.error("an ICMP echo goes to an address, not a port", (*path, action, "to"),
+            what = "an ICMP echo" if action == "icmp" else "a GRE packet"
+            errors.add(doc.error(f"{what} goes to an address, not a port", (*path, action, "to"),
                                  got=spec.to, hint="write to: NAME or ADDRESS"))
         return
     if ":" not in spec.to and not VAR.fullmatch(spec.to):
         errors.add(doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
                              hint="write NAME:PORT, ADDRESS:PORT or ${var}"))
-    if expect.refused is not None and action == "udp" and not spec.reply:
-        errors.add(doc.error("a UDP sender only learns of a refusal while it waits for an answer",
-                             (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe"))
     if spec.at == "nobody" and expect.delivered:
         errors.add(doc.error("nobody listens, so nothing can be delivered",
                              (*path, "expect", "delivered"),

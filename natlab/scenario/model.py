@@ -40,15 +40,16 @@ Command = Union[str, list[str]]
 # --- actions -------------------------------------------------------------------
 
 class ProbeSpec(_Strict):
-    """``udp:`` / ``tcp:`` / ``icmp:`` send one probe from a host."""
+    """``udp:`` / ``tcp:`` / ``icmp:`` / ``gre:`` send one probe from a host."""
 
     src: Name = Field(alias="from", description="sending host")
-    to: str = Field(description="NAME:PORT, ADDRESS:PORT or ${var} (ICMP: NAME or ADDRESS)")
+    to: str = Field(description="NAME:PORT, ADDRESS:PORT or ${var} (ICMP, GRE: NAME or ADDRESS)")
     sport: int = Field(0, ge=0, le=65535, description="source port (ICMP: echo id); 0 = any")
     at: Optional[str] = Field(
         None, description="receiving host[:port] (default: the host owning 'to'); 'nobody' = no listener")
     reply: bool = Field(False, description="the receiver answers the source it saw")
     timeout: Optional[float] = Field(None, gt=0, description="seconds to wait (default 1)")
+    keep_open: bool = Field(False, description="TCP: neither end closes; open until the scenario ends")
 
 
 class RunSpec(_Strict):
@@ -76,7 +77,25 @@ class MappingsSpec(_Strict):
     protocol: Optional[Literal["udp", "tcp", "icmp"]] = None
     internal: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / ${var}")
     external: Optional[str] = None
-    kind: Optional[Literal["dynamic", "forward", "static"]] = None
+    kind: Optional[Literal["dynamic", "forward", "static", "natpmp", "pcp", "upnp"]] = None
+
+
+class MapPortSpec(_Strict):
+    """``map_port:`` a host asks a gateway for a port mapping with natlab's own client."""
+
+    host: Name
+    protocol: Literal["natpmp", "pcp", "upnp"]
+    port: int = Field(ge=1, le=65535, description="the internal port to map")
+    transport: Literal["udp", "tcp"] = "udp"
+    external_port: int = Field(0, ge=0, le=65535, description="the port asked for (0: any)")
+    lifetime: int = Field(7200, ge=0, le=2**32 - 1, description="seconds (UPnP IGD:1: 0 is permanent)")
+    delete: bool = Field(False, description="remove the mapping (NAT-PMP/PCP lifetime 0, UPnP DeletePortMapping)")
+    third_party: Optional[Name] = Field(None, description="map for this other inside host (THIRD_PARTY, NewInternalClient)")
+    nonce: Optional[str] = Field(None, description="PCP: the mapping's nonce to refresh or delete it (${var}_nonce)")
+    prefer_failure: bool = Field(False, description="PCP PREFER_FAILURE: that port or nothing")
+    any_port: bool = Field(False, description="UPnP IGD:2 AddAnyPortMapping")
+    gateway: Optional[Name] = Field(None, description="whose server to ask (default: the host's own gateway)")
+    timeout: float = Field(3.0, gt=0, description="seconds to wait for each answer")
 
 
 class AdvanceSpec(_Strict):
@@ -133,7 +152,8 @@ class ProbeExpect(_Strict):
     same_source_as: Optional[str] = Field(None, description="${var} saved by an earlier probe")
     different_source_from: Optional[str] = None
     replied: Optional[bool] = None
-    refused: Optional[bool] = Field(None, description="the sender got port-unreachable / RST")
+    reply_from: Optional[str] = Field(None, description="the source the sender saw on the answer")
+    refused: Optional[bool] = Field(None, description="the sender got destination unreachable / RST")
 
 
 class RunExpect(_Strict):
@@ -152,25 +172,35 @@ class MappingsExpect(_Strict):
     parity: Optional[Literal["preserved"]] = None
 
 
+class MapPortExpect(_Strict):
+    ok: Optional[bool] = Field(None, description="granted (default true, false if result is not SUCCESS)")
+    result: Optional[str] = Field(None, description="SUCCESS, a NAT-PMP/PCP result name (NOT_AUTHORIZED) or UPNP_<code>")
+    external_port: Optional[PortCheck] = Field(None, description="a number, preserved or changed")
+    external: Optional[str] = Field(None, description="NAME:PORT / ADDRESS:PORT / NAME:* / ${var}")
+    lifetime: Optional[int] = Field(None, ge=0, description="the lifetime granted, in seconds")
+    epoch_at_most: Optional[int] = Field(None, ge=0, description="the server's epoch (NAT-PMP/PCP) is at most this")
+    epoch_at_least: Optional[int] = Field(None, ge=0)
+
+
 class NoExpect(_Strict):
     pass
 
 
 ACTIONS: dict[str, type[BaseModel]] = {
-    "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec,
+    "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec, "gre": ProbeSpec,
     "run": RunSpec, "spawn": SpawnSpec, "mappings": MappingsSpec,
     "advance": AdvanceSpec, "set": SetSpec, "configure": ConfigureSpec,
-    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec,
+    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec, "map_port": MapPortSpec,
 }
 """Every step action and the model of its value."""
 
 EXPECTS: dict[str, type[BaseModel]] = {
-    "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect,
-    "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect,
+    "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect, "gre": ProbeExpect,
+    "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect, "map_port": MapPortExpect,
 }
 """Actions that take ``expect:``, and its model; the others take none."""
 
-PROBE_ACTIONS = ("udp", "tcp", "icmp")
+PROBE_ACTIONS = ("udp", "tcp", "icmp", "gre")
 PROCESS_ACTIONS = ("run", "spawn")
 """Actions needing real processes: the memory backend skips scenarios using them."""
 COMMON_KEYS = ("name", "expect", "save")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from natlab.words import plural
 from natlab.errors import NatlabError
 from natlab.scenario import checks
-from natlab.realisers.base import Driver, Probe, Unsupported
+from natlab.realisers.base import PORTLESS, Driver, Probe, Unsupported
 from natlab.scenario.load import knob_assignments, undot
 from natlab.scenario.model import PROBE_ACTIONS, Scenario, Step
 from natlab.scenario.report import ERROR, FAILED, SKIPPED, ScenarioReport, StepReport
@@ -171,12 +171,12 @@ def _new(step: Step, ctx: _Context, summary: str) -> StepReport:
 
 def _probe(ctx: _Context, step: Step) -> StepReport:
     spec = step.spec
-    dst, dport = checks.endpoint(ctx, spec.to, with_port=step.action != "icmp")
+    dst, dport = checks.endpoint(ctx, spec.to, with_port=step.action not in PORTLESS)
     dport = dport or 0
     receiver, listen_port = checks.receiver_of(ctx, spec, dst, ctx.sub(spec.at) if spec.at else None)
     probe = Probe(proto=step.action, src=spec.src, dst=dst, dport=dport, sport=spec.sport,
                   receiver=receiver, listen_port=listen_port, reply=spec.reply,
-                  timeout=spec.timeout or 1.0)
+                  timeout=spec.timeout or 1.0, keep_open=spec.keep_open)
     result = ctx.driver.probe(probe)
     out = _new(step, ctx, checks.describe_probe(result))
     checks.check_probe(ctx, step, result, out)
@@ -232,6 +232,37 @@ def _wait_output(ctx: _Context, name: str, pattern: str, timeout: float, out: St
             out.status, out.message = FAILED, f"{name} did not show /{pattern}/ ({why})"
             return
         time.sleep(POLL)
+
+
+def _map_port(ctx: _Context, step: Step) -> StepReport:
+    from natlab.portmap.client import PortMapRequest
+
+    spec = step.spec
+    request = PortMapRequest(
+        spec.protocol, spec.port, gateway=_portmap_server(ctx, spec.host, spec.gateway),
+        transport=spec.transport, external_port=spec.external_port, lifetime=spec.lifetime,
+        delete=spec.delete, internal_client=ctx.address(spec.third_party) if spec.third_party else None,
+        nonce=ctx.sub(spec.nonce) if spec.nonce else None, prefer_failure=spec.prefer_failure,
+        any_port=spec.any_port, timeout=spec.timeout)
+    answer = ctx.driver.map_port(spec.host, request)
+    out = _new(step, ctx, checks.describe_map(spec, answer))
+    checks.check_map_port(ctx, step.expect, answer, out, spec.port)
+    if step.save:
+        ctx.vars[step.save] = answer.external or ""
+        ctx.vars[f"{step.save}_nonce"] = answer.nonce or ""
+    return out
+
+
+def _portmap_server(ctx: _Context, host: str, gateway: Optional[str]) -> str:
+    """The inside address of ``gateway``, or of the gateway whose inside network ``host`` is on."""
+    topo = ctx.scn.topology
+    if gateway is None:
+        network = topo.node(host).legs[0].network
+        found = next((g for g in topo.gateways if g.inside == network), None)
+        if found is None:
+            raise checks.StepFailed(f"{host} is behind no gateway; name one with gateway:")
+        return str(found.address)
+    return str(next(g for g in topo.gateways if g.name == gateway).address)
 
 
 def _advance(ctx: _Context, step: Step) -> StepReport:
@@ -298,5 +329,5 @@ def _wait_mappings(ctx: _Context, step: Step) -> StepReport:
 _ACTIONS: dict[str, Callable[[_Context, Step], StepReport]] = {
     **{p: _probe for p in PROBE_ACTIONS}, "mappings": _mappings, "run": _run, "spawn": _spawn,
     "advance": _advance, "set": _set, "configure": _configure, "reboot": _reboot,
-    "set_pool": _set_pool, "wait": _wait,
+    "set_pool": _set_pool, "wait": _wait, "map_port": _map_port,
 }

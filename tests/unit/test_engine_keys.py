@@ -62,13 +62,3 @@ def test_the_engine_reports_its_table_sizes():
     nat.translated_out(udp(A, 5000, Y1, 81))
     sizes = nat.engine.table_sizes()
     assert (sizes["mappings"], sizes["sessions"], sizes["held_syns"], sizes["claims"]) == (1, 2, 0, 0)
-
-
-def test_the_old_attribute_names_still_read_the_same_values():
-    nat = Nat()
-    nat.translated_out(udp(A, 5000, Y1, 80))
-    engine = nat.engine
-    assert engine.pool == engine.addresses.pool and engine.pool_set == engine.addresses.pool_set
-    assert len(engine.by_flow) == 1 and len(engine.heap) == engine.table_sizes()["timers"]
-    with pytest.raises(TypeError):
-        engine.static_in[1] = 2  # type: ignore[index]  # read-only

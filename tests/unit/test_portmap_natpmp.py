@@ -28,7 +28,7 @@ results = st.sampled_from(list(NatpmpResult))
 
 
 def service(**knobs) -> PortMappingService:
-    return PortMappingService(PortMappingPolicy(**knobs), "203.0.113.1", random.Random(3))
+    return PortMappingService(PortMappingPolicy.every_protocol(**knobs), "203.0.113.1", random.Random(3))
 
 
 def ask(svc: PortMappingService, data: bytes, now: float = 10.0, sender: Endpoint = HOST):
@@ -136,7 +136,7 @@ def test_deleting_an_entry_made_by_upnp_is_not_authorized():
 
 
 def test_no_external_address_is_network_failure():
-    svc = PortMappingService(PortMappingPolicy(), None, random.Random(1))
+    svc = PortMappingService(PortMappingPolicy.every_protocol(), None, random.Random(1))
     address, _ = ask(svc, b"\x00\x00")
     mapped, _ = ask(svc, MapRequest(Proto.UDP, 5000, 5000, 60).emit())
     assert address.result == mapped.result == NatpmpResult.NETWORK_FAILURE

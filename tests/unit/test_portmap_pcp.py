@@ -35,7 +35,7 @@ map_options = st.lists(st.one_of(filters, unknown), max_size=3).map(tuple)
 
 
 def service(**knobs) -> PortMappingService:
-    return PortMappingService(PortMappingPolicy(**knobs), "203.0.113.1", random.Random(5))
+    return PortMappingService(PortMappingPolicy.every_protocol(**knobs), "203.0.113.1", random.Random(5))
 
 
 def map_request(port=5000, lifetime=3600, *, external=0, nonce=NONCE, protocol=17,
@@ -243,7 +243,7 @@ def test_all_ports_is_not_authorized():
 
 
 def test_network_failure_without_an_external_address():
-    svc = PortMappingService(PortMappingPolicy(), None, random.Random(1))
+    svc = PortMappingService(PortMappingPolicy.every_protocol(), None, random.Random(1))
     answer = ask(svc, map_request().emit())
     assert answer.result == PcpResult.NETWORK_FAILURE and answer.lifetime == 30
 
@@ -309,7 +309,7 @@ def test_quota_is_user_ex_quota_and_a_full_table_no_resources():
 
 
 def test_no_free_port_is_no_resources():
-    svc = PortMappingService(PortMappingPolicy(), "203.0.113.1", random.Random(1),
+    svc = PortMappingService(PortMappingPolicy.every_protocol(), "203.0.113.1", random.Random(1),
                              lambda proto, port: False)
     assert ask(svc, map_request().emit()).result == PcpResult.NO_RESOURCES
 

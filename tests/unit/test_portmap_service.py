@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "natlab" / "portmap"
 
 
 def service(seed=1, is_free=lambda proto, port: True, **knobs) -> PortMappingService:
-    return PortMappingService(PortMappingPolicy(**knobs), "203.0.113.1", random.Random(seed),
+    return PortMappingService(PortMappingPolicy.every_protocol(**knobs), "203.0.113.1", random.Random(seed),
                               is_free, inside_address="192.168.1.1")
 
 

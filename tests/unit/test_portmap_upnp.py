@@ -24,7 +24,7 @@ IGD1 = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
 
 
 def service(external="203.0.113.1", **knobs) -> PortMappingService:
-    return PortMappingService(PortMappingPolicy(**knobs), external, random.Random(9),
+    return PortMappingService(PortMappingPolicy.every_protocol(**knobs), external, random.Random(9),
                               inside_address="192.168.1.1", device_uuid=UUID,
                               link_stats=lambda: LinkStats(2**32 + 5, 7, 8, 9))
 
@@ -265,7 +265,7 @@ def test_add_conflicts_718_with_another_host_and_729_with_the_engine():
     call(svc, "AddPortMapping", add_args())
     assert code(call(svc, "AddPortMapping", add_args(client="192.168.1.9"))[0]) == 718
     assert call(svc, "AddPortMapping", add_args(lease="60"))[1] == 200  # same client: refresh
-    busy = PortMappingService(PortMappingPolicy(), "203.0.113.1", random.Random(1),
+    busy = PortMappingService(PortMappingPolicy.every_protocol(), "203.0.113.1", random.Random(1),
                               lambda proto, port: port != 6000)
     assert code(call(busy, "AddPortMapping", add_args())[0]) == 729
 
@@ -330,7 +330,7 @@ def _requests(prefix):
 @pytest.mark.parametrize("prefix", ["upnpc-add", "upnpc-add-tcp", "upnpc-list", "upnpc-generic",
                                     "upnpc-delete", "upnpc-status", "upnpc-discover-list"])
 def test_miniupnpc_requests_are_answered_without_http_errors(prefix):
-    svc = PortMappingService(PortMappingPolicy(), "203.0.113.1", random.Random(1),
+    svc = PortMappingService(PortMappingPolicy.every_protocol(), "203.0.113.1", random.Random(1),
                              inside_address="127.0.0.1")
     sender = Endpoint.of("127.0.0.1", 40000)
     for method, target, headers, body in _requests(prefix):

@@ -14,6 +14,7 @@ import ipaddress
 from typing import Any, Callable, Optional
 
 from natlab.gateway.service import Gateway
+from natlab.packet import build
 
 __all__ = ["MemoryDatapath", "MemorySender"]
 
@@ -54,6 +55,33 @@ class MemoryDatapath:
 
         return Gateway(spec, engine, policy, sender=MemorySender(route, inside),
                        clock=lambda: net.now, wallclock=None)
+
+    def portmap(self, nat: Any) -> Any:
+        """The NAT's port mapping server on its inside address (None if its engine has none)."""
+        from natlab.datapaths.memory.portmap import MemoryPortmap
+        from natlab.gateway.portmap_shell import attach
+        from natlab.portmap.service import LinkStats
+
+        net = self.net
+
+        def link_stats() -> LinkStats:
+            c = nat.gateway.engine.counters
+            return LinkStats(nat.link["bytes_sent"], nat.link["bytes_received"], c.translated_out, c.translated_in)
+
+        shell = attach(nat.gateway, link_stats=link_stats)
+        if shell is None:
+            return None
+        portmap = MemoryPortmap(shell, lambda packet: net.route_from(nat.name, packet, True),
+                                lambda: net.realm_stacks(nat.name))
+
+        def upstream(payload: bytes) -> None:  # PCP to the NAT above, from the gateway's own endpoint
+            own = shell.upstream_endpoint
+            if own is not None and shell.upstream is not None:
+                net.route_from(nat.name, build.udp(own.addr, own.port, shell.upstream, 5351, payload), False)
+
+        nat.portmap = portmap  # before the first upstream exchange: its answer comes back to it
+        shell.connect_upstream(upstream)
+        return portmap
 
     def serve(self, gateway: Gateway) -> int:
         """Nothing to run: the network moves packets as its hosts send them."""

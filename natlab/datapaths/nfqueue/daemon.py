@@ -33,6 +33,7 @@ from typing import Any, Optional, Sequence
 
 from natlab.datapaths.nfqueue.emit import RawSender
 from natlab.datapaths.nfqueue.iface import OutsideAddresses
+from natlab.datapaths.nfqueue.portmap_sockets import PortmapSockets, open_portmap
 from natlab.datapaths.nfqueue.queues import Queues
 from natlab.datapaths.nfqueue.rules import Rules, forwarding, set_forwarding
 from natlab.datapaths.nfqueue.watchdog import QueueWatchdog
@@ -81,7 +82,7 @@ class NfqueueDatapath:
     """Packets from the kernel's NFQUEUEs; emits through a raw socket; pool changes as addresses and rules."""
 
     name = "nfqueue"
-    summary = "NFQUEUE in the gateway's namespace (libnetfilter_queue), a raw socket for emits"
+    summary = "NFQUEUE in the gateway's namespace (GSO, batched netlink), a raw socket for emits"
     in_process = False
 
     def unavailable(self) -> Optional[str]:
@@ -116,7 +117,7 @@ def _serve(gateway: Gateway) -> int:
     rules = gateway.pool_hooks.rules
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
     watchdog = QueueWatchdog()
-    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,
+    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors, "binding": queues.stats(),
                                          "queue": queues.kernel_stats(), "watchdog": watchdog.report()})
     control = ControlServer(spec.control_socket, gateway.handle, selector)
     gateway.stat_sources.append(control.stats)
@@ -130,6 +131,7 @@ def _serve(gateway: Gateway) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.append(signum)
 
+    portmap: Optional[PortmapSockets] = None
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
     try:
@@ -141,6 +143,8 @@ def _serve(gateway: Gateway) -> int:
                            hint="the gateway needs a writable /proc/sys/net")
         _add_static_externals(spec, engine)
         control.open()
+        if spec.inside_ifaces:  # NAT-PMP, PCP and UPnP on the inside address (natlab.gateway.portmap_shell)
+            portmap = open_portmap(gateway, selector, _wan_stats(spec.outside_iface))
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
         for fd in queues.fds():
             selector.register(fd, selectors.EVENT_READ, lambda _m, fd=fd: _drain(queues, fd))
@@ -148,15 +152,19 @@ def _serve(gateway: Gateway) -> int:
                  spec.name, spec.netns, ",".join(spec.pool), spec.queue_in, spec.queue_out,
                  type(engine).__name__, os.getpid())
         while not stopping:
-            for key, mask in selector.select(_timeout(gateway, control, watchdog)):
+            for key, mask in selector.select(_timeout(gateway, control, watchdog, portmap)):
                 key.data(mask)
             gateway.on_timer()
+            if portmap is not None:
+                portmap.on_timer()
             now = time.monotonic()
             control.on_timer(now)
             if now >= watchdog.next_deadline():
                 watchdog.check(now, queues.kernel_stats(), queues.received)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
+        if portmap is not None:
+            portmap.close()
         _teardown(control, rules, queues, sender)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
@@ -167,13 +175,30 @@ def _serve(gateway: Gateway) -> int:
     return 0
 
 
-def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog) -> float:
+def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog,
+             portmap: Optional[PortmapSockets] = None) -> float:
     now = time.monotonic()
     waits = [watchdog.next_deadline() - now, control.next_deadline() - now]
     engine = gateway.timeout()
     if engine is not None:
         waits.append(engine)
+    pending = portmap.wait() if portmap is not None else None
+    if pending is not None:
+        waits.append(pending)
     return max(0.0, min(waits))
+
+
+def _wan_stats(iface: str) -> Any:
+    """UPnP's WAN totals: the outside interface's kernel counters (this namespace's sysfs)."""
+    from natlab.portmap.service import LinkStats
+
+    def read(name: str) -> int:
+        try:
+            return int(Path(f"/sys/class/net/{iface}/statistics/{name}").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    return lambda: LinkStats(read("tx_bytes"), read("rx_bytes"), read("tx_packets"), read("rx_packets"))
 
 
 def _drain(queues: Queues, fd: int) -> None:

@@ -89,7 +89,7 @@ function drawTopology() {
     if (node.kind === "gateway") {
       g.append(el("text", { class: "sub", y: -1, "data-role": "behaviour", text: node.behaviour || "" }));
       g.append(el("text", { class: "cls", y: 18, "data-role": "class", text: node.nat_class || "" }));
-      g.append(el("text", { class: "sub", y: 35, text: shown }));
+      g.append(el("text", { class: "sub", y: 35, "data-role": "pool", text: shown }));
       g.addEventListener("click", () => selectGateway(node.name));
       g.style.cursor = "pointer";
     } else {
@@ -108,6 +108,8 @@ function updateGatewayBoxes() {
     g.querySelector('[data-role="behaviour"]').textContent =
       gw.behaviour + (Object.keys(gw.changed).length ? " *" : "");
     g.querySelector('[data-role="class"]').textContent = gw.nat_class;
+    const a = gw.addresses;
+    g.querySelector('[data-role="pool"]').textContent = a.length > 1 ? `${a[0]} +${a.length - 1}` : a.join("");
     g.classList.toggle("hot", name === ui.gw);
   }
 }
@@ -211,6 +213,11 @@ function renderGateway() {
     el("strong", { text: ui.gw }), ` ${gw.behaviour} `, el("span", { class: "mono", text: gw.nat_class }),
     ` · pool ${gw.addresses.join(", ")} · clock +${gw.clock.toFixed(1)} s`,
     changed ? el("span", { class: "mono", text: ` · set: ${changed}` }) : null));
+  const pool = $("gw-pool");
+  if (pool.dataset.gw !== ui.gw || pool.dataset.pool !== gw.addresses.join(", ")) {
+    pool.value = gw.addresses.join(", ");
+    pool.dataset.gw = ui.gw; pool.dataset.pool = pool.value;
+  }
   const preset = $("gw-preset");
   if (preset.dataset.gw !== ui.gw || preset.dataset.behaviour !== gw.behaviour) {
     clear(preset).append(...ui.topo.presets.map(p => el("option", { value: p, text: p, selected: p === gw.behaviour })));
@@ -223,7 +230,11 @@ function renderGateway() {
 }
 
 function renderKnobs(gw) {
-  const table = clear($("knobs"));
+  const key = ui.gw + JSON.stringify(gw.knobs);
+  const table = $("knobs");
+  if (table.dataset.key === key && table.contains(document.activeElement)) return;  // keep what is being typed
+  table.dataset.key = key;
+  clear(table);
   table.append(el("tr", {}, ...["knob", "value", "RFC requirement · allowed", "RFC default"].map(h => el("th", { text: h }))));
   for (const row of gw.knobs) {
     let input;
@@ -247,7 +258,13 @@ function renderKnobs(gw) {
 
 async function setKnob(knob, value) {
   const done = await act("knob", { gateway: ui.gw, knob, value });
-  if (!done) renderGateway();  // put the old value back
+  if (!done) { $("knobs").dataset.key = ""; renderGateway(); }  // put the old value back
+}
+
+async function setPool() {
+  const pool = $("gw-pool");
+  const done = await act("pool", { gateway: ui.gw, addresses: pool.value });
+  if (!done) { pool.dataset.pool = ""; renderGateway(); }  // the error stays shown; the field shows the pool again
 }
 
 function renderMappings(rows) {
@@ -267,10 +284,11 @@ function renderMappings(rows) {
 function renderCounters(c) {
   const dl = clear($("counters"));
   const flat = [];
-  for (const [k, v] of Object.entries(c)) {
-    if (v && typeof v === "object") for (const [k2, v2] of Object.entries(v)) flat.push([`${k}.${k2}`, v2]);
-    else flat.push([k, v]);
-  }
+  (function walk(obj, prefix) {  // real gateways nest deeper (gateway.queue.in.queue_dropped ...)
+    for (const [k, v] of Object.entries(obj)) {
+      if (v && typeof v === "object") walk(v, `${prefix}${k}.`); else flat.push([`${prefix}${k}`, v]);
+    }
+  })(c, "");
   for (const [k, v] of flat) {
     if (!v && !["mappings_active", "dropped"].includes(k)) continue;
     const cls = k.startsWith("drops.") || k === "dropped" ? "drop" : null;
@@ -289,7 +307,8 @@ function describeEvent(e) {
 function renderEvents(events) {
   const ol = clear($("events"));
   for (const e of events.slice().reverse()) {
-    ol.append(el("li", { class: `ev-${e.kind}`, text: `#${e.seq} t=${e.at} ${describeEvent(e)}` }));
+    const at = Number.isInteger(e.at) ? e.at : Number(e.at).toFixed(1);
+    ol.append(el("li", { class: `ev-${e.kind}`, text: `#${e.seq} t=${at} ${describeEvent(e)}` }));
   }
 }
 
@@ -306,35 +325,48 @@ async function sendProbe(ev) {
   box.append(el("span", { class: r.delivered ? "ok" : "bad", id: "probe-verdict", text: `${r.proto} ${r.src}:${r.sport} → ${r.dst}${r.dport ? ":" + r.dport : ""}: ${what}` }));
   if (r.replied !== null) box.append(el("span", { class: r.replied ? "ok" : "bad", text: r.replied ? " · answer came back" : " · answer lost" }));
   if (r.detail) box.append(el("span", { class: "bad", id: "probe-reason", text: ` · ${r.detail}` }));
-  if (data.packets.length) { renderWalk(data.packets); animate(data.packets); } else renderEvents2(r.events);
+  const first = data.packets[0];  // on real labs the sender only knows nothing came; the gateway knows why
+  if (first && first.outcome === "dropped" && !(r.detail || "").includes(first.reason)) {
+    box.append(el("span", { class: "bad", id: "probe-drop", text: ` · dropped at ${first.end}: ${first.reason}` }));
+  }
+  renderWalk(data.packets, data.observed);
+  animate(data.packets);
 }
 
-// Where the backend cannot trace hops (netns), the gateways' events during the probe stand in.
-function renderEvents2(events) {
-  const table = clear($("walk"));
-  table.append(el("tr", {}, ...["gateway", "event (no per-hop walk on this backend)"].map(h => el("th", { text: h }))));
-  for (const e of events) table.append(el("tr", {}, el("td", { text: e.gateway }), el("td", { class: "mono", text: describeEvent(e) })));
-}
+const VERDICT = { forward: "translated", hairpin: "hairpinned", drop: "dropped", unseen: "not observed",
+  unobserved: "not observed" };
 
-function renderWalk(packets) {
-  const table = clear($("walk"));
+// One row per packet sent, one per NAT it crossed (before and after), and how it ended.
+// On real labs the walk is told from the gateways' records: each hop says what it rests on,
+// and a NAT that left no record of the packet says so instead of a guess.
+function renderWalk(packets, observed) {
+  const table = clear($("walk")), note = $("walk-note");
+  note.textContent = observed === "gateway records"
+    ? "Walk told from the gateways' records (events, mapping tables, counters): one row per direction; " +
+      "where a NAT recorded nothing about the packet, the hop says so."
+    : "";
+  note.hidden = !note.textContent;
   table.append(el("tr", {}, ...["#", "at", "what", "packet", "after"].map(h => el("th", { text: h }))));
   packets.forEach((p, i) => {
-    table.append(el("tr", {}, el("td", { text: i + 1 }), el("td", { text: p.from }),
+    table.append(el("tr", { "data-packet": i }, el("td", { text: i + 1 }), el("td", { text: p.from }),
       el("td", { text: p.answer ? "answers" : "sends" }), el("td", { class: "mono", text: p.sent }), el("td", {})));
     for (const h of p.hops) {
-      const verdict = h.verdict === "drop" ? `dropped: ${h.reason}` : `${h.verdict} (${h.side})`;
-      table.append(el("tr", { class: h.verdict === "drop" ? "bad" : null },
+      const blind = h.verdict === "unseen" || h.verdict === "unobserved";
+      const cls = h.verdict === "drop" ? "bad" : blind ? "warn" : null;
+      const extra = (h.events || []).filter(e => e !== h.reason);
+      let what = h.verdict === "drop" ? `dropped: ${h.reason}` : `${VERDICT[h.verdict] || h.verdict} (${h.side})`;
+      if (extra.length) what += `; ${extra.join(", ")}`;
+      table.append(el("tr", { class: cls, "data-hop": h.node, "data-verdict": h.verdict },
         el("td", {}), el("td", { text: h.node }),
-        el("td", { class: h.verdict === "drop" ? "bad" : null,
-          text: verdict + (h.events.filter(e => e !== h.reason).length ? `; ${h.events.filter(e => e !== h.reason).join(", ")}` : "") }),
+        el("td", { class: cls }, what, h.how ? el("span", { class: "how", text: h.how }) : null),
         el("td", { class: "mono", text: h.in }), el("td", { class: "mono", text: h.out || "—" })));
     }
     if (p.outcome === "delivered") {
       table.append(el("tr", {}, el("td", {}), el("td", { text: p.end }), el("td", { class: "ok", text: "receives" }),
         el("td", { class: "mono", text: p.received || "" }), el("td", {})));
-    } else if (p.outcome === "dropped" && !p.hops.some(h => h.verdict === "drop")) {
-      table.append(el("tr", {}, el("td", {}), el("td", { text: p.end }), el("td", { class: "bad", text: `dropped: ${p.reason}` }), el("td", {}), el("td", {})));
+    } else if (p.outcome !== "delivered" && !p.hops.some(h => h.verdict === "drop")) {
+      table.append(el("tr", {}, el("td", {}), el("td", { text: p.end || "?" }),
+        el("td", { class: "bad", text: `${p.outcome}: ${p.reason}` }), el("td", {}), el("td", {})));
     }
   });
 }
@@ -432,7 +464,7 @@ async function main() {
     ui.topo = await getJSON("/api/topology");
   } catch (err) { showError(`cannot load the lab: ${err.message}`); return; }
   const t = ui.topo;
-  $("lab-name").textContent = `${t.name} · ${t.backend} backend · seed ${t.seed}`;
+  $("lab-name").textContent = `${t.name} · ${t.backend} backend${t.attached ? " (attached: stays up)" : ""} · seed ${t.seed}`;
   document.title = `natlab explore: ${t.name}`;
   drawTopology();
   const hosts = t.nodes.filter(n => n.kind === "host").map(n => n.name);
@@ -448,6 +480,8 @@ async function main() {
   $("punch-form").addEventListener("submit", runPunch);
   $("gw-configure").addEventListener("click", () => act("configure", { gateway: ui.gw, behaviour: $("gw-preset").value }));
   $("gw-reboot").addEventListener("click", () => act("reboot", { gateway: ui.gw }));
+  $("gw-pool-set").addEventListener("click", setPool);
+  $("gw-pool").addEventListener("keydown", e => { if (e.key === "Enter") setPool(); });
   $("gw-check").addEventListener("click", () => act("check", { gateway: ui.gw }));
   $("adv-go").addEventListener("click", () => act("advance", { gateway: $("adv-gw").value || null, seconds: $("adv-seconds").value }));
   for (const b of document.querySelectorAll(".adv-quick")) {

@@ -30,11 +30,15 @@ from natlab.engine.types import to_str
 from natlab.errors import ConfigError
 from natlab.realisers.memory.realiser import MemoryRealiser
 from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
+from natlab.packet import build
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
 
-__all__ = ["MemoryDriver"]
+__all__ = ["MemNetTransport", "MemoryDriver"]
 
+PROTO_GRE = 47
+GRE_HEADER = b"\x00\x00\x08\x00"
+"""A GRE header (RFC 2784) with no options, carrying IPv4 (what the netns probe sends)."""
 EPHEMERAL = (32768, 60999)
 """Linux's default ip_local_port_range: where a host picks a source port."""
 _NO_PROGRAMS = dict(what="the memory backend cannot run programs", hint="run this on the netns backend")
@@ -105,7 +109,7 @@ class MemoryDriver:
         marks = {name: nat.seq for name, nat in self.net.nats.items()}
         for name in self.net.hosts:
             self.net.stack(name).inbox.clear()
-        run = {"udp": self._udp, "tcp": self._tcp, "icmp": self._icmp}[probe.proto]
+        run = {"udp": self._udp, "tcp": self._tcp, "icmp": self._icmp, "gre": self._gre}[probe.proto]
         result = run(probe, probe.payload.encode())
         events = tuple(dict(e) for name, nat in self.net.nats.items() for e in nat.events if e["seq"] > marks[name])
         if not result.detail and not (result.delivered and (result.replied or not probe.reply)):
@@ -165,7 +169,7 @@ class MemoryDriver:
                 if accepted is not None and accepted.state == "established":
                     self.net.send(probe.receiver, rx.send_data(accepted, f"seen {seen}".encode()))
                 replied = bool(conn.received)
-            fin = tx.close(conn)  # the sender closes; the receiver's stack closes too
+            fin = None if probe.keep_open else tx.close(conn)  # the sender closes; the receiver's stack too
             if fin is not None:
                 self.net.send(probe.src, fin)
             return ProbeResult(probe, delivered=accepted is not None, seen=seen, sport=sport, replied=replied,
@@ -183,6 +187,27 @@ class MemoryDriver:
         return ProbeResult(probe, delivered=seen is not None, seen=seen, sport=ident,
                            replied=(answer is not None) if probe.reply else None,
                            reply_from=answer if probe.reply else None, detail=_why(out, tx.inbox, probe))
+
+    def _gre(self, probe: Probe, token: bytes) -> ProbeResult:
+        rx, tx = (self.net.stack(probe.receiver) if probe.receiver else None), self.net.stack(probe.src)
+        opened = rx is not None and PROTO_GRE not in rx.raw_open
+        if opened:
+            rx.raw_open.add(PROTO_GRE)  # the listener's raw socket: the kernel sends no error
+        try:
+            src = self.net.address(probe.src)
+            out = self.net.send(probe.src, build.ipv4(src, probe.dst, PROTO_GRE, GRE_HEADER + token))
+            seen = _raw_in(rx.inbox, PROTO_GRE, token) if rx is not None else None
+            answer = None
+            if seen is not None and probe.reply:
+                self.net.send(probe.receiver, build.ipv4(self.net.address(probe.receiver), seen, PROTO_GRE,
+                                                         GRE_HEADER + f"seen {seen} ".encode() + token))
+                answer = _raw_in(tx.inbox, PROTO_GRE, token)
+            return ProbeResult(probe, delivered=seen is not None, seen=seen, sport=0,
+                               replied=(answer is not None) if probe.reply else None,
+                               reply_from=answer, detail=_why(out, tx.inbox, probe))
+        finally:
+            if opened:
+                rx.raw_open.discard(PROTO_GRE)
 
     # -- programs: not in memory -------------------------------------------------------
     def run(self, host: str, command: Sequence[str], timeout: float) -> RunResult:
@@ -229,11 +254,53 @@ class MemoryDriver:
     def set_pool(self, gateway: str, pool: Sequence[str]) -> None:
         self._request(gateway, "set-pool", pool=list(pool))
 
+    def map_port(self, host: str, request: Any) -> Any:
+        """natlab's port mapping client (:mod:`natlab.portmap.client`) on the in-memory network."""
+        from natlab.portmap.client import request as ask
+
+        self._host(host)
+        realm = self.net.hosts[host].realm
+        if not request.gateway and realm is not None and self.net.nat(realm).portmap is not None:
+            request = _replace(request, gateway=to_str(self.net.nat(realm).portmap.address))
+        transport = MemNetTransport(self.net, host, lambda proto: self._source_port(host, proto))
+        return ask(request, transport, self.net.address(host))
+
     def sleep(self, seconds: float) -> None:
         self.net.advance(seconds)
 
     def close(self) -> None:
         """Nothing to take down."""
+
+
+class MemNetTransport:
+    """The port mapping client's UDP and HTTP exchanges over a MemNet, from ``host``
+    (``source_port(proto)`` picks each exchange's port). Answers come at once (the
+    clock does not move), so nothing is retransmitted."""
+
+    def __init__(self, net: MemNet, host: str, source_port: Any) -> None:
+        self.net, self.host, self.source_port = net, host, source_port
+
+    def udp(self, server: str, port: int, payload: bytes, timeout: float,
+            retransmit: Sequence[float] = ()) -> list[tuple[str, bytes]]:
+        stack = self.net.stack(self.host)
+        sport = self.source_port("udp")
+        stack.bind_udp(sport)
+        try:
+            self.net.send_udp(self.host, sport, server, port, payload)
+            return [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+        finally:
+            stack.close_port("udp", sport)
+
+    def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
+        stack = self.net.stack(self.host)
+        conn, _ = self.net.connect_tcp(self.host, self.source_port("tcp"), server, port)
+        if conn.state != "established":
+            return b""
+        self.net.send(self.host, stack.send_data(conn, request))
+        fin = stack.close(conn)
+        if fin is not None:
+            self.net.send(self.host, fin)
+        return bytes(conn.received)
 
 
 # -- reading inboxes -------------------------------------------------------------------
@@ -254,6 +321,15 @@ def _echo_in(inbox: list[bytes], type_: int, ident: Optional[int], token: bytes)
         icmp = pkt.l4
         if pkt.ip.proto == PROTO_ICMP and icmp is not None and icmp.type == type_ \
                 and (ident is None or icmp.ident == ident) and token in pkt.payload:
+            return to_str(pkt.ip.src)
+    return None
+
+
+def _raw_in(inbox: list[bytes], proto: int, token: bytes) -> Optional[str]:
+    """Source address of the first packet of IP protocol ``proto`` carrying ``token``."""
+    for raw in inbox:
+        pkt = parse_packet(raw)
+        if pkt.ip.proto == proto and token in pkt.payload:
             return to_str(pkt.ip.src)
     return None
 

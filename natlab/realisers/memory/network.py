@@ -48,7 +48,7 @@ from natlab.datapaths.memory import MemoryDatapath
 from natlab.engine import Engine, Forward, Hairpin, MappingView, Policy, Side
 from natlab.engine.types import AddressLike, to_int, to_str
 from natlab.gateway.service import Gateway
-from natlab.gateway.spec import GatewaySpec
+from natlab.gateway.spec import GatewaySpec, upstream_of
 from natlab.packet import build
 from natlab.packet.headers import PROTO_UDP, parse_packet
 from natlab.realisers.memory.stack import HostStack, TcpConn
@@ -112,6 +112,10 @@ class _Nat:
     gateway: Gateway
     inside: ipaddress.IPv4Network
     realm: Optional[str]  # where its outside is
+    portmap: Any = None
+    """Its port mapping server on the inside address (:mod:`natlab.datapaths.memory.portmap`)."""
+    link: dict = dataclasses.field(default_factory=lambda: {"bytes_sent": 0, "bytes_received": 0})
+    """Bytes it forwarded out and in (UPnP's WAN totals)."""
 
     @property
     def engine(self) -> Engine:
@@ -188,22 +192,29 @@ class MemNet:
                 net.add_nat(gw.name, gw.resolved_policy(), [str(a) for a in gw.pool],
                             str(topo.network(gw.inside).subnet),
                             behind=realm_of.get(gw.outside), seed=engine_seed, preset=gw.preset,
-                            outside_subnet=str(topo.network(gw.outside).subnet), behaviour_dirs=dirs)
+                            outside_subnet=str(topo.network(gw.outside).subnet), behaviour_dirs=dirs,
+                            inside_address=str(gw.address), upstream_address=upstream_of(topo, gw))
                 pending.remove(gw)
         for host in topo.hosts:
             net.add_host(host.name, [str(a) for a in host.addresses], behind=realm_of.get(host.legs[0].network))
+        for nat in net.nats.values():
+            net._flush_portmap(nat)  # the announcements a starting port mapping server sends
         return net
 
     # -- building ------------------------------------------------------------------
     def add_nat(self, name: str, policy: Policy, pool: Sequence[AddressLike], inside_prefix: str,
                 *, behind: Optional[str] = None, seed: Optional[int] = None, preset: str = "",
-                outside_subnet: str = "", behaviour_dirs: Sequence[str] = ()) -> _Nat:
+                outside_subnet: str = "", behaviour_dirs: Sequence[str] = (), inside_address: str = "",
+                upstream_address: str = "") -> _Nat:
         """A NAT with ``pool`` on its outside (the internet, or ``behind``'s inside).
 
         ``seed`` seeds its engine; by default it is drawn from the network's RNG.
         ``preset`` (for ``status``), ``outside_subnet`` (a live policy is checked
-        against it) and ``behaviour_dirs`` (where ``configure`` may load preset
-        files) are what a lab's gateway spec says.
+        against it), ``behaviour_dirs`` (where ``configure`` may load preset
+        files), ``inside_address`` (the gateway's own, where NAT-PMP, PCP and
+        UPnP are served; default the first usable of ``inside_prefix``) and
+        ``upstream_address`` (the inside address of the NAT above, for
+        ``pcp_interworking``) are what a lab's gateway spec says.
         """
         from natlab.behaviours.presets import policy_to_dict
 
@@ -214,10 +225,13 @@ class MemNet:
         spec = GatewaySpec(lab=self.name, name=name, netns="", inside_ifaces=(), outside_iface="",
                            inside_subnets=(inside_prefix,), outside_subnet=outside_subnet, pool=addresses,
                            preset=preset, policy=policy_to_dict(policy), seed=engine_seed, run_dir="",
-                           behaviour_dirs=tuple(behaviour_dirs), datapath=self.datapath.name)
+                           behaviour_dirs=tuple(behaviour_dirs), datapath=self.datapath.name,
+                           extra={"portmap": {"inside_address": inside_address,
+                                              "upstream_address": upstream_address}})
         engine = Engine(policy, pool, random.Random(engine_seed))
         nat = _Nat(name, self.datapath.gateway(spec, engine, policy), ipaddress.IPv4Network(inside_prefix), behind)
         self.nats[name] = nat
+        nat.portmap = self.datapath.portmap(nat)
         return nat
 
     def add_host(self, name: str, address: Union[AddressLike, Sequence[AddressLike]], *,
@@ -252,7 +266,10 @@ class MemNet:
 
     def request(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
         """A control request to one NAT, as its control socket would take it; errors raised."""
-        return self.nats[name].gateway.request(request)
+        try:
+            return self.nats[name].gateway.request(request)
+        finally:
+            self._flush_portmap(self.nats[name])
 
     def stack(self, host: str) -> HostStack:
         """The host's stack: bind/listen/close ports, its TCP connections, its inbox."""
@@ -307,6 +324,7 @@ class MemNet:
         self.now += seconds
         for nat in self.nats.values():
             nat.gateway.expire()
+            self._flush_portmap(nat)
 
     def advance_gateway(self, name: str, seconds: float) -> dict[str, Any]:
         """Move one NAT's clock on (time travel) and let it expire what is due (the ``advance`` op)."""
@@ -324,6 +342,14 @@ class MemNet:
         """Change one NAT's external addresses; routing follows the engine's pool at once."""
         return self.request(name, {"op": "set-pool", "pool": [to_str(to_int(a)) for a in pool]})
 
+    def _flush_portmap(self, nat: _Nat) -> None:
+        if nat.portmap is not None:
+            nat.portmap.flush_due()
+
+    def realm_stacks(self, realm: Optional[str]) -> list[HostStack]:
+        """The stacks of every host in ``realm`` (a NAT's name, or None: the internet)."""
+        return [h.stack for h in self.hosts.values() if h.realm == realm]
+
     # -- routing -----------------------------------------------------------------------
     def _route(self, data: bytes, realm: Optional[str], path: tuple[str, ...]) -> Outcome:
         if len(path) > _MAX_HOPS:
@@ -334,6 +360,11 @@ class MemNet:
                 for answer in h.stack.receive(data):
                     self._route(answer, h.realm, ())
                 return Delivered(h.name, path)
+        own = self.nats[realm] if realm is not None else None
+        if own is not None and own.portmap is not None and own.portmap.wants(data):
+            for answer in own.portmap.receive(data):  # the gateway's own sockets on its inside address
+                self._route(answer, realm, ())
+            return Delivered(own.name, path)
         for nat in self.nats.values():
             if nat.realm == realm and nat.routes_to(dst):
                 return self._through(nat, data, Side.OUTSIDE, path)
@@ -351,6 +382,11 @@ class MemNet:
         path = path + (nat.name,)
         kind = type(verdict)
         if kind is Forward:
+            nat.link["bytes_sent" if side is Side.INSIDE else "bytes_received"] += len(verdict.data)
+            if side is Side.OUTSIDE and nat.portmap is not None and nat.routes_to(int.from_bytes(verdict.data[16:20], "big")):
+                for answer in nat.portmap.from_outside(bytes(verdict.data)):  # for the gateway itself
+                    self._route(answer, nat.name, (nat.name,))
+                return Delivered(nat.name, path)
             onward = nat.name if side is Side.OUTSIDE else nat.realm
             return self._route(bytes(verdict.data), onward, path)
         if kind is Hairpin:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 from natlab.errors import BackendUnavailable, ConfigError, LabError, LabNotFound, NotPrivileged
-from natlab.gateway.spec import GatewaySpec
+from natlab.gateway.spec import GatewaySpec, policy_for_spec, portmap_extra
 from natlab.realisers.netns import namespaces as netns
 from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import STATE_FILE, LabState, list_labs, run_dir_of
@@ -220,7 +220,6 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int, realise
 
 
 def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
-    from natlab.behaviours import presets
     from natlab.datapaths.registry import chosen
 
     datapath = chosen(gw.datapath)
@@ -231,9 +230,10 @@ def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
         inside_subnets=(str(topo.network(gw.inside).subnet),),
         outside_subnet=str(topo.network(gw.outside).subnet),
         pool=tuple(str(a) for a in gw.pool), preset=gw.preset,
-        policy=presets.policy_to_dict(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
+        policy=policy_for_spec(gw.resolved_policy()), seed=gw.seed, run_dir=run_dir,
         behaviour_dirs=behaviour_dirs(topo), datapath=datapath,
-        extra={datapath.replace("-", "_"): dict(options)} if options is not None else {})
+        extra={**({datapath.replace("-", "_"): dict(options)} if options is not None else {}),
+               **portmap_extra(topo, gw)})
 
 
 def prepare_datapath(spec: GatewaySpec) -> None:

@@ -20,13 +20,29 @@ from __future__ import annotations
 
 import subprocess
 from ipaddress import IPv4Interface
-from typing import Iterable, Optional
-
-from pyroute2 import NetNS, netns
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import Any, Iterable, Optional
 
 from natlab.errors import LabError
 from natlab.topology.model import Leg, Route
+
+
+# pyroute2 is imported on first use: it costs ~0.6 s, and most natlab commands never
+# touch a namespace (behaviours, explain, explore on memory, --version).
+def NetNS(name: str, **kw: Any) -> Any:  # noqa: N802 - stands for pyroute2's class
+    from pyroute2 import NetNS as _NetNS
+
+    return _NetNS(name, **kw)
+
+
+class _Netns:
+    def __getattr__(self, attr: str) -> Any:
+        from pyroute2 import netns as real
+
+        return getattr(real, attr)
+
+
+netns = _Netns()
+"""pyroute2's ``netns`` module (listnetns, create, remove), loaded on first use."""
 
 PREFIX = "natlab-"
 ALIAS_PREFIX = "natlab:"
@@ -139,7 +155,7 @@ def configure(node_ns: str, legs: Iterable[Leg], routes: Iterable[Route]) -> Non
             ipr.route("add", dst=str(route.dst), gateway=str(route.via))
 
 
-def _add_address(ipr: NetNS, index: int, addr: IPv4Interface) -> None:
+def _add_address(ipr: Any, index: int, addr: IPv4Interface) -> None:
     ipr.addr("add", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen,
              broadcast=str(addr.network.broadcast_address))
 
@@ -166,6 +182,8 @@ def lab_namespaces(lab: str, other_labs: Iterable[str] = ()) -> list[str]:
 
 def namespace_tags(name: str) -> set[str]:
     """The ``natlab:`` aliases on a namespace's interfaces (empty if none or gone)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
         with NetNS(name, flags=0) as ipr:
             aliases = {link.get_attr("IFLA_IFALIAS") for link in ipr.get_links()}

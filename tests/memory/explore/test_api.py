@@ -131,6 +131,16 @@ BAD = [
     ("punch", {"a": "alice", "b": "alice", "server": "server"}, "all different"),
     ("punch", {"a": "alice", "b": "bob", "server": "server", "rounds": 99}, "rounds out of range"),
     ("save", {"path": "/tmp/x.txt"}, "ends in .yaml"),
+    ("pool", {"gateway": "nat-a", "addresses": "not-an-address"}, "invalid pool address"),
+    ("pool", {"gateway": "nat-a", "addresses": " , "}, "a pool needs at least one address"),
+    ("pool", {"gateway": "nat-a", "addresses": []}, "a pool needs at least one address"),
+    ("pool", {"gateway": "nat-a", "addresses": "203.0.113.7, 203.0.113.7"}, "pool address listed twice"),
+    ("pool", {"gateway": "nat-a", "addresses": "10.9.9.9"}, "outside the gateway's outside network"),
+    ("pool", {"gateway": "nat-a", "addresses": "203.0.113.100"}, "203.0.113.100 is server's address"),
+    ("pool", {"gateway": "nat-a", "addresses": "203.0.113.1, 203.0.113.22"}, "203.0.113.22 is nat-b's address"),
+    ("pool", {"gateway": "nat-a", "addresses": [7]}, "a pool is a list of IPv4 addresses"),
+    ("pool", {"gateway": "nat-q", "addresses": "203.0.113.7"}, "no gateway 'nat-q'"),
+    ("pool", {"gateway": "nat-a"}, "pool needs addresses"),
     ("reboot", {"gateway": "nat-a", "extra": 1}, "unknown field(s) extra"),
     ("reboot", {}, "reboot needs gateway"),
     ("probe", {"from": "alice"}, "probe needs proto, to"),
@@ -172,3 +182,14 @@ def test_a_probe_answers_with_its_walk(client: TestClient) -> None:
     (hop,) = pkt["hops"]
     assert hop["node"] == "nat-a" and hop["in"].startswith("udp 192.168.1.2:40000")
     assert hop["out"].startswith("udp 203.0.113.1:40000") and "mapping-created" in hop["events"]
+
+
+def test_a_new_pool_is_used_at_once_and_recorded(client: TestClient, workbench: Any) -> None:
+    r = post(client, "pool", {"gateway": "nat-a", "addresses": "203.0.113.7, 203.0.113.8"})
+    assert r.status_code == 200, r.text
+    state = client.get("/api/state", params={"token": TOKEN}).json()
+    assert state["gateways"]["nat-a"]["addresses"] == ["203.0.113.7", "203.0.113.8"]
+    pool = ["203.0.113.7", "203.0.113.8"]
+    assert state["record"][-1]["step"] == {"set_pool": {"gateway": "nat-a", "addresses": pool}}
+    out = post(client, "probe", {"proto": "udp", "from": "alice", "to": "server:3478", "sport": 4000}).json()
+    assert out["result"]["seen"] == "203.0.113.7:4000"

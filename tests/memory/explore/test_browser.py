@@ -2,9 +2,9 @@
 
 Open the page, change a knob, send probes (a mapping appears; an unsolicited one
 shows its drop reason), give bad input (a clear error, nothing changed), advance
-time (the mapping expires), switch a preset, hole-punch, save the recording, and
-``natlab run --backend memory`` passes on the saved file. A screenshot of each
-view is written to the artifacts directory.
+time (the mapping expires), switch a preset, hole-punch, change a pool (a bad one
+first), save the recording, and ``natlab run --backend memory`` passes on the
+saved file. A screenshot of each view is written to the artifacts directory.
 """
 
 from __future__ import annotations
@@ -15,65 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from explorekit import fill as _fill, open_page, probe as _probe, shot as _shot, text as _text, version as _version
+from explorekit import wait as _wait
 
 pytestmark = pytest.mark.slow
-
-WAIT = 10
-
-
-def _wait(browser: Any, condition: Any, what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(browser, WAIT).until(condition)
-    except TimeoutException:
-        error = browser.find_element("id", "error").text
-        raise AssertionError(f"timed out waiting for {what}; page error: {error!r}") from None
-
-
-def _text(browser: Any, element_id: str) -> str:
-    return browser.find_element("id", element_id).text
-
-
-def _fill(browser: Any, element_id: str, value: str) -> None:
-    box = browser.find_element("id", element_id)
-    box.clear()
-    box.send_keys(value)
-
-
-def _version(browser: Any) -> int:
-    return int(browser.find_element("tag name", "body").get_attribute("data-version") or -1)
-
-
-def _shot(browser: Any, artifacts: Path, element_id: str, name: str) -> Path:
-    element = browser.find_element("id", element_id)
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
-    path = artifacts / f"{name}.png"
-    element.screenshot(str(path))
-    assert path.stat().st_size > 1000
-    return path
-
-
-def _probe(browser: Any, proto: str, src: str, sport: str, to: str, at: str = "") -> None:
-    from selenium.webdriver.support.ui import Select
-
-    Select(browser.find_element("id", "probe-proto")).select_by_value(proto)
-    Select(browser.find_element("id", "probe-from")).select_by_value(src)
-    _fill(browser, "probe-sport", sport)
-    _fill(browser, "probe-to", to)
-    _fill(browser, "probe-at", at)
-    before = _version(browser)
-    browser.find_element("id", "probe-send").click()
-    _wait(browser, lambda b: _version(b) > before and _text(b, "probe-outcome"), f"the probe to {to}")
 
 
 def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts: Path, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
-    browser.get(live_server.url)
-    _wait(browser, lambda b: b.find_element("tag name", "body").get_attribute("data-ready") == "1", "the page")
-    _wait(browser, lambda b: _text(b, "conn") == "live", "the event stream")
+    open_page(browser, live_server.url)
     assert "port-restricted-cone" in browser.find_element("id", "node-nat-a").text
     assert "EIM/APDF" in browser.find_element("id", "node-nat-a").text
     _shot(browser, explore_artifacts, "topology-panel", "01-topology")
@@ -137,6 +88,19 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     assert browser.find_elements("css selector", "#sequence .msg.dropped"), "the first punch is filtered"
     assert browser.find_elements("css selector", "#sequence .msg.delivered")
     _shot(browser, explore_artifacts, "punch-panel", "04-hole-punch")
+
+    # nat-b's pool, live: a duplicate is a clear error and changes nothing; a new address is used at once
+    version = _version(browser)
+    _fill(browser, "gw-pool", "203.0.113.21, 203.0.113.21")
+    browser.find_element("id", "gw-pool-set").click()
+    _wait(browser, lambda b: "pool address listed twice" in _text(b, "error"), "the pool error")
+    assert _version(browser) == version and "pool 203.0.113.21, 203.0.113.22" in _text(browser, "gw-head")
+    _fill(browser, "gw-pool", "203.0.113.30")
+    browser.find_element("id", "gw-pool-set").click()
+    _wait(browser, lambda b: "pool 203.0.113.30 " in _text(b, "gw-head"), "the new pool")
+    assert "203.0.113.30" in browser.find_element("id", "node-nat-b").text
+    _probe(browser, "udp", "bob", "6000", "server:3478")
+    assert "seen from 203.0.113.30:" in _text(browser, "probe-verdict")
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(explore_artifacts / "00-workbench.png"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,13 +123,16 @@ def test_every_shipped_topology_lays_out_without_overlaps(name: str) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--lab", "home"], "--lab is not supported by natlab explore yet"),
-    (["--backend", "docker", "topologies/two-homes.yaml"], "--backend docker is not supported by natlab explore yet"),
-    ([], "name a topology file to explore"),
+    (["--lab", "home"], "no lab named 'home' is up"),
+    (["--lab", "home", "--backend", "netns"], "--lab drives the lab on the backend it was made with"),
+    (["--lab", "home", "--seed", "3"], "a running lab keeps its seed"),
+    (["--backend", "dokcer", "topologies/two-homes.yaml"], "did you mean 'docker'"),
+    ([], "name a topology file to explore, or a running lab"),
 ])
-def test_cli_says_what_it_cannot_do_yet(args: list[str], message: str) -> None:
+def test_cli_bad_arguments_are_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "natlab", "explore", "--no-browser", *args],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "NATLAB_RUN_DIR": str(tmp_path)})  # no lab is up there
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
 
