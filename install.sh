@@ -4,20 +4,22 @@
 #   bash install.sh --demo     ... then run the demo (natlab demo)
 #   bash install.sh --test     ... then run the test suite (.venv/bin/pytest -q)
 #   bash install.sh --docker   also Docker (docker.io) and mmdebstrap for the docker backend
+#   bash install.sh --dpdk     also DPDK (dpdk-dev, libdpdk-dev) and the datapath's cffi module
 #   bash install.sh --no-link  leave /usr/local/bin/natlab alone
 # Needs root (apt, network namespaces, NFQUEUE): from a user account it re-runs itself
 # with sudo. Everything Python goes into ./.venv; /usr/local/bin/natlab links to it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-then_run="" docker=0 link=1
+then_run="" docker=0 dpdk=0 link=1
 for arg in "$@"; do
   case "$arg" in
     --demo) then_run=demo ;;
     --test) then_run=test ;;
     --docker) docker=1 ;;
+    --dpdk) dpdk=1 ;;
     --no-link) link=0 ;;
-    *) echo "install.sh: unknown option $arg (--demo, --test, --docker, --no-link)" >&2; exit 2 ;;
+    *) echo "install.sh: unknown option $arg (--demo, --test, --docker, --dpdk, --no-link)" >&2; exit 2 ;;
   esac
 done
 
@@ -38,6 +40,9 @@ packages=(python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-qu
           stun-client stun-server chromium chromium-driver natpmpc miniupnpc nftables python3-nftables
           ethtool)
 [ "$docker" = 1 ] && packages+=(docker.io mmdebstrap debian-archive-keyring ca-certificates)
+# DPDK datapath: the libraries and PMDs (af_xdp, af_packet), pkg-config for the build, ethtool
+# and nftables for the lab set-up (offloads off, the kernel's copy dropped).
+[ "$dpdk" = 1 ] && packages+=(dpdk-dev libdpdk-dev pkg-config ethtool nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -60,11 +65,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # pip's and setuptools' chatter goes to a log, shown only when the install fails
 log=.venv/install.log
+extras="test,nfqueue,explore"
+[ "$dpdk" = 1 ] && extras+=",dpdk"
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q -e '.[test,nfqueue,explore]'; } >"$log" 2>&1; then
+       .venv/bin/python -m pip install -q -e ".[$extras]"; } >"$log" 2>&1; then
   echo "install.sh: pip install failed; the last lines of $log:" >&2
   tail -n 25 "$log" >&2
   exit 1
+fi
+
+if [ "$dpdk" = 1 ]; then
+  # The cffi module over DPDK, built now (about 3 s) rather than by the first gateway.
+  if ! .venv/bin/python -m natlab.datapaths.dpdk.binding >>"$log" 2>&1; then
+    echo "install.sh: building the DPDK binding failed; the last lines of $log:" >&2
+    tail -n 25 "$log" >&2
+    exit 1
+  fi
 fi
 
 target="$PWD/.venv/bin/natlab"

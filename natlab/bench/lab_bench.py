@@ -111,9 +111,9 @@ NATLAB = "natlab"
 
 def _row_modules() -> tuple:
     """Modules adding rows (see :mod:`natlab.bench.nfq_bench`): one line each."""
-    from natlab.bench import kc_bench, nfq_bench
+    from natlab.bench import dpdk_bench, kc_bench, nfq_bench
 
-    return (nfq_bench, kc_bench)
+    return (nfq_bench, kc_bench, dpdk_bench)
 
 
 ORDER = (KERNEL, BARE, DAEMON, NATLAB, *(p for m in _row_modules() for p in m.PATHS))

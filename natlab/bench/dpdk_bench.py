@@ -1,0 +1,65 @@
+"""``natlab bench nat`` row of the DPDK datapath: the gateway on DPDK beside kernel NAT.
+
+Not a test: it measures and never asserts.
+
+:data:`DPDK` is the real gateway process on the dpdk datapath (one poll loop,
+af_xdp over the gateway's veths, the C fast path), with the lab set-up that
+datapath needs (offloads off on the veths' peers, the kernel's copy dropped:
+:mod:`natlab.datapaths.dpdk.lab_setup`) for this row only, undone after it, so
+the other rows of the run keep their own offloads. Same endpoints, same tools,
+measured before kernel NAT (which runs last, see :mod:`natlab.bench.lab_bench`).
+:func:`aims` states the issue's ratios against kernel NAT from one report.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Callable, Iterator, Optional
+
+DPDK = "natlab on dpdk (C fast path)"
+PATHS = (DPDK,)
+AIM_UDP_VS_KERNEL = 1.0
+AIM_TCP_VS_KERNEL = 0.5
+
+
+def installers(lab, spec) -> dict[str, Callable]:
+    return {DPDK: lambda: _dpdk_gateway(lab, spec)}
+
+
+@contextmanager
+def _dpdk_gateway(lab, spec) -> Iterator[None]:
+    from natlab.bench.lab_bench import _check, _process
+    from natlab.datapaths import registry
+    from natlab.datapaths.dpdk import lab_setup
+    from natlab.errors import LabError
+    from natlab.realisers.netns.procs import python_module
+
+    why = registry.unavailable("dpdk")
+    if why:
+        raise LabError("the dpdk datapath is unavailable", got=why)
+    spec = replace(spec, name=f"{spec.name}-dpdk", datapath="dpdk", extra={"dpdk": {}})
+    spec.spec_path.write_text(spec.to_json())
+    lab_setup.prepare(spec)
+    try:
+        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
+                      spec.log_path, spec.control_socket, None):
+            yield
+    finally:
+        lab_setup.undo(spec)
+        _check(lab.exec("gw", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+                        capture_output=True, text=True, timeout=30))
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> str:
+    return "n/a" if value is None or not base else f"{value / base:.2f}x"
+
+
+def aims(report) -> list[str]:
+    """The issue's aims for the DPDK datapath, as ratios to kernel NAT in this one run."""
+    from natlab.bench.lab_bench import KERNEL
+
+    kernel, dpdk = report.figures(KERNEL), report.figures(DPDK)
+    return [f"aim: natlab on dpdk UDP >= {AIM_UDP_VS_KERNEL}x kernel NAT UDP pkt/s: "
+            f"{_ratio(dpdk.udp_pps, kernel.udp_pps)}; TCP >= {AIM_TCP_VS_KERNEL}x kernel NAT TCP: "
+            f"{_ratio(dpdk.tcp_mbps, kernel.tcp_mbps)}"]

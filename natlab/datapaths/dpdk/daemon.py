@@ -1,0 +1,282 @@
+"""The DPDK datapath's gateway process: a poll loop over the ports, Python per burst.
+
+Theory of operation
+-------------------
+:class:`DpdkDatapath` builds the :class:`~natlab.gateway.service.Gateway` with
+a sender that routes emitted packets out of the DPDK ports; ``serve`` checks it
+runs in ``spec.netns``, starts the EAL and the ports (af_xdp over the
+gateway's veths, falling back to af_packet; PCI devices on real NICs), copies
+the namespace's addresses and routes (:mod:`~.routes`), and opens the
+control socket last: once it exists the gateway is ready.
+
+Each turn of the loop is one :meth:`Dataplane.poll
+<natlab.datapaths.dpdk.ports.Dataplane.poll>`: the C code rewrites and sends
+every packet its session table holds; the rest come back as bytes and go to
+the :class:`~natlab.datapaths.dpdk.router.Router` (ARP, the engine, ICMP).
+When nothing arrives the loop backs off into ``select`` on the control
+socket (at most :data:`IDLE_SLEEP`), so an idle lab costs little CPU; busy,
+it looks at the control socket every :data:`CONTROL_EVERY` turns. The
+counters are folded into the engine (:class:`~.fastcache.FastCache`)
+before every engine timer.
+
+Failing closed: the lab starts the namespace with ``ip_forward=0`` and, for
+this datapath, an nftables netdev ingress drop on its interfaces
+(:mod:`~.lab_setup`); this process never turns forwarding on. When it stops,
+nothing forwards: not the kernel, not DPDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from natlab.datapaths.dpdk.options import DpdkOptions
+from natlab.gateway.service import Gateway
+from natlab.gateway.spec import GatewaySpec
+
+__all__ = ["DpdkDatapath"]
+
+log = logging.getLogger("natlab.gateway")
+
+IDLE_TURNS = 64
+"""Empty polls in a row before the loop sleeps in select."""
+IDLE_SLEEP = 0.001
+CONTROL_EVERY = 64
+TIMER_EVERY = 0.05
+MTU_EVERY = 2.0
+"""Seconds between looks at the interfaces' MTUs (a sysfs read each: ``ip link set out0
+mtu 1400`` in the gateway's namespace takes effect within this)."""
+REREAD_EVERY = 30.0
+"""Seconds between full reads of the namespace's addresses and routes (netlink: a few ms
+to 100+ ms on a busy machine, during which the loop does not poll)."""
+
+
+class DpdkDatapath:
+    """Packets from DPDK ports (af_xdp/af_packet over the gateway's veths, or PCI NICs);
+    established flows rewritten in C, the rest through the engine in Python."""
+
+    name = "dpdk"
+    summary = "DPDK ports (af_xdp, af_packet, PCI) polled in the gateway's namespace; a C session table"
+    in_process = False
+
+    def unavailable(self) -> Optional[str]:
+        from natlab.datapaths.dpdk.availability import unavailable
+
+        return unavailable()
+
+    def prepare(self, spec: GatewaySpec) -> None:
+        """Before the gateway process starts (the realiser's hook): offloads off on the
+        veths' peers, the kernel's forwarding off and its copy dropped (:mod:`~.lab_setup`)."""
+        from natlab.datapaths.dpdk.lab_setup import prepare
+
+        prepare(spec)
+
+    def gateway(self, spec: GatewaySpec, engine: Any, policy: Any) -> Gateway:
+        """The service with a sender that routes through the DPDK ports (nothing opened yet)."""
+        from natlab.datapaths.dpdk.router import RouterSender
+
+        return Gateway(spec, engine, policy, sender=RouterSender())
+
+    def serve(self, gateway: Gateway) -> int:
+        return _serve(gateway)
+
+
+def check_namespace(netns: str) -> None:
+    from natlab.datapaths.nfqueue.daemon import check_namespace as check
+
+    check(netns)
+
+
+def _serve(gateway: Gateway) -> int:
+    from natlab.datapaths.dpdk.fastcache import FastCache
+    from natlab.datapaths.dpdk.ports import Dataplane, PortSpec
+    from natlab.datapaths.dpdk.router import Router
+    from natlab.datapaths.dpdk.routes import RouteTable, read_kernel
+    from natlab.gateway.control import ControlServer
+
+    spec = gateway.spec
+    check_namespace(spec.netns)
+    options = DpdkOptions.from_spec(spec)
+    names = [*spec.inside_ifaces, spec.outside_iface]
+    inside = [True] * len(spec.inside_ifaces) + [False]
+    if options.ports:
+        ports = [PortSpec(pci, 0 if i < len(spec.inside_ifaces) else 1, pci=True)
+                 for i, pci in enumerate(options.ports)]
+    else:
+        ports = [PortSpec(name, 0 if is_in else 1) for name, is_in in zip(names, inside)]
+    prefix = f"natlab-{spec.lab}-{spec.name}"[:60]
+    if options.workers > 1:
+        from natlab.datapaths.dpdk.workers import WorkerDataplane
+
+        dp: Any = WorkerDataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
+                                  capacity=options.sessions, workers=options.workers)
+    else:
+        dp = Dataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
+                       capacity=options.sessions)
+    selector = selectors.DefaultSelector()
+    control = ControlServer(spec.control_socket, gateway.handle, selector)
+    wake_read, wake_write = socket.socketpair()
+    wake_read.setblocking(False)
+    wake_write.setblocking(False)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
+    try:
+        dp.open()
+        ifaces, routes = read_kernel(names, inside, dp.macs)
+        cache = FastCache(gateway, dp, time.monotonic)
+        router = Router(gateway, dp, ifaces, RouteTable(routes), cache, time.monotonic)
+        gateway.sender.router = router
+        loop = _Loop(gateway, dp, router, cache, control, selector,
+                     reread=lambda: read_kernel(names, inside, dp.macs))
+        gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
+                                             "dpdk_loop": loop.counters(),
+                                             "dpdk_drivers": ",".join(dp.drivers)})
+        gateway.stat_sources.append(control.stats)
+        gateway.publish = control.broadcast
+        router.resolve_gateways()
+        dp.flush()
+        control.open()
+        selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
+        log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d worker(s), %d sessions each, pid %d",
+                 spec.name, spec.netns, ",".join(spec.pool), ",".join(p.name for p in ports),
+                 ",".join(dp.drivers), options.workers, options.sessions, os.getpid())
+        loop.run(stopping)
+        log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
+    finally:
+        _teardown(control, dp, prefix)
+        signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        wake_read.close()
+        wake_write.close()
+        selector.close()
+    return 0
+
+
+class _Loop:
+    """One turn: poll, slow path, flush; now and then: control socket, folds, timers."""
+
+    def __init__(self, gateway: Gateway, dp: Any, router: Any, cache: Any, control: Any,
+                 selector: selectors.BaseSelector, reread: Any) -> None:
+        self.gateway, self.dp, self.router, self.cache = gateway, dp, router, cache
+        self.control, self.selector = control, selector
+        self.reread = reread
+        self.rereads = 0
+        self.turns = 0
+        self.sleeps = 0
+        self.slow_frames = 0
+        self.slow_errors = 0
+        self._logged: set[str] = set()
+
+    def run(self, stopping: list[int]) -> None:
+        idle = 0
+        next_timer = 0.0
+        next_reread = time.monotonic() + REREAD_EVERY
+        next_mtu = time.monotonic() + MTU_EVERY
+        while not stopping:
+            now = time.monotonic()
+            slow = self.dp.poll(now)
+            if slow:
+                self._slow(slow)
+                self.dp.flush()
+            self.turns += 1
+            idle = idle + 1 if not self.dp.last_rx else 0
+            if idle > IDLE_TURNS:
+                self.sleeps += 1
+                self._control(min(IDLE_SLEEP, self._until_due(now)))
+            elif self.turns % CONTROL_EVERY == 0:
+                self._control(0)
+            now = time.monotonic()
+            if now >= self.cache.next_fold or self._engine_due(now):
+                self.cache.fold()
+                self.gateway.on_timer()
+                self.dp.flush()
+            if now >= next_timer:
+                next_timer = now + TIMER_EVERY
+                self.router.on_timer()
+                self.control.on_timer(now)
+                self.dp.flush()
+            if now >= next_mtu:
+                next_mtu = now + MTU_EVERY
+                if self._mtus_changed() or now >= next_reread:
+                    next_reread = now + REREAD_EVERY
+                    self._reread()
+
+    def _mtus_changed(self) -> bool:
+        for iface in self.router.ifaces:
+            try:
+                with open(f"/sys/class/net/{iface.name}/mtu") as f:
+                    if int(f.read()) != iface.mtu:
+                        return True
+            except (OSError, ValueError):
+                return False  # a PCI port: no kernel interface of that name to look at
+        return False
+
+    def _reread(self) -> None:
+        from natlab.datapaths.dpdk.routes import RouteTable
+
+        try:
+            ifaces, routes = self.reread()
+        except Exception:  # noqa: BLE001 - keep the last good view of the namespace
+            log.exception("re-reading the namespace's interfaces failed")
+            return
+        if self.router.reconfigure(ifaces, RouteTable(routes)):
+            self.rereads += 1
+            log.info("interfaces or routes changed: %s", ", ".join(f"{i.name} mtu {i.mtu}" for i in ifaces))
+
+    def _until_due(self, now: float) -> float:
+        waits = [self.cache.next_fold - now, self.control.next_deadline() - now]
+        engine = self.gateway.timeout()
+        if engine is not None:
+            waits.append(engine)
+        return max(0.0, min(waits))
+
+    def _engine_due(self, now: float) -> bool:
+        timeout = self.gateway.timeout()
+        return timeout is not None and timeout <= 0
+
+    def _control(self, timeout: float) -> None:
+        for key, mask in self.selector.select(timeout):
+            key.data(mask)
+        self.dp.flush()
+
+    def _slow(self, slow: list[Any]) -> None:
+        self.slow_frames += len(slow)
+        handle = self.router.handle
+        for frame in slow:
+            try:
+                handle(frame.port, frame.frame, frame.reason)
+            except Exception as err:  # noqa: BLE001 - a bad frame must never stop the gateway
+                self.slow_errors += 1
+                where = f"{type(err).__name__}:{err}"[:200]
+                if where not in self._logged:
+                    self._logged.add(where)
+                    log.exception("slow path failed on a frame from port %d (logged once)", frame.port)
+
+    def counters(self) -> dict[str, int]:
+        return {"turns": self.turns, "sleeps": self.sleeps, "slow_frames": self.slow_frames,
+                "slow_errors": self.slow_errors, "reconfigured": self.rereads}
+
+
+def _teardown(control: Any, dp: Any, prefix: str) -> None:
+    for what, step in (("control socket", control.close), ("dpdk ports", dp.close)):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - one failed step must not skip the others
+            log.exception("teardown of %s failed", what)
+    runtime = Path("/var/run/dpdk") / prefix
+    if runtime.is_dir():
+        shutil.rmtree(runtime, ignore_errors=True)
+
