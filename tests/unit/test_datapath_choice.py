@@ -65,11 +65,11 @@ def test_a_wrong_datapath_key_is_an_error_with_file_line_and_the_choices(tmp_pat
     assert f"{path}:11" in text and "quantum" in text
 
 
-def test_a_datapath_not_built_here_says_what_is_missing() -> None:
-    missing = registry.get("dpdk").unavailable()
-    if missing is None:
-        pytest.skip("the dpdk datapath is built here")
-    assert "natlab.datapaths.dpdk" in missing
+def test_a_datapath_whose_package_is_missing_says_so_instead_of_failing_to_import() -> None:
+    missing = registry._lazy("warp", "natlab.datapaths.warp", "WarpDatapath")()
+    assert missing.name == "warp" and "natlab.datapaths.warp cannot be imported" in missing.unavailable()
+    with pytest.raises(UnknownBackend, match="not available"):
+        missing.gateway(None, None, None)
 
 
 def test_every_lab_datapath_is_in_the_registry_and_the_topology_schema() -> None:

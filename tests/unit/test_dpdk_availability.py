@@ -20,6 +20,8 @@ def test_without_libdpdk_dev_and_no_built_module_it_names_the_apt_packages(monke
                                                                            tmp_path) -> None:
     monkeypatch.setenv(binding.BUILD_ENV, str(tmp_path))
     monkeypatch.setattr(binding, "pkg_config", lambda: None)
+    real = importlib.util.find_spec  # cffi present or not (the dpdk extra), libdpdk-dev is what is named
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "cffi" else real(name, *a))
     why = availability.unavailable()
     assert "libdpdk-dev" in why and "apt-get install" in why
 
