@@ -257,6 +257,8 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
                              _around(topo, spec.gateway))
         if action == "set_pool":
             _check_pool(doc, (*path, "set_pool", "addresses"), topo, spec.gateway, spec.addresses)
+        if action == "punch":
+            _check_punch(doc, (*path, "punch"), spec, names)
         if action == "advance" and not math.isfinite(spec.seconds):  # .inf, .nan: never a clock
             raise doc.error("advance takes a finite number of seconds", (*path, "advance", "seconds"),
                             got=spec.seconds, hint="e.g. seconds: 400")
@@ -343,6 +345,27 @@ def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Nam
             elif key == "at" and node not in names["host"]:
                 errors.add(doc.error("'at' is the receiving host", (*path, action, key), got=text,
                                      hint="hosts: " + ", ".join(names["host"])))
+
+
+def _check_punch(doc: Doc, path: tuple, spec: Any, names: Names) -> None:
+    """Two different peers and a rendezvous that is neither, all hosts; rounds shorter than the time."""
+    errors = ErrorList()
+    hosts = names["host"] if names is not None else None
+    for i, peer in enumerate(spec.peers):
+        if hosts is not None and peer not in hosts:
+            errors.add(_no_such(doc, "host", peer, hosts, (*path, "peers", i)))
+    if hosts is not None and spec.rendezvous not in hosts:
+        errors.add(_no_such(doc, "host", spec.rendezvous, hosts, (*path, "rendezvous")))
+    if spec.peers[0] == spec.peers[1]:
+        errors.add(doc.error("a host cannot punch to itself", (*path, "peers"), got=spec.peers,
+                             hint="name two different hosts, e.g. [alice, bob]"))
+    if spec.rendezvous in spec.peers:
+        errors.add(doc.error("the rendezvous runs on a third host", (*path, "rendezvous"), got=spec.rendezvous,
+                             hint="a public host both peers reach, e.g. server"))
+    if spec.interval >= spec.timeout:
+        errors.add(doc.error("interval must be shorter than timeout", (*path, "interval"), got=spec.interval,
+                             hint=f"e.g. interval: 0.05 with timeout: {spec.timeout:g}"))
+    errors.raise_if_any()
 
 
 def _check_vars(doc: Doc, path: tuple, raw: dict, saved: set[str], errors: ErrorList) -> None:
