@@ -138,17 +138,19 @@ class PunchRun:
                 "sides": {n: s.to_dict() for n, s in self.sides.items()}, "rendezvous": self.rendezvous.to_dict()}
 
 
-def run_punch(driver: Driver, plan: Plan, tag: str, *, trace: bool = False,
+def run_punch(driver: Driver, plan: Plan, tag: str, *, trace: bool = False, wait_rendezvous: bool = True,
               carry: Optional[Carry] = None) -> PunchRun:
     """Carry out ``plan``: the built-in peer where hosts run programs, else its core in process.
 
     ``tag`` names what is spawned (unique per attempt); ``trace`` asks the programs for
-    every datagram; ``carry`` replaces ``driver.probe`` in memory (to watch each datagram).
+    every datagram; without ``wait_rendezvous`` the caller ends the rendezvous itself
+    (``stop_spawned``) instead of waiting for it to go idle; ``carry`` replaces
+    ``driver.probe`` in memory (to watch each datagram).
     """
     from natlab.realisers.registry import get
 
     if get(driver.backend).runs_programs:
-        return with_programs(driver, plan, tag, trace=trace)
+        return with_programs(driver, plan, tag, trace=trace, wait_rendezvous=wait_rendezvous)
     return in_process(driver, plan, tag, carry=carry)
 
 
@@ -197,7 +199,8 @@ def _wait_exit(driver: Driver, names: list[str], deadline: float) -> None:
         time.sleep(POLL)
 
 
-def with_programs(driver: Driver, plan: Plan, tag: str, *, trace: bool = False) -> PunchRun:
+def with_programs(driver: Driver, plan: Plan, tag: str, *, trace: bool = False,
+                  wait_rendezvous: bool = True) -> PunchRun:
     """The rendezvous and both peers as programs on their hosts (see the module docstring)."""
     server = driver.addresses(plan.rendezvous)[0]
     session = f"{tag}-{uuid.uuid4().hex[:8]}"
@@ -214,7 +217,8 @@ def with_programs(driver: Driver, plan: Plan, tag: str, *, trace: bool = False) 
     for peer in plan.peers:
         driver.spawn(peer, peer_argv(plan, server, session, peer, trace), names[peer])
     _wait_exit(driver, [names[p] for p in plan.peers], time.monotonic() + plan.timeout + GRACE)
-    _wait_exit(driver, [names["rendezvous"]], time.monotonic() + RENDEZVOUS_IDLE + GRACE)
+    if wait_rendezvous:
+        _wait_exit(driver, [names["rendezvous"]], time.monotonic() + RENDEZVOUS_IDLE + GRACE)
     sides = {p: _side(driver, p, p, names[p]) for p in plan.peers}
     return PunchRun(plan, "program", sides, _side(driver, "rendezvous", plan.rendezvous, names["rendezvous"]),
                     time.monotonic() - t0, started, session)
