@@ -348,23 +348,11 @@ def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Nam
 
 
 def _check_punch(doc: Doc, path: tuple, spec: Any, names: Names) -> None:
-    """Two different peers and a rendezvous that is neither, all hosts; rounds shorter than the time."""
+    from natlab.scenario.punch import spec_problems
+
     errors = ErrorList()
-    hosts = names["host"] if names is not None else None
-    for i, peer in enumerate(spec.peers):
-        if hosts is not None and peer not in hosts:
-            errors.add(_no_such(doc, "host", peer, hosts, (*path, "peers", i)))
-    if hosts is not None and spec.rendezvous not in hosts:
-        errors.add(_no_such(doc, "host", spec.rendezvous, hosts, (*path, "rendezvous")))
-    if spec.peers[0] == spec.peers[1]:
-        errors.add(doc.error("a host cannot punch to itself", (*path, "peers"), got=spec.peers,
-                             hint="name two different hosts, e.g. [alice, bob]"))
-    if spec.rendezvous in spec.peers:
-        errors.add(doc.error("the rendezvous runs on a third host", (*path, "rendezvous"), got=spec.rendezvous,
-                             hint="a public host both peers reach, e.g. server"))
-    if spec.interval >= spec.timeout:
-        errors.add(doc.error("interval must be shorter than timeout", (*path, "interval"), got=spec.interval,
-                             hint=f"e.g. interval: 0.05 with timeout: {spec.timeout:g}"))
+    for what, key, got, hint in spec_problems(spec, names["host"] if names is not None else None):
+        errors.add(doc.error(what, (*path, *key), got=got, hint=hint))
     errors.raise_if_any()
 
 

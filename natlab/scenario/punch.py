@@ -47,7 +47,8 @@ from natlab.errors import LabError
 from natlab.hostprogs.peer import Punch, Sessions, decode, encode, parse_endpoint
 from natlab.realisers.base import Driver, Probe, ProbeResult
 
-__all__ = ["GRACE", "MAX_ANSWERS", "Plan", "PunchRun", "Side", "in_process", "run_punch", "with_programs"]
+__all__ = ["GRACE", "MAX_ANSWERS", "Plan", "PunchRun", "Side", "in_process", "run_punch", "spec_problems",
+           "with_programs"]
 
 GRACE = 5.0
 """Seconds a peer may run past its ``--timeout`` (interpreter start-up) before it counts as stuck."""
@@ -136,6 +137,28 @@ class PunchRun:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "how": self.how, "seconds": round(self.seconds, 3), "session": self.session,
                 "sides": {n: s.to_dict() for n, s in self.sides.items()}, "rendezvous": self.rendezvous.to_dict()}
+
+
+def spec_problems(spec: Any, hosts: Optional[list[str]]) -> list[tuple[str, tuple, Any, str]]:
+    """What is wrong with a ``punch`` step (what, key path below it, got, hint): two different peers
+    and a rendezvous that is neither, all hosts (``hosts``: None when the topology is unreadable);
+    an interval shorter than the timeout."""
+    from natlab.model_errors import did_you_mean
+
+    out: list[tuple[str, tuple, Any, str]] = []
+    for key, name in [(("peers", i), p) for i, p in enumerate(spec.peers)] + [(("rendezvous",), spec.rendezvous)]:
+        if hosts is not None and name not in hosts:
+            out.append((f"no host named '{name}' in the topology", key, name,
+                        did_you_mean(name, hosts) + "hosts: " + (", ".join(hosts) or "none")))
+    if spec.peers[0] == spec.peers[1]:
+        out.append(("a host cannot punch to itself", ("peers",), spec.peers, "name two different hosts, e.g. [alice, bob]"))
+    if spec.rendezvous in spec.peers:
+        out.append(("the rendezvous runs on a third host", ("rendezvous",), spec.rendezvous,
+                    "a public host both peers reach, e.g. server"))
+    if spec.interval >= spec.timeout:
+        out.append(("interval must be shorter than timeout", ("interval",), spec.interval,
+                    f"e.g. interval: 0.05 with timeout: {spec.timeout:g}"))
+    return out
 
 
 def run_punch(driver: Driver, plan: Plan, tag: str, *, trace: bool = False, wait_rendezvous: bool = True,
