@@ -375,7 +375,7 @@ class Workbench:
         written = self.recording.save(Path(path))
         replay = backend.run_scenario_file(written, self.driver.backend)
         return {"ok": True, "path": str(written.resolve()), "steps": len(self.recording.steps()),
-                "verified": replay.status, "summary": f"saved {written}"}
+                "verified": replay.status, "reason": replay.reason or "", "summary": f"saved {written}"}
 
     def scenario_text(self, where: Optional[Path] = None) -> str:
         return self.recording.text(where)

@@ -386,6 +386,7 @@ async function save() {
   const box = clear($("save-outcome"));
   box.append(el("span", { class: data.verified === "passed" ? "ok" : "bad", id: "save-verdict",
     text: `saved ${data.steps} steps to ${data.path}; replayed on ${ui.topo.backend}: ${data.verified}` }));
+  if (data.reason) box.append(el("div", { id: "save-reason", class: "bad", text: data.reason }));
 }
 
 async function preview() {

@@ -61,7 +61,8 @@ function drawSequence(data) {
     const dir = x2 >= x1 ? 1 : -1;
     if (m.outcome === "delivered") g.append(el("path", { class: "head", d: `M${x2},${y} l${-8 * dir},-4 l0,8 z` }));
     else {
-      const at = m.hops.some(h => h.verdict === "drop") ? `${m.reason} at ${m.end}` : `${m.outcome}: ${m.reason || "?"}`;
+      // a NAT's drop names the NAT; a datagram nobody recorded dropping is just lost (the reason is in its title)
+      const at = m.hops.some(h => h.verdict === "drop") ? `${m.reason} at ${m.end}` : m.outcome;
       g.append(el("text", { class: "why", "data-node": m.end || "", x: x2 + 6 * dir, y: y + 4,
         "text-anchor": dir > 0 ? "start" : "end", text: `✕ ${at}` }));
     }
@@ -80,7 +81,7 @@ function drawSequence(data) {
       "text-anchor": leftward ? "end" : "start", text: `${t}${m.label}` }));
     g.append(...notes);
     g.append(el("title", { text: [m.sent, ...m.hops.map(h => `${h.node} ${h.verdict}: ${h.out || h.reason || ""}`),
-      m.note || ""].filter(Boolean).join("\n") }));
+      m.outcome === "delivered" ? "" : `${m.outcome}: ${m.reason}`, m.note || ""].filter(Boolean).join("\n") }));
     svg.append(g);
   });
 }
@@ -89,7 +90,8 @@ function foldRow(m, y, lx, W) {
   const g = el("g", { class: `msg fold ${m.outcome}`, "data-count": m.count });
   const x1 = lx[m.from], x2 = lx[m.end in lx ? m.end : (m.hops.length ? m.hops[m.hops.length - 1].node : m.from)];
   if (x1 !== undefined && x2 !== undefined) g.append(el("line", { x1, y1: y, x2, y2: y }));
-  const fate = m.outcome === "delivered" ? "delivered" : m.outcome === "more" ? "" : `${m.reason || m.outcome} at ${m.end}`;
+  const dropped = m.hops.some(h => h.verdict === "drop");
+  const fate = m.outcome === "more" ? "" : dropped ? `${m.reason} at ${m.end}` : m.outcome;
   const span = m.t !== undefined && m.t !== null && m.last_t !== m.t ? ` (t=${m.t.toFixed(2)}–${m.last_t.toFixed(2)}s)` : "";
   g.append(el("text", { class: "label", x: 80, y: y - 5,
     text: m.outcome === "more" ? `⋮ ${m.label}` : `⋮ ×${m.count} more like: ${m.label}${fate ? " — " + fate : ""}${span}` }));
