@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -87,16 +87,27 @@ class Report:
     seconds: float
     behaviour: str
     lab: str
+    by_path: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
+    """``{path: {udp_pps, udp_sent_pps, tcp_mbps}}``: the same figures, keyed for scripts."""
 
     def figures(self, path: str) -> PathFigures:
         return next(p for p in self.paths if p.path == path)
 
 
 KERNEL = "kernel NAT (MASQUERADE)"
-BARE = "bare NFQUEUE pass-through"
+BARE = "bare NFQUEUE pass-through (netfilterqueue 1.1.0)"
 DAEMON = "natlab daemon, pass-through engine"
 NATLAB = "natlab"
-ORDER = (KERNEL, BARE, DAEMON, NATLAB)
+
+
+def _row_modules() -> tuple:
+    """Modules adding rows (see :mod:`natlab.bench.nfq_bench`): one line each."""
+    from natlab.bench import nfq_bench
+
+    return (nfq_bench,)
+
+
+ORDER = (KERNEL, BARE, DAEMON, NATLAB, *(p for m in _row_modules() for p in m.PATHS))
 
 
 def topology(name: str, behaviour: str):
@@ -139,17 +150,21 @@ def run(seconds: float = 3.0, behaviour: str = "rfc-recommended", progress: Prog
             NATLAB: lambda: _natlab_gateway(lab, spec, engine=None),
             DAEMON: lambda: _natlab_gateway(lab, spec, engine="passthrough"),
             BARE: lambda: _accept_all(lab, spec),
-            KERNEL: lambda: _masquerade(lab, spec.outside_iface),
         }
+        for module in _row_modules():
+            paths.update(module.installers(lab, spec))
+        paths[KERNEL] = lambda: _masquerade(lab, spec.outside_iface)  # kernel last: see the docstring
         results = {}
-        for path in (NATLAB, DAEMON, BARE, KERNEL):  # kernel last: see the docstring
+        for path in paths:
             progress(path)
             results[path] = meter.measure(path, paths[path])
     finally:
         progress("taking the lab down")
         lab.down()
-    return Report(tuple(results[p] for p in ORDER), "iperf3" if use_iperf3 else "python sockets",
-                  seconds, behaviour, name)
+    figures = tuple(results[p] for p in ORDER)
+    by_path = {f.path: {"udp_pps": f.udp_pps, "udp_sent_pps": f.udp_sent_pps, "tcp_mbps": f.tcp_mbps}
+               for f in figures}
+    return Report(figures, "iperf3" if use_iperf3 else "python sockets", seconds, behaviour, name, by_path)
 
 
 # --- what runs in the gateway namespace, one path at a time ----------------------

@@ -62,5 +62,9 @@ def bench_nat(
     tcp = "n/a" if natlab.tcp_mbps is None else f"{natlab.tcp_mbps:,.0f} Mbit/s"
     print(f"aims: natlab >= {AIM_PPS_SHARE:.0%} of bare NFQUEUE pass-through UDP pkt/s (now {share}); "
           f"natlab >= {AIM_TCP_MBPS / 1000:g} Gbit/s TCP (now {tcp})")
+    from natlab.bench import nfq_bench
+
+    for line in nfq_bench.aims(report):
+        print(line)
     print("64-byte UDP datagrams sent as fast as one sender can; where 'sent' is close to "
           "'received', the sender, not the path, was the limit.")

@@ -19,11 +19,22 @@ turns back inside, translated twice, as if it had left and come back in:
 source (REQ-9a); ``internal-source`` leaves the internal one. The target's reply
 is itself a hairpinned packet and goes back the same way.
 
-An ICMP echo request to a pool address names no mapping (the identifier is the
-sender's, not a port of ours): a NAPT answers it itself, as the router owning
-that address does (a Linux box, every home router), with an echo reply sent
-back inside. ICMP errors about hairpinned packets are handled in
-:mod:`natlab.engine.icmp_errors`.
+ICMP echo (RFC 5508 section 3.1, with REQ-9 for hairpinning):
+
+- an echo request to a *pool* address names no mapping (the identifier is the
+  sender's, not a port of ours): a NAPT answers it itself, as the router owning
+  that address does (a Linux box, every home router), with an echo reply sent
+  back inside, whatever ``hairpinning`` says;
+- an echo request to a *static 1:1* external address is hairpinned to the static
+  host like any other packet: destination SX -> S (identifier kept); the source
+  per ``hairpinning`` (external-source: the sender's ICMP mapping X':id', or its
+  own static address with id kept; internal-source: unchanged; none: dropped);
+- the static host's echo reply to that external source (X':id', or a static
+  address) is hairpinned back (:func:`echo_reply`): to the requester's internal
+  address and identifier, from S's static address. With internal-source the
+  reply goes straight to the requester and never reaches the NAT.
+
+ICMP errors about hairpinned packets are handled in :mod:`natlab.engine.icmp_errors`.
 
 Both translations are the state's own transitions (find or open a session, filter,
 admit), reached through a :class:`HairpinContext` that names just those.
@@ -73,7 +84,9 @@ class HairpinContext(Protocol):
 
 
 def hairpin(ctx: HairpinContext, data, ihl, proto, x_addr, x_port, ext_addr, ext_port, flags, now, events) -> Verdict:
-    """REQ-9: a UDP or TCP packet from X:x to one of our external endpoints turns back inside."""
+    """REQ-9: a UDP or TCP packet from X:x to one of our external endpoints turns back inside;
+    so does an ICMP echo request (``x_port`` its identifier, ``ext_port`` 0) to a static
+    1:1 external address."""
     mode = ctx.policy.hairpinning
     if mode is Hairpinning.NONE:
         return ctx.counters.drop(DropReason.HAIRPIN_DISABLED, events)
@@ -84,7 +97,7 @@ def hairpin(ctx: HairpinContext, data, ihl, proto, x_addr, x_port, ext_addr, ext
     src_addr, src_port, m1 = sender  # type: ignore[misc]
     static_target = ctx.addresses.static_in.get(ext_addr)
     if static_target is not None:
-        dst_addr, dst_port = static_target, ext_port
+        dst_addr, dst_port = static_target, (x_port if proto == ICMP else ext_port)  # an echo keeps its id
         m2 = None
     else:
         m2 = ctx.by_external.get((proto, ext_addr, ext_port))
@@ -95,9 +108,10 @@ def hairpin(ctx: HairpinContext, data, ihl, proto, x_addr, x_port, ext_addr, ext
             return refused
         dst_addr, dst_port = m2.internal
     buf = bytearray(data)
-    rewrite(buf, ihl, proto, 16, 2, dst_addr, dst_port)
+    echo = proto == ICMP  # the identifier (offset 4) is both "ports"
+    rewrite(buf, ihl, proto, 16, 4 if echo else 2, dst_addr, dst_port)
     if mode is Hairpinning.EXTERNAL_SOURCE:
-        rewrite(buf, ihl, proto, 12, 0, src_addr, src_port)
+        rewrite(buf, ihl, proto, 12, 4 if echo else 0, src_addr, src_port)
     if m1 is not None:
         m1.packets_out += 1
     if m2 is not None:
@@ -137,6 +151,37 @@ def _enter(ctx: HairpinContext, m2: Mapping, src_addr: int, src_port: int, flags
     if made.__class__ is Drop:
         return made  # type: ignore[return-value]
     return None
+
+
+def echo_reply(ctx: HairpinContext, data, ihl: int, s_addr: int, ext_addr: int, ident: int, now: float,
+               events) -> Verdict:
+    """An echo reply from inside to one of our external addresses: a static host answering
+    a hairpinned echo request (REQ-9). It turns back to the requester's internal address
+    and identifier (its ICMP mapping ``ext_addr``:``ident``, or the static host behind
+    ``ext_addr``), from the replier's static address."""
+    if ctx.policy.hairpinning is Hairpinning.NONE:
+        return ctx.counters.drop(DropReason.HAIRPIN_DISABLED, events)
+    src_addr = ctx.addresses.static_out.get(s_addr)
+    if src_addr is None:  # only a static host is reached by a hairpinned echo request
+        return ctx.counters.drop(DropReason.NO_MAPPING, events)
+    m = None
+    dst_addr = ctx.addresses.static_in.get(ext_addr)
+    dst_ident = ident
+    if dst_addr is None:
+        m = ctx.by_external.get((ICMP, ext_addr, ident))
+        sess = m.sessions.get((src_addr, 0)) if m is not None else None
+        if sess is None:  # no request of the mapping's host went to this static address
+            return ctx.counters.drop(DropReason.NO_MAPPING, events)
+        events = [] if events is None else events
+        ctx.touch(sess, 2, 0, now, ctx.refresh_in, events)
+        dst_addr, dst_ident = m.internal
+    buf = bytearray(data)
+    rewrite(buf, ihl, ICMP, 16, 4, dst_addr, dst_ident)
+    rewrite(buf, ihl, ICMP, 12, 4, src_addr, dst_ident)
+    if m is not None:
+        m.packets_in += 1
+    ctx.counters.hairpinned += 1
+    return Hairpin(buf, tuple(events) if events else ())
 
 
 def answer_echo(counters: Counters, data, ihl: int, total: int, events) -> Verdict:

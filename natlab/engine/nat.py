@@ -6,7 +6,9 @@ Theory of operation
 
 - from the inside, to one of our external addresses (pool or static 1:1): hairpin
   (RFC 4787 REQ-9, :mod:`natlab.engine.hairpin`); an echo request to a pool
-  address is answered by the NAT itself;
+  address is answered by the NAT itself (it is the router's own address), one to
+  a static 1:1 address is hairpinned to the static host, whose echo reply is
+  hairpinned back;
 - from the inside: find the flow's session, or make one (and a mapping, REQ-1..4),
   rewrite the source (address, port or ICMP identifier) in place;
 - from the outside: find the mapping of the destination, let filtering (REQ-8)
@@ -156,6 +158,8 @@ class Engine:
                     return self._outbound(data, ihl, ICMP, src, ident, dst, 0, 4, 0, now, events)
                 if side is OUTSIDE and itype == 0:
                     return self._inbound(data, ihl, ICMP, src, 0, dst, ident, 4, 0, now, events)
+                if side is INSIDE and (dst in self._pool_set or dst in self._static_in):
+                    return hairpin.echo_reply(st, data, ihl, src, dst, ident, now, events)
             elif itype in icmp_errors.ERROR_TYPES:
                 if not st.policy.icmp.errors:
                     return self._counters.drop(DropReason.ICMP_DISABLED, events)
@@ -166,9 +170,7 @@ class Engine:
         """X:x -> Y:y from inside. The flow comes as positional ints, not a ``FlowKey``: this
         is the per-packet path, and the probe tuple is the only thing it allocates before
         the rewrite. ``port_off`` is where the rewritten port is (0, or 4: an ICMP identifier)."""
-        if y_addr in self._pool_set or y_addr in self._static_in:
-            if proto == ICMP:
-                return self._counters.drop(DropReason.HAIRPIN_DISABLED, events)
+        if y_addr in self._pool_set or y_addr in self._static_in:  # ICMP here: an echo to a static address
             return hairpin.hairpin(self._state, data, ihl, proto, x_addr, x_port, y_addr, y_port, flags, now, events)
         sess = self._by_flow.get((proto, x_addr, x_port, y_addr, y_port))
         if sess is None:
@@ -205,8 +207,8 @@ class Engine:
         if sess is None:
             st = self._state
             if not st.admits(m, y_addr):
-                if self._remap_inbound_first and proto == UDP:
-                    st.claim(ext_addr, ext_port, y_addr, y_port, now)
+                if self._remap_inbound_first:
+                    st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
                 events = st.filtered(m, y_addr, y_port, now, events)
                 if proto == TCP and flags & SYN and not flags & (ACK | RST):
                     st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
@@ -240,8 +242,8 @@ class Engine:
             # The client now uses the static address: a forward's session on the 5-tuple ends.
             st.end_forward_session(proto, internal, ext_port, y_addr, y_port)
             return static_nat.translate(self._counters, data, ihl, proto, 16, internal, events, OUTSIDE)
-        if self._remap_inbound_first and proto == UDP:
-            st.claim(ext_addr, ext_port, y_addr, y_port, now)
+        if self._remap_inbound_first:
+            st.claim(proto, flags, ext_addr, ext_port, y_addr, y_port, now)
         if proto == TCP and flags & SYN and not flags & (ACK | RST):
             st.hold_syn(data, ext_addr, ext_port, y_addr, y_port, now)
         return self._counters.drop(DropReason.NO_MAPPING, events)

@@ -110,11 +110,13 @@ class HairpinFiltering(str, Enum):
 
 
 class InboundFirst(str, Enum):
-    """What an unsolicited inbound UDP packet leaves behind (RFC 4787 REQ-1, section 4.1).
+    """What an unsolicited inbound UDP packet or TCP SYN leaves behind (RFC 4787 REQ-1,
+    section 4.1; RFC 5382 REQ-1).
 
     ``forget``: nothing; the mapping keeps serving every remote from the same
     external endpoint (REQ-1). ``remap``: like Linux conntrack, the packet from
-    R to X':x leaves an unreplied entry for ``timeouts.udp_unreplied`` seconds;
+    R to X':x leaves an unreplied entry, for ``timeouts.udp_unreplied`` seconds
+    (UDP) or ``timeouts.tcp_transitory`` seconds (a SYN: conntrack's SYN_SENT);
     if the inside host then sends to R from X:x, its reply tuple clashes with that
     entry and the NAT picks a new external port for R only, so R sees an
     endpoint-dependent mapping (a REQ-1 violation) while other remotes still see x.
@@ -283,8 +285,8 @@ class Policy:
     """REQ-8 applied to hairpinned packets: ``apply`` (the packet comes, as section 6
     says, as if from the external realm) or ``bypass`` (Linux DNAT+MASQUERADE hairpin)."""
     inbound_first: InboundFirst = InboundFirst.FORGET
-    """REQ-1: an unsolicited inbound UDP packet leaves no state (``forget``), or Linux's
-    unreplied conntrack entry that remaps a later outbound flow to that remote (``remap``)."""
+    """REQ-1: an unsolicited inbound UDP packet or TCP SYN leaves no state (``forget``), or
+    Linux's unreplied conntrack entry that remaps a later outbound flow to that remote (``remap``)."""
     icmp: IcmpPolicy = field(default_factory=IcmpPolicy)
     tcp: TcpPolicy = field(default_factory=TcpPolicy)
     fragments: Fragments = field(default_factory=Fragments)

@@ -37,10 +37,10 @@ import random
 from typing import Iterator, Optional, Union
 
 from natlab.engine import static_nat
-from natlab.engine.checksum_deltas import TCP, UDP
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP
 from natlab.engine.counters import Counters
 from natlab.engine.fragments import FragmentTable
-from natlab.engine.inbound_first import Claims, Taken
+from natlab.engine.inbound_first import Claims, Taken, leaves_claim
 from natlab.engine.policy import Dependency, InboundFirst, Policy, Refresh
 from natlab.engine.ports import PortAllocator
 from natlab.engine.syn_hold import SynHold
@@ -97,6 +97,8 @@ class NatState:
         self._max_sessions = policy.limits.max_sessions or 0
         self._max_per_mapping = policy.limits.max_sessions_per_mapping or 0
         self.remap_inbound_first = policy.inbound_first is InboundFirst.REMAP
+        if not self.remap_inbound_first:
+            self.claims.clear()  # ``forget`` keeps no unreplied entries: none may clash later
         self.refresh_out = policy.refresh is not Refresh.INBOUND
         self.refresh_in = policy.refresh is not Refresh.OUTBOUND
         self.syns.answer = policy.tcp.unsolicited_syn
@@ -172,7 +174,7 @@ class NatState:
                 if made.__class__ is Drop:
                     return made  # type: ignore[return-value]
                 m = made  # type: ignore[assignment]
-            if self.claims and proto == UDP:
+            if self.claims and proto != ICMP:
                 taken = self.claims.clash(m, y_addr, y_port, now, self._in_use)
                 if taken is not None:
                     m = self._remap(m, flow, taken, now, events)  # type: ignore[assignment]
@@ -356,12 +358,16 @@ class NatState:
         if held is not None:
             self.schedule(now + tcp.syn_hold, held)
 
-    def claim(self, ext_addr: int, ext_port: int, y_addr: int, y_port: int, now: float) -> None:
-        """An unsolicited UDP packet leaves an unreplied entry (``inbound_first: remap``);
-        entries count against ``limits.max_sessions``."""
+    def claim(self, proto: int, flags: int, ext_addr: int, ext_port: int, y_addr: int, y_port: int,
+              now: float) -> None:
+        """An unsolicited UDP packet or TCP SYN leaves an unreplied entry (``inbound_first:
+        remap``) for ``udp_unreplied`` or ``tcp_transitory`` seconds; entries count against
+        ``limits.max_sessions``."""
+        if not leaves_claim(proto, flags):
+            return
         room = not self._max_sessions or len(self.claims) + self.counters.sessions_active < self._max_sessions
-        expires = now + self._t_udp_unreplied
-        made = self.claims.claim(ext_addr, ext_port, y_addr, y_port, expires, room)
+        expires = now + (self._t_udp_unreplied if proto == UDP else self._t_tcp_trans)
+        made = self.claims.claim(proto, ext_addr, ext_port, y_addr, y_port, expires, room)
         if made is not None:
             self.schedule(expires, made)
 

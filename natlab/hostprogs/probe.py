@@ -5,9 +5,12 @@ prints one JSON object per line (what it received and from whom) and exits 0
 on success, 1 on timeout, so a caller in another namespace can read what the
 NATs did. Endpoints are ``"ADDR:PORT"`` strings.
 
-``listen``/``send`` are the scenario probes (UDP, TCP and ICMP echo): the
+``listen``/``send`` are the scenario probes (UDP, TCP, ICMP echo and GRE): the
 listener reports the source it saw for the first probe carrying its token and,
-asked to, answers it; the sender reports the port it used and any answer.
+asked to, answers it; the sender reports the port it used and any answer, or
+``refused`` for an ICMP destination unreachable (UDP, GRE) or a RST (TCP). With
+``--keep-open`` (TCP) neither closes: after its report each says ``held`` and
+waits, connection open, until it is stopped.
 
 The UDP tools observe a NAT the way a STUN client does::
 
@@ -39,6 +42,11 @@ import sys
 import time
 
 IP_RECVERR = 11  # <linux/in.h>; Python does not export it
+IPPROTO_GRE = 47
+GRE_HEADER = b"\x00\x00\x08\x00"
+"""A GRE header (RFC 2784): no checksum, key or sequence; protocol type IPv4."""
+KEEP_OPEN_MAX = 3600.0
+"""A ``--keep-open`` probe gives up its connection after this long, stopped or not."""
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -173,11 +181,27 @@ def _icmp_of(packet: bytes) -> tuple[str, int, int, bytes]:
     return socket.inet_ntoa(packet[12:16]), type_, ident, packet[ihl + 8:]
 
 
-def listen(proto: str, port: int, token: str, timeout: float, reply: bool) -> int:
+def _hold(*keep: socket.socket) -> None:
+    """Keep the sockets (a connection) open until the caller stops this program."""
+    _say(event="held")
+    time.sleep(KEEP_OPEN_MAX)
+    for sock in keep:
+        sock.close()
+
+
+def _ip_payload(packet: bytes) -> tuple[str, bytes]:
+    """(source, payload) of an IPv4 packet as a raw socket gives it."""
+    ihl = (packet[0] & 0x0F) * 4
+    return socket.inet_ntoa(packet[12:16]), packet[ihl:]
+
+
+def listen(proto: str, port: int, token: str, timeout: float, reply: bool, keep_open: bool = False) -> int:
     """Wait for one probe carrying ``token``; report its source; answer it if asked."""
     deadline = time.monotonic() + timeout
     if proto == "icmp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    elif proto == "gre":  # a raw socket for the protocol: the kernel sends no protocol unreachable
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_GRE)
     elif proto == "tcp":
         sock = _bound(socket.SOCK_STREAM, port)
         sock.listen(8)
@@ -193,12 +217,24 @@ def listen(proto: str, port: int, token: str, timeout: float, reply: bool) -> in
                 data = conn.recv(2048)
                 if reply:
                     conn.sendall(f"seen {addr}:{sport}".encode())
-                conn.close()
+                if not keep_open:
+                    conn.close()
                 _say(event="recv", source=f"{addr}:{sport}", data=data.decode(errors="replace"))
+                if keep_open:
+                    sock.close()  # the port may be listened on again; the connection stays
+                    _hold(conn)
                 return 0
             data, (addr, sport) = sock.recvfrom(4096)
         except (socket.timeout, ConnectionError):
             break
+        if proto == "gre":
+            addr, payload = _ip_payload(data)
+            if token.encode() not in payload:
+                continue
+            if reply:
+                sock.sendto(GRE_HEADER + f"seen {addr} {token}".encode(), (addr, 0))
+            _say(event="recv", source=addr)
+            return 0
         if proto == "icmp":
             addr, type_, ident, payload = _icmp_of(data)
             if type_ != 8 or token.encode() not in payload:
@@ -215,14 +251,17 @@ def listen(proto: str, port: int, token: str, timeout: float, reply: bool) -> in
     return 1
 
 
-def send(proto: str, to: str, sport: int, token: str, timeout: float, reply: bool) -> int:
+def send(proto: str, to: str, sport: int, token: str, timeout: float, reply: bool,
+         keep_open: bool = False) -> int:
     """Send one probe carrying ``token``; with ``reply``, wait for the answer."""
-    addr, port = _endpoint(to) if proto != "icmp" else (to, 0)
+    addr, port = _endpoint(to) if proto not in ("icmp", "gre") else (to, 0)
     try:
         if proto == "icmp":
             return _send_icmp(addr, sport, token, timeout, reply)
+        if proto == "gre":
+            return _send_gre(addr, token, timeout, reply)
         if proto == "tcp":
-            return _send_tcp(addr, port, sport, token, timeout, reply)
+            return _send_tcp(addr, port, sport, token, timeout, reply, keep_open)
         sock = _bound(socket.SOCK_DGRAM, sport)
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # ICMP errors, unconnected
         sock.sendto(token.encode(), (addr, port))
@@ -244,7 +283,8 @@ def send(proto: str, to: str, sport: int, token: str, timeout: float, reply: boo
     return 1
 
 
-def _send_tcp(addr: str, port: int, sport: int, token: str, timeout: float, reply: bool) -> int:
+def _send_tcp(addr: str, port: int, sport: int, token: str, timeout: float, reply: bool,
+              keep_open: bool = False) -> int:
     sock = _bound(socket.SOCK_STREAM, sport)
     sock.settimeout(timeout)
     sock.connect((addr, port))
@@ -257,8 +297,51 @@ def _send_tcp(addr: str, port: int, sport: int, token: str, timeout: float, repl
             _say(event="closed")
             return 1
         _say(event="reply", source=f"{addr}:{port}", data=data.decode(errors="replace"))
+    if keep_open:
+        _hold(sock)
+        return 0
+    if reply:
+        _read_to_end(sock)
     sock.close()
     return 0
+
+
+def _read_to_end(sock: socket.socket) -> None:
+    """Wait for the listener, which closes once it has answered, to close first: its end
+    keeps TIME_WAIT, so this source port may connect to it again at once."""
+    try:
+        while sock.recv(2048):
+            pass
+    except OSError:  # socket.timeout, a reset: the answer came; how the peer ends is its business
+        pass
+
+
+def _send_gre(addr: str, token: str, timeout: float, reply: bool) -> int:
+    """One GRE packet; with ``reply``, wait for a GRE answer or an ICMP error about it."""
+    errors = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_GRE)
+    sock.sendto(GRE_HEADER + token.encode(), (addr, 0))
+    _say(event="sent", sport=0)
+    if not reply:
+        return 0
+    deadline = time.monotonic() + timeout
+    refused_by = None
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock, errors], [], [], left)
+        for got in ready:
+            source, payload = _ip_payload(got.recv(4096))
+            if got is sock and payload.startswith(GRE_HEADER + b"seen ") and token.encode() in payload:
+                _say(event="reply", source=source)
+                return 0
+            if got is errors and payload[:1] == b"\x03" and token.encode() in payload:
+                # A kernel with a GRE handler may send this even to a listener: wait a moment
+                # for the listener's answer before calling it a refusal.
+                refused_by = refused_by or source
+                deadline = min(deadline, time.monotonic() + 0.3)
+    if refused_by is not None:
+        _say(event="refused", source=refused_by)
+        return 1
+    raise socket.timeout
 
 
 def _send_icmp(addr: str, ident: int, token: str, timeout: float, reply: bool) -> int:
@@ -305,13 +388,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", required=True)
     p.add_argument("--timeout", type=float, default=3.0)
     for name in ("listen", "send"):
-        c = sub.add_parser(name, help=f"scenario probe: {name} (UDP, TCP, ICMP echo)")
-        c.add_argument("--proto", choices=("udp", "tcp", "icmp"), default="udp")
+        c = sub.add_parser(name, help=f"scenario probe: {name} (UDP, TCP, ICMP echo, GRE)")
+        c.add_argument("--proto", choices=("udp", "tcp", "icmp", "gre"), default="udp")
         c.add_argument("--token", default="natlab-probe")
         c.add_argument("--timeout", type=float, default=1.0)
         c.add_argument("--reply", action="store_true")
+        c.add_argument("--keep-open", action="store_true",
+                       help="TCP: do not close; say 'held' and wait until stopped")
     sub.choices["listen"].add_argument("--port", type=int, default=0)
-    sub.choices["send"].add_argument("--to", required=True, help="ADDR:PORT (ICMP: ADDR)")
+    sub.choices["send"].add_argument("--to", required=True, help="ADDR:PORT (ICMP, GRE: ADDR)")
     sub.choices["send"].add_argument("--sport", type=int, default=0, help="source port (ICMP: echo id)")
     return parser
 
@@ -320,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.cmd == "listen":
-        return listen(args.proto, args.port, args.token, args.timeout, args.reply)
+        return listen(args.proto, args.port, args.token, args.timeout, args.reply, args.keep_open)
     if args.cmd == "send":
-        return send(args.proto, args.to, args.sport, args.token, args.timeout, args.reply)
+        return send(args.proto, args.to, args.sport, args.token, args.timeout, args.reply, args.keep_open)
     if args.cmd == "udp-reflect":
         binds = [("0.0.0.0", port) for port in args.port] + [_endpoint(b) for b in args.bind]
         if not binds:

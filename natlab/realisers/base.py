@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from natlab.topology.model import Topology
 
 __all__ = ["Driver", "Probe", "ProbeResult", "Realiser", "RunResult", "Unavailable", "Unsupported",
-           "PROTOCOLS"]
+           "PROTOCOLS", "PORTLESS"]
 
-PROTOCOLS = ("udp", "tcp", "icmp")
+PROTOCOLS = ("udp", "tcp", "icmp", "gre")
+PORTLESS = ("icmp", "gre")
+"""Probes sent to an address, not a port."""
 
 
 class Unsupported(NatlabError):
@@ -48,9 +50,12 @@ class Probe:
 
     UDP: one datagram. TCP: a connect (delivered = the receiver accepted it).
     ICMP: one echo request (``dport`` and ``listen_port`` are 0; ``sport`` is
-    the echo identifier, 0 = any). With ``reply`` the receiver answers the
-    source it saw (UDP datagram back / TCP data back / ICMP echo reply), and the
-    result says whether that answer reached ``src``.
+    the echo identifier, 0 = any). GRE: one GRE packet (IP protocol 47, no
+    ports), a protocol a NAPT has no port to translate. With ``reply`` the
+    receiver answers the source it saw (UDP datagram back / TCP data back / ICMP
+    echo reply / GRE packet back), and the result says whether that answer
+    reached ``src``; a UDP or GRE sender waiting so also learns of an ICMP
+    destination unreachable about its packet ("refused").
     """
 
     proto: str
@@ -69,6 +74,8 @@ class Probe:
     timeout: float = 1.0
     """How long to wait for delivery (and again for the reply); memory ignores it."""
     payload: str = "natlab-probe"
+    keep_open: bool = False
+    """TCP: neither end closes; the connection stays open until the driver is closed."""
 
     @property
     def port_at_receiver(self) -> int:

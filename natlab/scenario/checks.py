@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Optional
 
 from natlab.words import plural
-from natlab.realisers.base import ProbeResult, RunResult
+from natlab.realisers.base import PORTLESS, ProbeResult, RunResult
 from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
 
@@ -88,7 +88,7 @@ def receiver_of(ctx: Any, spec: Any, dst: str, at: Optional[str]) -> tuple[Optio
 
 def describe_probe(r: ProbeResult) -> str:
     p = r.probe
-    to = p.dst if p.proto == "icmp" else f"{p.dst}:{p.dport}"
+    to = p.dst if p.proto in PORTLESS else f"{p.dst}:{p.dport}"
     text = f"{p.proto} {p.src}:{r.sport or p.sport} -> {to}: "
     text += f"delivered to {p.receiver}, seen from {r.seen}" if r.delivered else "not delivered"
     if p.reply:
@@ -144,6 +144,9 @@ def check_probe(ctx: Any, step: Any, r: ProbeResult, out: StepReport) -> None:
     if e.replied is not None:
         _compare(out, "replied", e.replied, bool(r.replied), bool(r.replied) == e.replied,
                  f"the answer {'did not come' if e.replied else 'came'} back")
+    if e.reply_from is not None:
+        _compare(out, "reply_from", ctx.sub(e.reply_from), r.reply_from, _matches(ctx, e.reply_from, r.reply_from),
+                 f"the answer came from {r.reply_from}, expected {ctx.sub(e.reply_from)}")
     if e.refused is not None:
         refused = r.detail == "refused"
         _compare(out, "refused", e.refused, refused, refused == e.refused,

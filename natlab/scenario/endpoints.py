@@ -44,11 +44,12 @@ def endpoint_errors(doc: Doc, path: tuple, action: str, spec: BaseModel,
 
 def _endpoints(action: str, spec: BaseModel, expect: Any) -> Iterator[tuple[tuple, Any, str]]:
     """(key path below the step, text, "port" / "no port" / "maybe")."""
-    if action in ("udp", "tcp", "icmp"):
-        yield (action, "to"), spec.to, "no port" if action == "icmp" else "port"
+    if action in ("udp", "tcp", "icmp", "gre"):
+        yield (action, "to"), spec.to, "no port" if action in ("icmp", "gre") else "port"
         yield (action, "at"), spec.at, "maybe"
         if expect is not None:
             yield ("expect", "source"), expect.source, "maybe"
+            yield ("expect", "reply_from"), expect.reply_from, "maybe"
     inner = spec if action == "mappings" else getattr(spec, "mappings", None)
     if inner is not None:
         prefix = (action,) if action == "mappings" else (action, "mappings")

@@ -406,17 +406,21 @@ def _check_pool(doc: Doc, path: tuple, topo: Any, gateway: str, pool: list) -> N
 
 def _check_probe(doc: Doc, path: tuple, action: str, spec: ProbeSpec, expect: ProbeExpect,
                  errors: ErrorList) -> None:
-    if action == "icmp":
+    if spec.keep_open and action != "tcp":
+        errors.add(doc.error("keep_open is for TCP connections", (*path, action, "keep_open"),
+                             got=action, hint="drop keep_open, or make the probe tcp"))
+    if expect.refused is not None and action in ("udp", "gre") and not spec.reply:
+        errors.add(doc.error(f"a {action.upper()} sender only learns of a refusal while it waits for an answer",
+                             (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe"))
+    if action in ("icmp", "gre"):
         if ":" in spec.to and not VAR.search(spec.to):
-            errors.add(doc.error("an ICMP echo goes to an address, not a port", (*path, action, "to"),
+            what = "an ICMP echo" if action == "icmp" else "a GRE packet"
+            errors.add(doc.error(f"{what} goes to an address, not a port", (*path, action, "to"),
                                  got=spec.to, hint="write to: NAME or ADDRESS"))
         return
     if ":" not in spec.to and not VAR.fullmatch(spec.to):
         errors.add(doc.error(f"a {action} probe needs a port", (*path, action, "to"), got=spec.to,
                              hint="write NAME:PORT, ADDRESS:PORT or ${var}"))
-    if expect.refused is not None and action == "udp" and not spec.reply:
-        errors.add(doc.error("a UDP sender only learns of a refusal while it waits for an answer",
-                             (*path, "expect", "refused"), hint=f"add reply: true to the {action} probe"))
     if spec.at == "nobody" and expect.delivered:
         errors.add(doc.error("nobody listens, so nothing can be delivered",
                              (*path, "expect", "delivered"),

@@ -40,15 +40,16 @@ Command = Union[str, list[str]]
 # --- actions -------------------------------------------------------------------
 
 class ProbeSpec(_Strict):
-    """``udp:`` / ``tcp:`` / ``icmp:`` send one probe from a host."""
+    """``udp:`` / ``tcp:`` / ``icmp:`` / ``gre:`` send one probe from a host."""
 
     src: Name = Field(alias="from", description="sending host")
-    to: str = Field(description="NAME:PORT, ADDRESS:PORT or ${var} (ICMP: NAME or ADDRESS)")
+    to: str = Field(description="NAME:PORT, ADDRESS:PORT or ${var} (ICMP, GRE: NAME or ADDRESS)")
     sport: int = Field(0, ge=0, le=65535, description="source port (ICMP: echo id); 0 = any")
     at: Optional[str] = Field(
         None, description="receiving host[:port] (default: the host owning 'to'); 'nobody' = no listener")
     reply: bool = Field(False, description="the receiver answers the source it saw")
     timeout: Optional[float] = Field(None, gt=0, description="seconds to wait (default 1)")
+    keep_open: bool = Field(False, description="TCP: neither end closes; open until the scenario ends")
 
 
 class RunSpec(_Strict):
@@ -149,7 +150,8 @@ class ProbeExpect(_Strict):
     same_source_as: Optional[str] = Field(None, description="${var} saved by an earlier probe")
     different_source_from: Optional[str] = None
     replied: Optional[bool] = None
-    refused: Optional[bool] = Field(None, description="the sender got port-unreachable / RST")
+    reply_from: Optional[str] = Field(None, description="the source the sender saw on the answer")
+    refused: Optional[bool] = Field(None, description="the sender got destination unreachable / RST")
 
 
 class RunExpect(_Strict):
@@ -177,7 +179,7 @@ class NoExpect(_Strict):
 
 
 ACTIONS: dict[str, type[BaseModel]] = {
-    "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec,
+    "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec, "gre": ProbeSpec,
     "run": RunSpec, "spawn": SpawnSpec, "mappings": MappingsSpec,
     "advance": AdvanceSpec, "set": SetSpec, "configure": ConfigureSpec,
     "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec, "punch": PunchSpec,
@@ -185,12 +187,12 @@ ACTIONS: dict[str, type[BaseModel]] = {
 """Every step action and the model of its value."""
 
 EXPECTS: dict[str, type[BaseModel]] = {
-    "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect,
+    "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect, "gre": ProbeExpect,
     "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect, "punch": PunchExpect,
 }
 """Actions that take ``expect:``, and its model; the others take none."""
 
-PROBE_ACTIONS = ("udp", "tcp", "icmp")
+PROBE_ACTIONS = ("udp", "tcp", "icmp", "gre")
 PROCESS_ACTIONS = ("run", "spawn")
 """Actions needing real processes: the memory backend skips scenarios using them."""
 COMMON_KEYS = ("name", "expect", "save")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from natlab.words import plural
 from natlab.errors import NatlabError
 from natlab.scenario import checks
-from natlab.realisers.base import Driver, Probe, Unsupported
+from natlab.realisers.base import PORTLESS, Driver, Probe, Unsupported
 from natlab.scenario.load import knob_assignments, undot
 from natlab.scenario.model import PROBE_ACTIONS, Scenario, Step
 from natlab.scenario.report import ERROR, FAILED, SKIPPED, ScenarioReport, StepReport
@@ -171,12 +171,12 @@ def _new(step: Step, ctx: _Context, summary: str) -> StepReport:
 
 def _probe(ctx: _Context, step: Step) -> StepReport:
     spec = step.spec
-    dst, dport = checks.endpoint(ctx, spec.to, with_port=step.action != "icmp")
+    dst, dport = checks.endpoint(ctx, spec.to, with_port=step.action not in PORTLESS)
     dport = dport or 0
     receiver, listen_port = checks.receiver_of(ctx, spec, dst, ctx.sub(spec.at) if spec.at else None)
     probe = Probe(proto=step.action, src=spec.src, dst=dst, dport=dport, sport=spec.sport,
                   receiver=receiver, listen_port=listen_port, reply=spec.reply,
-                  timeout=spec.timeout or 1.0)
+                  timeout=spec.timeout or 1.0, keep_open=spec.keep_open)
     result = ctx.driver.probe(probe)
     out = _new(step, ctx, checks.describe_probe(result))
     checks.check_probe(ctx, step, result, out)

@@ -81,7 +81,7 @@ class NfqueueDatapath:
     """Packets from the kernel's NFQUEUEs; emits through a raw socket; pool changes as addresses and rules."""
 
     name = "nfqueue"
-    summary = "NFQUEUE in the gateway's namespace (libnetfilter_queue), a raw socket for emits"
+    summary = "NFQUEUE in the gateway's namespace (GSO, batched netlink), a raw socket for emits"
     in_process = False
 
     def unavailable(self) -> Optional[str]:
@@ -116,7 +116,7 @@ def _serve(gateway: Gateway) -> int:
     rules = gateway.pool_hooks.rules
     queues = Queues(spec.queue_in, spec.queue_out, spec.outside_iface, gateway.on_packet)
     watchdog = QueueWatchdog()
-    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors,
+    gateway.stat_sources.append(lambda: {"verdict_errors": queues.verdict_errors, "binding": queues.stats(),
                                          "queue": queues.kernel_stats(), "watchdog": watchdog.report()})
     control = ControlServer(spec.control_socket, gateway.handle, selector)
     gateway.stat_sources.append(control.stats)

@@ -1,35 +1,45 @@
-"""NFQUEUE binding: two queues in one process, verdicts applied from engine outcomes.
+"""Two NFQUEUEs in one process, verdicts applied from engine outcomes.
 
-``Queues(spec, on_packet)`` binds ``spec.queue_in`` and ``spec.queue_out``;
+``Queues(queue_in, queue_out, outside_iface, on_packet)`` binds both queues;
 the daemon's select loop watches :meth:`Queues.fds` and calls
 :meth:`Queues.drain` on the readable one. Each queued packet goes to
-``on_packet(data, side) -> Action`` and gets exactly one verdict, whatever
+``on_packet(data, side) -> Outcome`` and gets exactly one verdict, whatever
 happens: a packet without a verdict would sit in the kernel's queue forever.
 
-Whole packets, jumbo frames included
-------------------------------------
-NetfilterQueue caps the copy range at 4,016 bytes (its 4,096-byte receive buffer
-less 80 for metadata) and ``run_socket`` reads 4,096 bytes at a time. A bigger
-packet would then arrive as a netlink message longer than the read: cut short,
-libnetfilter_queue cannot parse it, the callback never runs and the packet holds
-a queue slot forever. So :class:`_Batch` reads :data:`RECV_BUFFER` bytes (a whole
-message whatever ``run_socket`` asks for), and after binding :func:`set_copy_range`
-sends the queue's own ``NFQNL_MSG_CONFIG`` on the queue's netlink socket to copy
-up to 65,535 bytes, the largest IPv4 packet. :func:`queue_stats` reads the
-kernel's side of each queue (``/proc/net/netfilter/nfnetlink_queue``), and
-:meth:`Queues.bind` checks there that the copy range took.
+The binding
+-----------
+:mod:`~natlab.datapaths.nfqueue.qsocket` (pure Python netlink, ``recvmmsg``
+through ctypes) replaces netfilterqueue 1.1.0, which had no GSO flag, no
+``NFQA_SKB_INFO`` and one receive and one verdict syscall per packet. Now:
+
+- ``NFQA_CFG_F_GSO``: the kernel queues a GSO super-packet (a 64 KiB TCP burst)
+  whole, one trip instead of ~45, and segments it on the way out;
+  ``NFQA_CFG_F_FAIL_OPEN`` stays off: what the queue cannot take is dropped;
+- ``NFQA_SKB_INFO``: partial checksums are handled by
+  :mod:`~natlab.datapaths.nfqueue.partial` around the engine;
+- a drain is one ``recvmmsg`` of up to :data:`BATCH` packets and one gathered
+  ``sendmsg`` of their verdicts (:mod:`~natlab.datapaths.nfqueue.verdicts`:
+  payload verdicts one message each, the rest as ``NFQNL_MSG_VERDICT_BATCH`` runs);
+- copy range 65,535 (the kernel grants :data:`KERNEL_COPY_MAX`), so no packet is
+  cut short; :meth:`Queues.bind` checks ``/proc/net/netfilter/nfnetlink_queue``.
+
+A packet the kernel still cut short reaches the gateway, which drops it as
+``truncated`` (rewriting part of a packet would corrupt it).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import struct
-import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from natlab.datapaths.nfqueue import nfnetlink as nfq
+from natlab.datapaths.nfqueue import partial
+from natlab.datapaths.nfqueue.nfnetlink import COPY_RANGE, KERNEL_COPY_MAX, config_message  # noqa: F401
+from natlab.datapaths.nfqueue.qsocket import BATCH, RECV_BUFFER, SOCK_RCVBUF, QueueSocket  # noqa: F401
+from natlab.datapaths.nfqueue.verdicts import Verdicts
 from natlab.engine.types import Side
 from natlab.errors import BackendUnavailable
 from natlab.gateway.outcome import Action, Outcome
@@ -38,66 +48,22 @@ log = logging.getLogger("natlab.gateway")
 
 MAX_QUEUE_LEN = 4096
 """Packets the kernel keeps waiting for us per queue before it drops (no bypass)."""
-COPY_RANGE = 0xFFFF
-"""Copy whole packets to userspace: the largest IPv4 packet (see :func:`set_copy_range`)."""
-KERNEL_COPY_MAX = COPY_RANGE - 4
-"""What the kernel grants for that: 65,535 less a netlink attribute header (NFQNL_MAX_COPY_RANGE)."""
-RECV_BUFFER = COPY_RANGE + 4096
-"""One netlink message: a whole packet plus its metadata attributes."""
-SOCK_RCVBUF = 16 << 20
-"""Socket receive buffer asked for (the kernel caps it at ``net.core.rmem_max``)."""
 PROC_QUEUES = Path("/proc/net/netfilter/nfnetlink_queue")
 """The kernel's per-queue counters, for the namespace of the process reading it."""
 _QUEUE_FIELDS = ("queue", "peer_portid", "queue_total", "copy_mode", "copy_range",
                  "queue_dropped", "user_dropped", "id_sequence")
-BATCH = 64
-"""Packets handled per readable queue before the loop looks at control clients and timers
-again: under a flood the queue never runs dry, and ``run(block=False)`` would never return."""
-
-
-class _Batch:
-    """A socket whose ``recv`` reports EAGAIN after ``BATCH`` messages (for ``run_socket``)."""
-
-    __slots__ = ("sock", "left")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.left = 0
-
-    def recv(self, size: int) -> bytes:
-        # ``size`` is netfilterqueue's 4,096: too small for a jumbo packet's message.
-        if self.left <= 0:
-            raise BlockingIOError(errno.EAGAIN, "batch done")
-        self.left -= 1
-        return self.sock.recv(RECV_BUFFER)
-
-
-_NFNL_SUBSYS_QUEUE = 3
-_NFQNL_MSG_CONFIG = 2
-_NFQA_CFG_PARAMS = 2
-_NFQNL_COPY_PACKET = 2
-_NLM_F_REQUEST = 1
-
-
-def config_message(queue: int, copy_range: int, seq: int = 0) -> bytes:
-    """``NFQNL_MSG_CONFIG`` setting COPY_PACKET mode with ``copy_range`` for ``queue``."""
-    params = struct.pack(">IB", copy_range, _NFQNL_COPY_PACKET)   # nfqnl_msg_config_params
-    attr = struct.pack("=HH", 4 + len(params), _NFQA_CFG_PARAMS) + params
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("=BBH", socket.AF_UNSPEC, 0, socket.htons(queue)) + attr  # nfgenmsg
-    header = struct.pack("=IHHII", 16 + len(body), (_NFNL_SUBSYS_QUEUE << 8) | _NFQNL_MSG_CONFIG,
-                         _NLM_F_REQUEST, seq, 0)
-    return header + body
+_SKB_GSO, _SKB_PARTIAL = nfq.SKB_GSO, nfq.SKB_CSUMNOTREADY
+_ACCEPT, _NF_ACCEPT, _NF_DROP = Action.ACCEPT, nfq.NF_ACCEPT, nfq.NF_DROP
+_parse = nfq.parse_packet
+_INSIDE, _OUTSIDE = Side.INSIDE, Side.OUTSIDE
+_VERDICT_KIND, _NFQA_VERDICT_HDR, _NFQA_PAYLOAD = nfq.VERDICT_KIND, nfq.NFQA_VERDICT_HDR, nfq.NFQA_PAYLOAD
+_htonl = socket.htonl
+_ACCEPT_BE = _htonl(nfq.NF_ACCEPT)
 
 
 def set_copy_range(sock: socket.socket, queue: int, copy_range: int = COPY_RANGE) -> None:
-    """Ask the kernel to copy up to ``copy_range`` bytes of each packet of ``queue``.
-
-    Sent on the queue's own socket (the kernel accepts config only from the
-    queue's owner); no ack is asked for, since packets may already be arriving
-    on that socket: an error would come back as a message libnetfilter_queue
-    skips, and :meth:`Queues.bind` checks the result in :func:`queue_stats`.
-    """
+    """Ask the kernel to copy up to ``copy_range`` bytes of each packet of ``queue``
+    (on the queue's own socket; :meth:`Queues.bind` does it in its bind message)."""
     sock.send(config_message(queue, copy_range))
 
 
@@ -126,37 +92,41 @@ def queue_stats() -> dict[int, dict[str, int]]:
 
 class Queues:
     def __init__(self, queue_in: int, queue_out: int, outside_iface: str,
-                 on_packet: Callable[[bytes, Side], Outcome]) -> None:
+                 on_packet: Callable[[bytes, Side], Outcome], *, batch: int = BATCH) -> None:
         self.queue_in = queue_in
         self.queue_out = queue_out
         self.outside_iface = outside_iface
         self.on_packet = on_packet
-        self._queues: dict[int, object] = {}
-        self._batches: dict[int, _Batch] = {}
+        self.batch = batch
+        self._sockets: dict[int, QueueSocket] = {}
+        self._inbound: dict[int, bool] = {}
+        self._layouts: dict[int, Any] = {}
+        """The layout of the last packet message of each queue (see :class:`nfnetlink.Layout`)."""
         self._outside_index = 0
+        self._batching = True
         self.verdict_errors = 0
+        """Packets whose handling raised (each got a DROP verdict)."""
         self.received = 0
         """Packets handed to the callback (the watchdog compares it with the kernel's backlog)."""
+        self.counts = {"verdicts": 0, "batched": 0, "drains": 0, "gso": 0, "csum_partial": 0,
+                       "csum_completed": 0, "largest": 0, "malformed": 0, "netlink_errors": 0,
+                       "verdict_send_errors": 0}
 
     def bind(self) -> "Queues":
-        try:
-            from netfilterqueue import NetfilterQueue
-        except ImportError as err:
-            raise BackendUnavailable("netfilterqueue is not installed",
-                                     hint="pip install 'natlab[nfqueue]'") from err
+        from natlab.datapaths.nfqueue.qsocket import unavailable
+
+        why = unavailable()
+        if why is not None:
+            raise BackendUnavailable(f"cannot use NFQUEUE here: {why}")
         self._outside_index = socket.if_nametoindex(self.outside_iface)
-        for number, callback in ((self.queue_in, self._on_in), (self.queue_out, self._on_out)):
-            queue = NetfilterQueue()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # rcvbuf smaller than asked: fine
-                queue.bind(number, callback, max_len=MAX_QUEUE_LEN, range=COPY_RANGE,
-                           sock_len=SOCK_RCVBUF)
-            fd = queue.get_fd()
-            self._queues[fd] = queue
-            sock = socket.fromfd(fd, socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
-            sock.setblocking(False)
-            self._batches[fd] = _Batch(sock)
-            set_copy_range(sock, number)
+        try:
+            for number, inbound in ((self.queue_in, True), (self.queue_out, False)):
+                queue = QueueSocket(number, max_len=MAX_QUEUE_LEN, batch=self.batch).open()
+                self._sockets[queue.fileno()] = queue
+                self._inbound[queue.fileno()] = inbound
+        except BaseException:
+            self.close()
+            raise
         self._check_copy_range()
         return self
 
@@ -179,48 +149,119 @@ class Queues:
                                                  "id_sequence", "copy_range")}
         return out
 
+    def stats(self) -> dict[str, Any]:
+        """The binding's own counters: verdicts given and how, GSO and partial-checksum packets."""
+        sockets = self._sockets.values()
+        return {**self.counts, "received": self.received, "verdict_errors": self.verdict_errors,
+                "sendmsg": sum(q.sends for q in sockets), "recv_overruns": sum(q.overruns for q in sockets)}
+
     def fds(self) -> list[int]:
-        return list(self._queues)
+        return list(self._sockets)
 
-    def drain(self, fd: int) -> None:
-        """Handle up to :data:`BATCH` packets waiting on ``fd`` without blocking."""
-        batch = self._batches[fd]
-        batch.left = BATCH
-        self._queues[fd].run_socket(batch)  # type: ignore[attr-defined]
-
-    def _on_in(self, packet) -> None:
-        side = Side.OUTSIDE if packet.indev == self._outside_index else Side.INSIDE
-        self._apply(packet, side)
-
-    def _on_out(self, packet) -> None:
-        self._apply(packet, Side.INSIDE)
-
-    def _apply(self, packet, side: Side) -> None:
-        # An exception escaping here would leave the packet without a verdict.
-        self.received += 1
-        try:
-            data = packet.get_payload()
-            outcome = self.on_packet(data, side)
-            if outcome.action is Action.ACCEPT:
-                if outcome.data is not None and outcome.data is not data:
-                    packet.set_payload(bytes(outcome.data))
-                packet.accept()
-            else:
-                packet.drop()
-        except Exception:  # noqa: BLE001 - a verdict must be given, whatever went wrong
-            self.verdict_errors += 1
-            if self.verdict_errors & (self.verdict_errors - 1) == 0:  # 1st, 2nd, 4th, 8th ...
-                log.exception("error while giving a verdict (%d so far); dropping the packet",
-                              self.verdict_errors)
+    def drain(self, fd: int) -> int:
+        """Handle up to :data:`BATCH` packets waiting on ``fd`` without blocking; how many came."""
+        queue = self._sockets[fd]
+        spans = queue.receive()
+        if not spans:
+            return 0
+        counts = self.counts
+        verdicts = Verdicts(queue.queue_be, batching=self._batching)
+        plain, payloads = verdicts.plain.append, verdicts.payloads.append
+        queue_be = queue.queue_be
+        inbound = self._inbound[fd]
+        outside = self._outside_index
+        on_packet = self.on_packet
+        complete = partial.complete
+        pack_head = nfq.PAYLOAD_VERDICT.pack
+        pads = nfq.PADS
+        handled = gso = completed = partials = 0
+        layout = self._layouts.get(fd)
+        parse = layout.parse if layout is not None else None
+        largest = counts["largest"]
+        for view, off, end in spans:
+            packet = parse(view, off, end) if parse is not None else None
+            if packet is None:
+                try:
+                    packet = _parse(view, off, end)
+                except (ValueError, struct.error):
+                    counts["malformed"] += 1
+                    packet_id = nfq.packet_id_of(view, off, end)
+                    if packet_id is None:
+                        verdicts.unbatched()  # a batch message could accept it unseen
+                    else:
+                        plain((packet_id, _NF_DROP))
+                    continue
+                if packet is None:
+                    self._not_a_packet(queue, view, off)
+                    continue
+                layout = self._layouts[fd] = nfq.Layout.of(view, off, end)
+                parse = layout.parse if layout is not None else None
+            packet_id, indev, info, _cap_len, start, length = packet
+            handled += 1
+            if length > largest:
+                largest = counts["largest"] = length
             try:
-                packet.drop()
-            except RuntimeError:  # verdict already given
-                pass
+                if info & _SKB_GSO:
+                    gso += 1
+                    data: Any = view[start:start + length].tobytes()
+                elif info & _SKB_PARTIAL:
+                    partials += 1
+                    data = bytearray(view[start:start + length])
+                    if complete(data):
+                        completed += 1
+                else:
+                    data = view[start:start + length].tobytes()
+                outcome = on_packet(data, _OUTSIDE if inbound and indev == outside else _INSIDE)
+                if outcome.action is _ACCEPT:
+                    new = outcome.data
+                    if new is None or new is data:
+                        plain((packet_id, _NF_ACCEPT))
+                        continue
+                    if info & _SKB_GSO:
+                        new = new if isinstance(new, bytearray) else bytearray(new)
+                        partial.pseudo_header(new)  # the segmentation on the way out sums it
+                    n = len(new)
+                    pad = pads[n & 3]
+                    head = pack_head(36 + n + len(pad), _VERDICT_KIND, 1, 0, 0, 0, 0, queue_be, 12,
+                                     _NFQA_VERDICT_HDR, _ACCEPT_BE, _htonl(packet_id), 4 + n, _NFQA_PAYLOAD)
+                    payloads((head, new, pad) if pad else (head, new))
+                else:
+                    plain((packet_id, _NF_DROP))
+            except Exception:  # noqa: BLE001 - a verdict must be given, whatever went wrong
+                self.verdict_errors += 1
+                if self.verdict_errors & (self.verdict_errors - 1) == 0:  # 1st, 2nd, 4th, 8th ...
+                    log.exception("error while giving a verdict (%d so far); dropping the packet",
+                                  self.verdict_errors)
+                plain((packet_id, _NF_DROP))
+        self.received += handled
+        counts["gso"] += gso
+        counts["csum_partial"] += partials
+        counts["csum_completed"] += completed
+        counts["drains"] += 1
+        counts["verdicts"] += verdicts.count
+        counts["batched"] += verdicts.batched()
+        failed = queue.send(verdicts.messages())
+        if failed:
+            # Those packets wait in the kernel: a later batch ACCEPT must never cover one.
+            self._batching = False
+            counts["verdict_send_errors"] += len(failed)
+            log.error("could not send %d verdicts on queue %d; batch verdicts are off from now on",
+                      len(failed), queue.queue)
+        return handled
+
+    def _not_a_packet(self, queue: QueueSocket, view, off: int) -> None:
+        kind = struct.unpack_from("=H", view, off + 4)[0]
+        if kind != nfq.NLMSG_ERROR:
+            return
+        code = -nfq.error_of(view, off)
+        if code:
+            self.counts["netlink_errors"] += 1
+            if self.counts["netlink_errors"] & (self.counts["netlink_errors"] - 1) == 0:
+                log.warning("queue %d: the kernel refused a verdict (errno %d; %d so far)",
+                            queue.queue, code, self.counts["netlink_errors"])
 
     def close(self) -> None:
-        for queue in self._queues.values():
-            queue.unbind()  # type: ignore[attr-defined]
-        for batch in self._batches.values():
-            batch.sock.close()
-        self._queues.clear()
-        self._batches.clear()
+        for queue in self._sockets.values():
+            queue.close()
+        self._sockets.clear()
+        self._inbound.clear()

@@ -30,11 +30,15 @@ from natlab.engine.types import to_str
 from natlab.errors import ConfigError
 from natlab.realisers.memory.realiser import MemoryRealiser
 from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
+from natlab.packet import build
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
 
 __all__ = ["MemoryDriver"]
 
+PROTO_GRE = 47
+GRE_HEADER = b"\x00\x00\x08\x00"
+"""A GRE header (RFC 2784) with no options, carrying IPv4 (what the netns probe sends)."""
 EPHEMERAL = (32768, 60999)
 """Linux's default ip_local_port_range: where a host picks a source port."""
 _NO_PROGRAMS = dict(what="the memory backend cannot run programs", hint="run this on the netns backend")
@@ -105,7 +109,7 @@ class MemoryDriver:
         marks = {name: nat.seq for name, nat in self.net.nats.items()}
         for name in self.net.hosts:
             self.net.stack(name).inbox.clear()
-        run = {"udp": self._udp, "tcp": self._tcp, "icmp": self._icmp}[probe.proto]
+        run = {"udp": self._udp, "tcp": self._tcp, "icmp": self._icmp, "gre": self._gre}[probe.proto]
         result = run(probe, probe.payload.encode())
         events = tuple(dict(e) for name, nat in self.net.nats.items() for e in nat.events if e["seq"] > marks[name])
         if not result.detail and not (result.delivered and (result.replied or not probe.reply)):
@@ -165,7 +169,7 @@ class MemoryDriver:
                 if accepted is not None and accepted.state == "established":
                     self.net.send(probe.receiver, rx.send_data(accepted, f"seen {seen}".encode()))
                 replied = bool(conn.received)
-            fin = tx.close(conn)  # the sender closes; the receiver's stack closes too
+            fin = None if probe.keep_open else tx.close(conn)  # the sender closes; the receiver's stack too
             if fin is not None:
                 self.net.send(probe.src, fin)
             return ProbeResult(probe, delivered=accepted is not None, seen=seen, sport=sport, replied=replied,
@@ -183,6 +187,27 @@ class MemoryDriver:
         return ProbeResult(probe, delivered=seen is not None, seen=seen, sport=ident,
                            replied=(answer is not None) if probe.reply else None,
                            reply_from=answer if probe.reply else None, detail=_why(out, tx.inbox, probe))
+
+    def _gre(self, probe: Probe, token: bytes) -> ProbeResult:
+        rx, tx = (self.net.stack(probe.receiver) if probe.receiver else None), self.net.stack(probe.src)
+        opened = rx is not None and PROTO_GRE not in rx.raw_open
+        if opened:
+            rx.raw_open.add(PROTO_GRE)  # the listener's raw socket: the kernel sends no error
+        try:
+            src = self.net.address(probe.src)
+            out = self.net.send(probe.src, build.ipv4(src, probe.dst, PROTO_GRE, GRE_HEADER + token))
+            seen = _raw_in(rx.inbox, PROTO_GRE, token) if rx is not None else None
+            answer = None
+            if seen is not None and probe.reply:
+                self.net.send(probe.receiver, build.ipv4(self.net.address(probe.receiver), seen, PROTO_GRE,
+                                                         GRE_HEADER + f"seen {seen} ".encode() + token))
+                answer = _raw_in(tx.inbox, PROTO_GRE, token)
+            return ProbeResult(probe, delivered=seen is not None, seen=seen, sport=0,
+                               replied=(answer is not None) if probe.reply else None,
+                               reply_from=answer, detail=_why(out, tx.inbox, probe))
+        finally:
+            if opened:
+                rx.raw_open.discard(PROTO_GRE)
 
     # -- programs: not in memory -------------------------------------------------------
     def run(self, host: str, command: Sequence[str], timeout: float) -> RunResult:
@@ -254,6 +279,15 @@ def _echo_in(inbox: list[bytes], type_: int, ident: Optional[int], token: bytes)
         icmp = pkt.l4
         if pkt.ip.proto == PROTO_ICMP and icmp is not None and icmp.type == type_ \
                 and (ident is None or icmp.ident == ident) and token in pkt.payload:
+            return to_str(pkt.ip.src)
+    return None
+
+
+def _raw_in(inbox: list[bytes], proto: int, token: bytes) -> Optional[str]:
+    """Source address of the first packet of IP protocol ``proto`` carrying ``token``."""
+    for raw in inbox:
+        pkt = parse_packet(raw)
+        if pkt.ip.proto == proto and token in pkt.payload:
             return to_str(pkt.ip.src)
     return None
 

@@ -9,6 +9,8 @@ same probe sees the same thing on both backends:
 - a UDP datagram to a port nobody is bound to: ICMP port unreachable (RFC 1122
   3.2.2.1), quoting the datagram, from the address it was sent to;
 - an ICMP echo request: an echo reply (RFC 1122 3.2.2.6);
+- any other protocol (GRE, ...) nobody has a raw socket open for: ICMP protocol
+  unreachable (RFC 1122 3.2.2.1), as a kernel without a handler for it does;
 - a TCP SYN to a listening port: SYN-ACK; the client's ACK completes the
   handshake and the connection is *accepted*; to a closed port: RST (RFC 793
   3.4), as to any segment that belongs to no connection;
@@ -75,6 +77,8 @@ class HostStack:
         self.answers = answers
         self.udp_bound: set[int] = set()
         self.tcp_listening: set[int] = set()
+        self.raw_open: set[int] = set()
+        """IP protocols (other than UDP, TCP, ICMP) a raw socket is open for: no error for them."""
         self.conns: dict[tuple[int, int, int, int], TcpConn] = {}
         """By (local address, local port, remote address, remote port)."""
         self.accepted: list[TcpConn] = []
@@ -103,8 +107,11 @@ class HostStack:
         return conn.segment(_PSH | _ACK, payload)
 
     def close(self, conn: TcpConn) -> Optional[bytes]:
-        """Start closing ``conn``: the FIN to send, or None if it is not open."""
+        """Start closing ``conn``: the FIN to send, or None if it is not open. A socket
+        closed before its handshake completed (a SYN nobody answered) is gone at once and
+        sends nothing, as in a kernel: a later SYN to its port finds no half-open connection."""
         if conn.state != "established":
+            self.conns.pop((conn.local, conn.lport, conn.remote, conn.rport), None)
             return None
         conn.state = "fin-wait"
         return conn.segment(_FIN | _ACK)
@@ -130,6 +137,8 @@ class HostStack:
                 return self._icmp(ip, body)
             if ip.proto == PROTO_TCP:
                 return self._tcp(data, ip, body)
+            if ip.proto not in self.raw_open:
+                return [build.icmp_error(data, src=ip.dst, type=3, code=2)]
         except PacketError:
             pass  # a kernel drops what it cannot parse
         return []

@@ -2,7 +2,9 @@
 
 Probes are real kernel sockets: ``python -m natlab.hostprogs.probe listen`` starts in the
 receiving host's namespace, then ``python -m natlab.hostprogs.probe send`` in the sender's;
-both print JSON lines, read back here. Gateway operations go to each gateway's
+both print JSON lines, read back here. A ``keep_open`` TCP probe's two programs say
+``held`` and keep their connection open; they are stopped (by PID, their own session)
+when the driver closes. Gateway operations go to each gateway's
 control socket. Spawned commands write to files in the lab's run directory, so
 their output survives them and lands in the report.
 """
@@ -21,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 from natlab.errors import LabError
 from natlab.realisers.netns.procs import python_module
-from natlab.realisers.base import Probe, ProbeResult, RunResult
+from natlab.realisers.base import PORTLESS, Probe, ProbeResult, RunResult
 from natlab.realisers.netns.realiser import NetnsRealiser
 
 __all__ = ["NetnsDriver"]
@@ -52,6 +54,8 @@ class NetnsDriver:
         self.lab = lab
         self.owns = owns
         self._spawned: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self._held: list[subprocess.Popen] = []
+        """Probe programs holding a ``keep_open`` connection, stopped by :meth:`close`."""
         self._clients: dict[str, Any] = {}
 
     # -- names ---------------------------------------------------------------------
@@ -78,25 +82,37 @@ class NetnsDriver:
     def probe(self, probe: Probe) -> ProbeResult:
         token = f"natlab-{uuid.uuid4().hex[:12]}"
         common = ["--proto", probe.proto, "--token", token]
+        flags = [*(["--reply"] if probe.reply else []), *(["--keep-open"] if probe.keep_open else [])]
         listener = None
         if probe.receiver is not None:
             argv = [*python_module("natlab.hostprogs.probe"), "listen", *common,
-                    "--port", str(probe.port_at_receiver), "--timeout", str(probe.timeout * 2 + 1)]
-            if probe.reply:
-                argv.append("--reply")
+                    "--port", str(probe.port_at_receiver), "--timeout", str(probe.timeout * 2 + 1), *flags]
             listener = self.lab.popen(probe.receiver, argv, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
             self._await_listening(listener, probe)
-        to = probe.dst if probe.proto == "icmp" else f"{probe.dst}:{probe.dport}"
+        to = probe.dst if probe.proto in PORTLESS else f"{probe.dst}:{probe.dport}"
         argv = [*python_module("natlab.hostprogs.probe"), "send", *common, "--to", to,
-                "--sport", str(probe.sport), "--timeout", str(probe.timeout)]
-        if probe.reply:
-            argv.append("--reply")
-        sent = self.lab.exec(probe.src, argv, capture_output=True, text=True,
-                             timeout=probe.timeout + _START_GRACE)
-        said = _json_lines(sent.stdout)
+                "--sport", str(probe.sport), "--timeout", str(probe.timeout), *flags]
+        if probe.keep_open:
+            said, stderr = self._send_held(probe, argv)
+        else:
+            sent = self.lab.exec(probe.src, argv, capture_output=True, text=True,
+                                 timeout=probe.timeout + _START_GRACE)
+            said, stderr = _json_lines(sent.stdout), sent.stderr
         heard = self._finish_listener(listener, probe)
-        return self._result(probe, said, heard, sent.stderr)
+        return self._result(probe, said, heard, stderr)
+
+    def _send_held(self, probe: Probe, argv: list[str]) -> tuple[list[dict[str, Any]], str]:
+        """Run a ``keep_open`` sender until it says ``held`` (it then stays) or exits."""
+        proc = self.lab.popen(probe.src, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+        said = _lines_until(proc, "held", probe.timeout + _START_GRACE)
+        if said and said[-1].get("event") == "held":
+            self._held.append(proc)
+            return said, ""
+        _stop(proc)
+        _, err = proc.communicate()
+        return said, err
 
     def _await_listening(self, proc: subprocess.Popen, probe: Probe) -> None:
         assert proc.stdout is not None
@@ -112,6 +128,14 @@ class NetnsDriver:
     def _finish_listener(self, proc: Optional[subprocess.Popen], probe: Probe) -> list[dict[str, Any]]:
         if proc is None:
             return []
+        if probe.keep_open:
+            heard = _lines_until(proc, "held", probe.timeout + 0.5)
+            if heard and heard[-1].get("event") == "held":
+                self._held.append(proc)
+            else:
+                _stop(proc)
+                proc.communicate()
+            return heard
         try:
             out, _ = proc.communicate(timeout=probe.timeout + 0.5)
         except subprocess.TimeoutExpired:
@@ -205,8 +229,43 @@ class NetnsDriver:
 
     def close(self) -> None:
         self.stop_spawned()
+        for proc in self._held:  # their connections close with them
+            _stop(proc)
+            proc.communicate()
+        self._held.clear()
         if self.owns:
             self.lab.down()
+
+
+def _lines_until(proc: subprocess.Popen, event: str, timeout: float) -> list[dict[str, Any]]:
+    """JSON lines from ``proc`` until one says ``event``, it exits, or ``timeout`` passes."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()  # read the pipe itself: a buffered reader could sit on the line we wait for
+    text = b""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            break  # timed out, or the program exited
+        text += chunk
+        if any(e.get("event") == event for e in _json_lines(text.decode(errors="replace"))):
+            break
+    return _json_lines(text.decode(errors="replace"))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a probe program started in its own session: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(2)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass  # exited meanwhile
 
 
 def _text(data: Any) -> str:

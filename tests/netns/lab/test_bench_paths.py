@@ -12,7 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from natlab.bench import lab_bench
+from natlab.bench import lab_bench, nfq_bench
 from natlab.cli.app import app
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
@@ -25,6 +25,9 @@ def test_bench_nat_measures_every_path_and_writes_json(tmp_path) -> None:
     data = json.loads(out.read_text())
     assert data["bench"] == "nat" and lab_bench.KERNEL in data["baseline"]
     paths = {p["path"]: p for p in data["figures"]["paths"]}
-    assert set(paths) == {lab_bench.KERNEL, lab_bench.BARE, lab_bench.DAEMON, lab_bench.NATLAB}
+    assert set(paths) == set(lab_bench.ORDER) >= {lab_bench.KERNEL, lab_bench.BARE, lab_bench.DAEMON,
+                                                   lab_bench.NATLAB, nfq_bench.BARE_GSO}
+    assert set(data["figures"]["by_path"]) == set(paths)
+    assert set(data["figures"]["by_path"][lab_bench.NATLAB]) == {"udp_pps", "udp_sent_pps", "tcp_mbps"}
     for name, figures in paths.items():
         assert figures["udp_pps"] and figures["tcp_mbps"], (name, figures["note"])
