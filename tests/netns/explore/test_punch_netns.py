@@ -14,11 +14,33 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+TWO_HOMES = Path(__file__).resolve().parents[3] / "topologies" / "two-homes.yaml"
+
+
+@pytest.fixture
+def punch_lab(lab_name: str, tmp_path: Path) -> Iterator[Any]:
+    """A two-homes lab that is up, made from a copy of the file named ``lab_name``: a saved scenario
+    then replays on a lab of its own name (``lab_name-2``), not on a shared ``two-homes``."""
+    pytest.importorskip("starlette", reason="natlab explore needs starlette (pip install 'natlab[explore]')")
+    import natlab.lab
+    from natlab.explore.backend import unavailable
+    from natlab.topology import load
+
+    if reason := unavailable("netns"):
+        pytest.skip(f"netns tier skipped: {reason}")
+    copy = tmp_path / f"{lab_name}.yaml"
+    copy.write_text(TWO_HOMES.read_text().replace("name: two-homes", f"name: {lab_name}"))
+    lab = natlab.lab.up(load(copy))
+    try:
+        yield lab
+    finally:
+        lab.down()
 
 
 def lab_pids(lab: Any) -> set[str]:
@@ -35,12 +57,12 @@ def checks(out: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_the_built_in_peer_punches_through_full_cones_and_is_filtered_by_symmetric_nats(
-        running_lab: Any, tmp_path: Path) -> None:
+        punch_lab: Any, tmp_path: Path) -> None:
     from natlab.explore.session import Workbench
 
-    wb = Workbench(lab=running_lab.name)
+    wb = Workbench(lab=punch_lab.name)
     try:
-        before = lab_pids(running_lab)
+        before = lab_pids(punch_lab)
         wb.configure("nat-a", "full-cone")
         wb.configure("nat-b", "full-cone")
         out = wb.punch("alice", "bob", "server", 3)
@@ -57,7 +79,7 @@ def test_the_built_in_peer_punches_through_full_cones_and_is_filtered_by_symmetr
                                           f"{'192.168.1.2' if register['from'] == 'alice' else '192.168.2.2'}:40000)")
         assert any(h.get("opens", "").startswith("opens nat-a: mapping 192.168.1.2:40000 -> 203.0.113.1:40000")
                    for m in out["messages"] for h in m["hops"])
-        assert lab_pids(running_lab) == before  # the rendezvous ended by PID, the peers exited
+        assert lab_pids(punch_lab) == before  # the rendezvous ended by PID, the peers exited
 
         wb.configure("nat-a", "symmetric")
         wb.configure("nat-b", "symmetric")
@@ -68,7 +90,7 @@ def test_the_built_in_peer_punches_through_full_cones_and_is_filtered_by_symmetr
                                                                           ("bob", "nat-a", "filtered")}
         assert all(m["hops"][-1]["how"].startswith("event #") and "filtered" in m["hops"][-1]["how"] for m in filtered)
         assert any(f["count"] > 5 for f in out["messages"] if f.get("fold"))  # a check a round, folded
-        assert lab_pids(running_lab) == before
+        assert lab_pids(punch_lab) == before
 
         saved = wb.save(tmp_path / "punch.yaml")
         assert saved["verified"] == "passed"
