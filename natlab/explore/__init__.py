@@ -16,7 +16,10 @@ Theory of operation
   up with what a real gateway reports), and the recording.
 - :mod:`~natlab.explore.record` turns each action and what was observed into a
   scenario step; saving validates the file with natlab's loader and replays it.
-- :mod:`~natlab.explore.punch` hole-punches with probes, like :mod:`natlab.peer`;
+- :mod:`~natlab.explore.punch` hole-punches as the scenario ``punch`` step does (the
+  built-in peer on a real lab, its own core on the twin) and
+  :mod:`~natlab.explore.punchwalk` draws the attempt from the peers' traces and the
+  gateways' records;
   :mod:`~natlab.explore.walk` cuts a probe's traced hops into packets (memory);
   :mod:`~natlab.explore.eventwalk` tells the same packets from the gateways'
   records where nothing can trace them (real labs), and says which hops it cannot see.

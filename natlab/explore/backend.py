@@ -39,8 +39,8 @@ __all__ = [
     "BACKENDS", "ConfigError", "Driver", "NatlabError", "Probe", "ProbeResult", "Tracer", "Unsupported",
     "apply_set", "attach", "combined", "default_policy", "flatten", "knob_schema", "live_gateway", "load_scenario",
     "load_topology", "nat_class", "open_driver", "parse_assignments", "policy_from_dict", "policy_of_preset",
-    "policy_to_dict", "pool_errors", "preset_names", "realtime", "report", "unavailable", "requirement_of",
-    "run_scenario_file", "show_value",
+    "policy_to_dict", "pool_errors", "preset_names", "punch_plan", "realtime", "report", "unavailable",
+    "requirement_of", "run_punch", "run_scenario_file", "runs_programs", "show_value",
 ]
 
 BACKENDS = ("memory", "netns", "docker")
@@ -168,6 +168,28 @@ def load_scenario(path: str | Path) -> Any:
     from natlab.scenario import load
 
     return load(path)
+
+
+def runs_programs(backend: str) -> bool:
+    """Hosts on ``backend`` run real programs (the built-in peer): netns, Docker; not the twin."""
+    from natlab.realisers.registry import get
+
+    return bool(get(backend).runs_programs)
+
+
+def punch_plan(peers: tuple[str, str], rendezvous: str, timeout: float) -> Any:
+    """A hole-punching attempt as the scenario ``punch`` step makes one (:class:`natlab.scenario.punch.Plan`)."""
+    from natlab.scenario.punch import Plan
+
+    return Plan(peers, rendezvous, timeout=timeout)
+
+
+def run_punch(driver: Driver, plan: Any, tag: str, **kw: Any) -> Any:
+    """Carry out a :func:`punch_plan` as the ``punch`` step does: the built-in peer on real hosts,
+    its own core in process on the twin (see :mod:`natlab.scenario.punch`)."""
+    from natlab.scenario.punch import run_punch as run
+
+    return run(driver, plan, tag, **kw)
 
 
 def run_scenario_file(path: str | Path, backend: str = "memory") -> Any:

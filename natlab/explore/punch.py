@@ -1,77 +1,115 @@
-"""UDP hole punching between two hosts, played with probes, drawn as a sequence diagram.
+"""The hole-punch panel: natlab's built-in peer between two hosts, drawn as a sequence diagram.
 
 Theory of operation
 -------------------
-The same moves as the built-in peer (:mod:`natlab.peer`) and the memory matrix
-(:mod:`natlab.matrix`), made of the workbench's own probes so each one is
-traced, shown and recorded like any other:
+An attempt is what the scenario ``punch`` step does (:mod:`natlab.scenario.punch`,
+through :func:`natlab.explore.backend.run_punch`), so the recorded step replays it:
 
-1. *Candidates.* Each peer sends from its punching port (40000) to the
-   rendezvous (3478), which answers the source it saw: the peer's
-   server-reflexive endpoint (a STUN binding, RFC 8489).
-2. *Checks.* For up to ``rounds`` rounds, alternating who goes first, each peer
-   sends to every candidate it knows of the other (RFC 8445 connectivity
-   checks). A datagram that arrives teaches the receiver a peer-reflexive
-   candidate (RFC 8445 7.3.1.3): the source it saw. The clock moves 0.2 s a
-   round (a ``wait`` step). It succeeds when both have heard the other.
+- *On a real lab* (netns, Docker) the built-in peer itself runs: ``python -m
+  natlab.hostprogs.peer rendezvous`` on the rendezvous host, then ``punch`` on
+  both peers, as the traversal matrix runs them, with ``--trace`` so every
+  datagram each one sent and received is a line. Each gateway's events and
+  mapping table are read before and after; :func:`natlab.explore.punchwalk.from_traces`
+  matches each datagram sent with its receipt and tells from the gateways'
+  records which NAT translated, opened or filtered it. When the peers are done
+  (or their time is up) whatever is still running, the rendezvous at least, is
+  ended by PID (the driver's ``stop_spawned``).
+- *On the memory twin*, which runs no programs, it is a simulation, and the page
+  says so: the peer's own state machines (``Punch`` for each peer, ``Sessions``
+  for the rendezvous, from :mod:`natlab.hostprogs.peer`) run in this process,
+  and each datagram they send is a probe through the twin, traced hop by hop.
 
-The first punch towards a NAT that has not sent to the peer yet is usually
-filtered there; it opens the sender's own NAT for the answer. Every packet in
-the result says which NAT passed (and rewrote) or filtered it.
+Both give the same rows (:func:`natlab.explore.walk.packets` shape, plus a
+label), marked with the datagrams that opened a NAT
+(:func:`~natlab.explore.punchwalk.mark_openings`) and folded where a peer
+repeats itself (:func:`~natlab.explore.punchwalk.fold`). The attempt is
+recorded as one ``punch`` step whose expectation is the outcome seen.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from natlab.explore.backend import Probe
+from natlab.explore import backend, eventwalk, punchwalk
 from natlab.explore.topoview import nat_chain
 
-__all__ = ["PEER_PORT", "RENDEZVOUS_PORT", "hole_punch"]
+__all__ = ["hole_punch"]
 
-PEER_PORT, RENDEZVOUS_PORT = 40000, 3478
-ROUND_SECONDS = 0.2
+EVENTS_ASKED = 10_000
+"""Events asked of each gateway after an attempt (a failing one records a drop per check)."""
+_COUNTER = itertools.count(1)
+
+TWIN_NOTE = ("Simulated on the in-memory twin, which runs no programs: this is not the peer program. "
+             "The peer's own algorithm ran in the workbench: natlab.hostprogs.peer's state machines (Punch for "
+             "each peer, Sessions for the rendezvous), each datagram they sent carried through the twin's NATs "
+             "as a traced probe, a round every {interval:g} s of the twin's clock.")
+LAB_NOTE = ("The built-in peer ran: python -m natlab.hostprogs.peer punch --trace on {a} and {b}, its rendezvous "
+            "on {server}. Each row is a datagram one of them sent, matched with the receiver's trace; what the "
+            "NATs did is told from their events and mapping tables.")
 
 
-def hole_punch(wb: Any, a: str, b: str, server: str, rounds: int) -> dict[str, Any]:
-    """Punch between hosts ``a`` and ``b`` via rendezvous ``server`` on workbench ``wb``."""
+def hole_punch(wb: Any, a: str, b: str, server: str, timeout: float) -> dict[str, Any]:
+    """Punch between hosts ``a`` and ``b`` via the rendezvous on ``server``; record it; the diagram."""
+    plan = backend.punch_plan((a, b), server, timeout)
+    tag = f"explore{next(_COUNTER)}"
     lanes = list(dict.fromkeys([a, *nat_chain(wb.topo, a), server, *reversed(nat_chain(wb.topo, b)), b]))
+    before = {gw: wb.driver.mappings(gw) for gw in wb.gateways}
+    if backend.runs_programs(wb.driver.backend):
+        run, messages = _on_lab(wb, plan, tag)
+        note = LAB_NOTE.format(a=a, b=b, server=server)
+    else:
+        run, messages = _on_twin(wb, plan, tag)
+        note = TWIN_NOTE.format(interval=plan.interval)
+        for gw in wb.gateways.values():  # the twin's clock moved a round at a time
+            gw.clock += run.seconds
+    after = {gw: wb.driver.mappings(gw) for gw in wb.gateways}
+    filtering = {gw: backend.policy_to_dict(m.policy).get("filtering", "") for gw, m in wb.gateways.items()}
+    punchwalk.mark_openings(messages, before, after, filtering)
+    body: dict[str, Any] = {"peers": [a, b], "rendezvous": server, "timeout": plan.timeout}
+    wb.recording.add("punch", body, run.summary(), expect={"punched": run.ok})
+    sides = {n: s.to_dict() for n, s in run.sides.items()}
+    return {"ok": run.ok, "how": run.how, "note": note, "lanes": lanes, "messages": punchwalk.fold(messages),
+            "datagrams": len(messages), "seconds": round(run.seconds, 3), "sides": sides,
+            "reflexive": {n: (s.report or {}).get("reflexive") for n, s in run.sides.items()},
+            "candidates": {n: (s.report or {}).get("candidates", []) for n, s in run.sides.items()},
+            "summary": run.summary()}
+
+
+def _on_twin(wb: Any, plan: Any, tag: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The peer's core in process; every datagram a traced probe."""
     messages: list[dict[str, Any]] = []
 
-    def send(src: str, to: str, dst: str, dport: int, receiver: str, listen: int, label: str, phase: str,
-             reply: bool = False) -> Any:
-        at = "" if receiver == server else f"{receiver}:{listen}"
-        probe = Probe(proto="udp", src=src, dst=dst, dport=dport, sport=PEER_PORT, receiver=receiver,
-                      listen_port=0 if receiver == server else listen, reply=reply)
+    def carry(probe: Any, message: dict[str, Any], sender: str) -> Any:
         result, _walk, pkts = wb.traced_probe(probe)
-        wb.recording.add_probe(probe, to, at, result, name=label)
-        for pkt in pkts:
-            messages.append({**pkt, "label": label, "phase": phase})
+        who = {plan.rendezvous: "rendezvous"}
+        meant = probe.receiver or (next(p for p in plan.peers if p != sender) if message.get("t") == "punch" else None)
+        label, kind = punchwalk.label_of(message, who.get(sender, sender), who.get(meant, meant) if meant else None,
+                                         f"{probe.dst}:{probe.dport}")
+        for i, pkt in enumerate(pkts):
+            what = label if i == 0 else f"{pkt['from']} answers ({label})"
+            messages.append({**pkt, "label": what, "kind": kind if i == 0 else "answer", "phase": kind})
         return result
 
-    reflexive: dict[str, str] = {}
-    for peer in (a, b):
-        got = send(peer, f"{server}:{RENDEZVOUS_PORT}", wb.driver.addresses(server)[0], RENDEZVOUS_PORT,
-                   server, RENDEZVOUS_PORT, f"{peer} asks the rendezvous for its reflexive endpoint", "binding",
-                   reply=True)
-        reflexive[peer] = got.seen or ""
-    other = {a: b, b: a}
-    candidates = {p: {reflexive[other[p]]} - {""} for p in (a, b)}
-    heard = {a: False, b: False}
-    done = 0
-    for n in range(rounds):
-        done = n + 1
-        for peer in ((a, b) if n % 2 == 0 else (b, a)):
-            for cand in sorted(candidates[peer]):
-                addr, port = cand.rsplit(":", 1)
-                got = send(peer, cand, addr, int(port), other[peer], PEER_PORT,
-                           f"round {n + 1}: {peer} -> {other[peer]} at {cand}", "check")
-                if got.delivered and got.seen:
-                    heard[other[peer]] = True
-                    candidates[other[peer]].add(got.seen)
-        wb.sleep_all(ROUND_SECONDS, f"round {n + 1} ends")
-        if all(heard.values()):
-            break
-    return {"lanes": lanes, "messages": messages, "reflexive": reflexive, "heard": heard,
-            "ok": all(heard.values()), "rounds": done,
-            "candidates": {p: sorted(c) for p, c in candidates.items()}}
+    return backend.run_punch(wb.driver, plan, tag, carry=carry), messages
+
+
+def _on_lab(wb: Any, plan: Any, tag: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The programs, traced; the gateways' records before and after; then nothing left running."""
+    before = wb._records()
+    try:
+        run = backend.run_punch(wb.driver, plan, tag, trace=True, wait_rendezvous=False)
+    finally:
+        wb.driver.stop_spawned()  # by PID: the rendezvous, and a peer that overran
+    after = wb._records()
+    seen = {}
+    for gw, (mark, rows, _inside, _outside) in before.items():
+        new = sorted((e for e in wb.driver.events(gw, EVENTS_ASKED) if e["seq"] > mark),
+                     key=lambda e: float(e.get("ts", 0.0)))
+        seen[gw] = eventwalk.Seen(gw, tuple(new), rows, after[gw][1])
+    sides = {n: (s.host, s.lines) for n, s in run.sides.items()}
+    sides["rendezvous"] = (run.rendezvous.host, run.rendezvous.lines)
+    hosts = [*plan.peers, plan.rendezvous]
+    addresses = {h: wb.driver.addresses(h)[0] for h in hosts}
+    ports = {**{p: plan.sport for p in plan.peers}, "rendezvous": plan.port}
+    return run, punchwalk.from_traces(wb._network(), sides, seen, addresses, ports, run.started)

@@ -4,7 +4,8 @@ Each action becomes one step in the scenario file format (``scenarios/README.md`
 a knob change is ``set``, a preset switch ``configure``, a probe ``udp``/``tcp``/
 ``icmp`` with ``expect`` holding what happened (delivered or not, the source the
 receiver saw, whether the answer came back), time travel ``advance``, a table
-check ``mappings`` with the row count. A probe records the source port it
+check ``mappings`` with the row count, a hole-punching attempt ``punch`` with
+``expect: {punched: ...}`` (the outcome seen). A probe records the source port it
 actually used, so replaying it does not depend on which port a host would pick.
 
 :meth:`Recording.save` writes the file and loads it back with natlab's scenario

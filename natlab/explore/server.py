@@ -46,7 +46,7 @@ from natlab.explore.session import Workbench
 
 __all__ = ["Running", "bind", "create_app", "start"]
 
-STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+STATIC = {"app.js": "text/javascript", "punch.js": "text/javascript", "app.css": "text/css"}
 KEEPALIVE = 15.0
 POLL = 0.25
 """How often an event stream looks whether the server is stopping."""
@@ -64,7 +64,7 @@ ACTIONS: dict[str, tuple[str, dict[str, str]]] = {
     "reboot": ("reboot", {"gateway": "gateway"}),
     "pool": ("set_pool", {"gateway": "gateway", "addresses": "addresses"}),
     "check": ("check_mappings", {"gateway": "gateway"}),
-    "punch": ("punch", {"a": "a", "b": "b", "server": "server", "rounds": "rounds"}),
+    "punch": ("punch", {"a": "a", "b": "b", "server": "server", "timeout": "timeout"}),
     "save": ("save", {"path": "path"}),
 }
 

@@ -351,7 +351,9 @@ class Workbench:
         self._changed()
         return {"ok": True, "summary": f"recorded: {gateway} has {count} mapping(s)"}
 
-    def punch(self, a: str, b: str, server: str, rounds: Any = 6) -> dict[str, Any]:
+    def punch(self, a: str, b: str, server: str, timeout: Any = 3) -> dict[str, Any]:
+        """Hole-punch between ``a`` and ``b`` via the rendezvous on ``server`` (see :mod:`natlab.explore.punch`):
+        the built-in peer on a real lab, its own core on the twin; recorded as a ``punch`` step."""
         from natlab.explore.punch import hole_punch
 
         for host in (a, b, server):
@@ -359,21 +361,21 @@ class Workbench:
         if len({a, b, server}) < 3:
             raise ConfigError("pick two peers and a rendezvous, all different", got=[a, b, server])
         try:
-            n = int(rounds)
+            seconds = float(timeout)
         except (TypeError, ValueError):
-            raise ConfigError("rounds must be a number", got=rounds, hint="1..20") from None
-        if not 1 <= n <= 20:
-            raise ConfigError("rounds out of range", got=n, hint="1..20")
-        out = hole_punch(self, a, b, server, n)
+            raise ConfigError("timeout must be a number of seconds", got=timeout, hint="0.5..30") from None
+        if not 0.5 <= seconds <= 30:
+            raise ConfigError("timeout out of range", got=timeout, hint="0.5..30 seconds (the peer's --timeout)")
+        out = hole_punch(self, a, b, server, seconds)
         self._changed()
-        return {"ok": True, **out}
+        return {"ok": True, **out, "punched": out["ok"]}
 
     def save(self, path: str | Path) -> dict[str, Any]:
         """Write the recording as a scenario file (validated by natlab's loader), then replay it in memory."""
         written = self.recording.save(Path(path))
         replay = backend.run_scenario_file(written, self.driver.backend)
         return {"ok": True, "path": str(written.resolve()), "steps": len(self.recording.steps()),
-                "verified": replay.status, "summary": f"saved {written}"}
+                "verified": replay.status, "reason": replay.reason or "", "summary": f"saved {written}"}
 
     def scenario_text(self, where: Optional[Path] = None) -> str:
         return self.recording.text(where)

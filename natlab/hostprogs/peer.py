@@ -43,6 +43,14 @@ timeout however many rounds are sent.
 Output of ``punch`` (the last line): ``{"event": "punched" | "failed",
 "name", "session", "reflexive", "candidates", "heard", "confirmed", "heard_from",
 "rounds", "seconds"}``.
+
+*Tracing* (``--trace``, on either command; off by default, and then nothing
+above changes): every datagram sent or received is also a line,
+``{"event": "sent", "to", "message", "ts", "at"}`` or ``{"event": "received",
+"from", "message", "ts", "at"}`` (``ts`` the wall clock, which the gateways'
+events carry too; ``at`` seconds since start), and each datagram sent carries
+``"n"``, the sender's count, so a receiver's line names the very datagram it
+got. :mod:`natlab.explore` draws an attempt's sequence diagram from these lines.
 """
 
 from __future__ import annotations
@@ -89,6 +97,29 @@ def say(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
 
+class Trace:
+    """``--trace``: number each datagram sent (``"n"``) and say every one sent and received."""
+
+    def __init__(self, on: bool) -> None:
+        self.on, self.sent, self.start = on, 0, time.monotonic()
+
+    def stamp(self, to: Endpoint, data: bytes) -> bytes:
+        """The datagram as it goes out to ``to`` (numbered, and said, when tracing)."""
+        if not self.on:
+            return data
+        self.sent += 1
+        message = {**(decode(data) or {}), "n": self.sent}
+        self._say("sent", to=show(to), message=message)
+        return encode(message)
+
+    def heard(self, message: Optional[dict[str, Any]], source: Endpoint) -> None:
+        if self.on and message is not None:
+            self._say("received", **{"from": show(source)}, message=message)
+
+    def _say(self, event: str, **fields: Any) -> None:
+        say(event=event, **fields, ts=round(time.time(), 6), at=round(time.monotonic() - self.start, 6))
+
+
 # --- rendezvous: pure state, then the socket loop -------------------------------
 
 
@@ -116,8 +147,9 @@ class Sessions:
         return replies
 
 
-def rendezvous(port: int, timeout: Optional[float]) -> int:
+def rendezvous(port: int, timeout: Optional[float], trace: bool = False) -> int:
     """Answer bindings and pair peers until killed (or ``timeout`` s with nothing heard)."""
+    tracer = Trace(trace)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", port))
@@ -131,6 +163,7 @@ def rendezvous(port: int, timeout: Optional[float]) -> int:
             say(event="idle", seconds=timeout)
             return 0
         message = decode(data)
+        tracer.heard(message, source)
         if message is None or message["t"] != "register":
             say(event="ignored", source=show(source))
             continue
@@ -138,7 +171,7 @@ def rendezvous(port: int, timeout: Optional[float]) -> int:
         say(event="registered", session=message.get("session"), name=message.get("name"),
             source=show(source), paired=len(replies) > 1)
         for to, reply in replies:
-            sock.sendto(encode(reply), to)
+            sock.sendto(tracer.stamp(to, encode(reply)), to)
 
 
 # --- the punching peer: pure state, then the socket loop ----------------------
@@ -223,17 +256,19 @@ def _local_address(server: Endpoint) -> str:
         probe.close()
 
 
-def _send_all(sock: socket.socket, datagrams: list[tuple[Endpoint, bytes]]) -> None:
+def _send_all(sock: socket.socket, datagrams: list[tuple[Endpoint, bytes]], tracer: Trace) -> None:
     for to, data in datagrams:
         try:
-            sock.sendto(data, to)
+            sock.sendto(tracer.stamp(to, data), to)
         except OSError as err:  # e.g. an ICMP error reported on an earlier send
             say(event="send-error", to=show(to), error=str(err))
 
 
 def punch(server: Endpoint, session: str, name: str, sport: int, timeout: float,
-          interval: float = 0.05, linger: float = 0.3, host_candidates: bool = True) -> int:
+          interval: float = 0.05, linger: float = 0.3, host_candidates: bool = True,
+          trace: bool = False) -> int:
     """Register, punch until both confirmed or ``timeout``; 0 on success, 1 on failure."""
+    tracer = Trace(trace)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", sport))
@@ -251,7 +286,7 @@ def punch(server: Endpoint, session: str, name: str, sport: int, timeout: float,
         if now >= next_round:
             if state.ready:
                 rounds += 1
-            _send_all(sock, state.outgoing())
+            _send_all(sock, state.outgoing(), tracer)
             next_round = now + interval
         readable, _, _ = select.select([sock], [], [], max(0.0, min(next_round, deadline) - now))
         if readable:
@@ -261,8 +296,9 @@ def punch(server: Endpoint, session: str, name: str, sport: int, timeout: float,
                 say(event="recv-error", error=str(err))
                 continue
             message = decode(data)
+            tracer.heard(message, source)
             if message is not None:
-                _send_all(sock, state.on_message(message, source))
+                _send_all(sock, state.on_message(message, source), tracer)
     sock.close()
     say(**state.report(rounds, time.monotonic() - start))
     return 0 if state.done else 1
@@ -275,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("rendezvous", help="answer bindings and pair peers by session")
     r.add_argument("--port", type=int, default=3478)
     r.add_argument("--timeout", type=float, default=None, help="exit after this long with nothing heard")
+    r.add_argument("--trace", action="store_true", help="say every datagram sent and received (numbered)")
     p = sub.add_parser("punch", help="register with the rendezvous, then punch to the peer")
     p.add_argument("--server", required=True, type=parse_endpoint, help="the rendezvous, ADDR:PORT")
     p.add_argument("--session", required=True)
@@ -284,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.05, help="seconds between punch rounds")
     p.add_argument("--linger", type=float, default=0.3, help="seconds to keep answering after success")
     p.add_argument("--no-host", action="store_true", help="do not offer host candidates")
+    p.add_argument("--trace", action="store_true", help="say every datagram sent and received (numbered)")
     args = parser.parse_args(argv)
     if args.cmd == "rendezvous":
-        return rendezvous(args.port, args.timeout)
+        return rendezvous(args.port, args.timeout, args.trace)
     return punch(args.server, args.session, args.name, args.sport, args.timeout,
-                 args.interval, args.linger, not args.no_host)
+                 args.interval, args.linger, not args.no_host, args.trace)
 
 
 if __name__ == "__main__":

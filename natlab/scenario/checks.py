@@ -16,8 +16,8 @@ from natlab.realisers.base import PORTLESS, ProbeResult, RunResult
 from natlab.scenario.load import VAR
 from natlab.scenario.report import FAILED, StepReport
 
-__all__ = ["StepFailed", "check_map_port", "check_mappings", "check_probe", "check_run", "describe_map",
-           "describe_probe",
+__all__ = ["StepFailed", "check_map_port", "check_mappings", "check_probe", "check_punch", "check_run",
+           "describe_map", "describe_probe",
            "endpoint", "matching_rows", "receiver_of", "substitute", "tail"]
 
 TAIL_LINES = 20
@@ -249,6 +249,17 @@ def check_run(e: Any, done: RunResult, out: StepReport) -> None:
         text = done.stdout + done.stderr
         _compare(out, "no_output", f"not /{e.no_output}/", text[-800:],
                  re.search(e.no_output, text, re.M) is None, f"output matches /{e.no_output}/")
+
+
+def check_punch(e: Any, done: Any, out: StepReport) -> None:
+    """Both peers punched (or, with ``punched: false``, not both)."""
+    want = True if e is None or e.punched is None else e.punched
+    sides = "; ".join(f"{n} heard the other: {bool((s.report or {}).get('heard'))}, was heard: "
+                      f"{bool((s.report or {}).get('confirmed'))}" for n, s in done.sides.items())
+    stuck = [n for n, s in done.sides.items() if s.returncode is None]
+    _compare(out, "punched", want, done.ok, done.ok == want,
+             f"expected the punch to {'succeed' if want else 'fail'}, but it {'did' if done.ok else 'did not'} "
+             f"({sides})" + (f"; {', '.join(stuck)} still running at the deadline" if stuck else ""))
 
 
 def tail(text: str, lines: int = TAIL_LINES, width: int = TAIL_WIDTH) -> str:

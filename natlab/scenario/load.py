@@ -259,6 +259,8 @@ def _step(doc: Doc, index: int, raw: Any, names: Names, saved: set[str], topo: A
                              _around(topo, spec.gateway))
         if action == "set_pool":
             _check_pool(doc, (*path, "set_pool", "addresses"), topo, spec.gateway, spec.addresses)
+        if action == "punch":
+            _check_punch(doc, (*path, "punch"), spec, names)
         if action == "advance" and not math.isfinite(spec.seconds):  # .inf, .nan: never a clock
             raise doc.error("advance takes a finite number of seconds", (*path, "advance", "seconds"),
                             got=spec.seconds, hint="e.g. seconds: 400")
@@ -345,6 +347,15 @@ def _check_names(doc: Doc, path: tuple, action: str, spec: BaseModel, names: Nam
             elif key == "at" and node not in names["host"]:
                 errors.add(doc.error("'at' is the receiving host", (*path, action, key), got=text,
                                      hint="hosts: " + ", ".join(names["host"])))
+
+
+def _check_punch(doc: Doc, path: tuple, spec: Any, names: Names) -> None:
+    from natlab.scenario.punch import spec_problems
+
+    errors = ErrorList()
+    for what, key, got, hint in spec_problems(spec, names["host"] if names is not None else None):
+        errors.add(doc.error(what, (*path, *key), got=got, hint=hint))
+    errors.raise_if_any()
 
 
 def _check_vars(doc: Doc, path: tuple, raw: dict, saved: set[str], errors: ErrorList) -> None:

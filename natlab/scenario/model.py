@@ -133,6 +133,22 @@ class PoolSpec(_Strict):
     addresses: list[IPv4Address] = Field(min_length=1)
 
 
+class PunchSpec(_Strict):
+    """``punch:`` UDP hole punching between two hosts with natlab's built-in peer.
+
+    Where hosts run programs the peer itself runs on both (and its rendezvous on
+    ``rendezvous``); in memory its own state machines run on the twin (RFC 8445
+    checks through the NATs, RFC 8489-style bindings from the rendezvous).
+    """
+
+    peers: list[Name] = Field(min_length=2, max_length=2, description="the two hosts that punch")
+    rendezvous: Name = Field(description="the host the rendezvous runs on (reachable by both)")
+    port: int = Field(3478, ge=1, le=65535, description="the rendezvous' UDP port")
+    sport: int = Field(40000, ge=1, le=65535, description="each peer's punching port")
+    timeout: float = Field(3.0, gt=0, le=60, description="seconds each peer has")
+    interval: float = Field(0.05, gt=0, le=5, description="seconds between rounds of checks")
+
+
 class WaitSpec(_Strict):
     """``wait:`` let time pass, or poll a condition until it holds or ``timeout`` passes."""
 
@@ -182,6 +198,10 @@ class MapPortExpect(_Strict):
     epoch_at_least: Optional[int] = Field(None, ge=0)
 
 
+class PunchExpect(_Strict):
+    punched: Optional[bool] = Field(None, description="both peers got through (default true)")
+
+
 class NoExpect(_Strict):
     pass
 
@@ -190,13 +210,14 @@ ACTIONS: dict[str, type[BaseModel]] = {
     "udp": ProbeSpec, "tcp": ProbeSpec, "icmp": ProbeSpec, "gre": ProbeSpec,
     "run": RunSpec, "spawn": SpawnSpec, "mappings": MappingsSpec,
     "advance": AdvanceSpec, "set": SetSpec, "configure": ConfigureSpec,
-    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec, "map_port": MapPortSpec,
+    "reboot": RebootSpec, "set_pool": PoolSpec, "wait": WaitSpec, "map_port": MapPortSpec, "punch": PunchSpec,
 }
 """Every step action and the model of its value."""
 
 EXPECTS: dict[str, type[BaseModel]] = {
     "udp": ProbeExpect, "tcp": ProbeExpect, "icmp": ProbeExpect, "gre": ProbeExpect,
     "run": RunExpect, "mappings": MappingsExpect, "wait": MappingsExpect, "map_port": MapPortExpect,
+    "punch": PunchExpect,
 }
 """Actions that take ``expect:``, and its model; the others take none."""
 

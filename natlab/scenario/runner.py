@@ -326,8 +326,20 @@ def _wait_mappings(ctx: _Context, step: Step) -> StepReport:
         waited = round(waited + poll, 6)
 
 
+def _punch(ctx: _Context, step: Step) -> StepReport:
+    from natlab.scenario.punch import Plan, run_punch
+
+    spec = step.spec
+    plan = Plan(tuple(spec.peers), spec.rendezvous, spec.port, spec.sport, spec.timeout, spec.interval)
+    done = run_punch(ctx.driver, plan, f"punch{step.index + 1}")
+    out = _new(step, ctx, done.summary())
+    out.output = {"stdout": "\n".join(f"{name}: {checks.tail(side.output, 3)}" for name, side in done.sides.items())}
+    checks.check_punch(step.expect, done, out)
+    return out
+
+
 _ACTIONS: dict[str, Callable[[_Context, Step], StepReport]] = {
     **{p: _probe for p in PROBE_ACTIONS}, "mappings": _mappings, "run": _run, "spawn": _spawn,
     "advance": _advance, "set": _set, "configure": _configure, "reboot": _reboot,
-    "set_pool": _set_pool, "wait": _wait, "map_port": _map_port,
+    "set_pool": _set_pool, "wait": _wait, "map_port": _map_port, "punch": _punch,
 }

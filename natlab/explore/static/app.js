@@ -371,50 +371,6 @@ function renderWalk(packets, observed) {
   });
 }
 
-// -- hole punch --------------------------------------------------------------------------
-async function runPunch(ev) {
-  ev.preventDefault();
-  const data = await act("punch", { a: $("punch-a").value, b: $("punch-b").value,
-    server: $("punch-server").value, rounds: $("punch-rounds").value });
-  if (!data) return;
-  const box = clear($("punch-outcome"));
-  box.append(el("span", { id: "punch-verdict", class: data.ok ? "ok" : "bad",
-    text: data.ok ? `punched in ${data.rounds} round(s)` : `failed after ${data.rounds} round(s)` }),
-    ` · reflexive: ${Object.entries(data.reflexive).map(([p, e]) => `${p} ${e}`).join(", ")}`);
-  drawSequence(data);
-  animate(data.messages);
-}
-
-function drawSequence(data) {
-  const svg = clear($("sequence")), lanes = data.lanes, W = 900, lx = {};
-  lanes.forEach((l, i) => { lx[l] = 70 + i * ((W - 140) / Math.max(1, lanes.length - 1)); });
-  const msgs = data.messages, H = 50 + msgs.length * 30;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  for (const l of lanes) {
-    svg.append(el("g", { class: "lane" }, el("text", { x: lx[l], y: 18, text: l }),
-      el("line", { x1: lx[l], y1: 26, x2: lx[l], y2: H - 4 })));
-  }
-  msgs.forEach((m, i) => {
-    const y = 48 + i * 30, x1 = lx[m.from], end = m.end in lx ? m.end : (m.hops.length ? m.hops[m.hops.length - 1].node : m.from);
-    const x2 = lx[end];
-    if (x1 === undefined || x2 === undefined) return;
-    const g = el("g", { class: `msg ${m.outcome}` });
-    g.append(el("line", { x1, y1: y, x2, y2: y }));
-    const dir = x2 >= x1 ? 1 : -1;
-    if (m.outcome === "delivered") g.append(el("path", { d: `M${x2},${y} l${-8 * dir},-4 l0,8 z`, fill: "#1a7f37" }));
-    else g.append(el("text", { class: "why", x: x2 + 6 * dir, y: y + 4, "text-anchor": dir > 0 ? "start" : "end", text: `✕ ${m.reason}` }));
-    for (const h of m.hops) if (h.node in lx && h.verdict !== "drop") g.append(el("circle", { class: "hop", cx: lx[h.node], cy: y, r: 3.5 }, el("title", { text: `${h.in}\n→ ${h.out}` })));
-    const rewrites = m.hops.filter(h => h.out).map(h => {
-      const f = h.out.split(" ");  // "udp SRC -> DST len=N"
-      return h.side === "inside" ? `${h.node}: from ${f[1]}` : `${h.node}: to ${f[3]}`;
-    });
-    const label = `${m.sent.split(" ").slice(1, 4).join(" ")}${rewrites.length ? "   " + rewrites.join(", ") : ""}`;
-    g.append(el("text", { x: Math.min(x1, x2) + 4, y: y - 4, text: label }));
-    g.append(el("title", { text: m.label }));
-    svg.append(g);
-  });
-}
-
 // -- time, record, save -------------------------------------------------------------------
 function renderRecord() {
   const ol = clear($("record"));
@@ -430,6 +386,7 @@ async function save() {
   const box = clear($("save-outcome"));
   box.append(el("span", { class: data.verified === "passed" ? "ok" : "bad", id: "save-verdict",
     text: `saved ${data.steps} steps to ${data.path}; replayed on ${ui.topo.backend}: ${data.verified}` }));
+  if (data.reason) box.append(el("div", { id: "save-reason", class: "bad", text: data.reason }));
 }
 
 async function preview() {

@@ -129,7 +129,7 @@ BAD = [
     ("advance", {"gateway": "nat-a", "seconds": -1}, "out of range"),
     ("reboot", {"gateway": "nat-q"}, "no gateway"),
     ("punch", {"a": "alice", "b": "alice", "server": "server"}, "all different"),
-    ("punch", {"a": "alice", "b": "bob", "server": "server", "rounds": 99}, "rounds out of range"),
+    ("punch", {"a": "alice", "b": "bob", "server": "server", "timeout": 99}, "timeout out of range"),
     ("save", {"path": "/tmp/x.txt"}, "ends in .yaml"),
     ("pool", {"gateway": "nat-a", "addresses": "not-an-address"}, "invalid pool address"),
     ("pool", {"gateway": "nat-a", "addresses": " , "}, "a pool needs at least one address"),
