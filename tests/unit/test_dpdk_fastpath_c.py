@@ -19,6 +19,10 @@ from natlab.packet import problems
 binding = pytest.importorskip("natlab.datapaths.dpdk.binding")
 if binding.missing():
     pytest.skip(f"DPDK binding unavailable: {binding.missing()}", allow_module_level=True)
+try:
+    binding.load()
+except binding.BackendUnavailable as err:  # e.g. nowhere writable to build it
+    pytest.skip(f"DPDK binding unavailable: {err.message}", allow_module_level=True)
 
 from natlab.datapaths.dpdk.frames import ttl_decremented  # noqa: E402
 from natlab.datapaths.dpdk.ports import Dataplane  # noqa: E402

@@ -9,7 +9,7 @@ import ipaddress
 import pytest
 
 from natlab.datapaths.kernelcache.cache import (MARGIN, PROBE_AT, SETTLE, UNLINK_SAFE, UNLINK_SLACK, Cache,
-                                              control_key, flow_of)
+                                              control_key, flow_of, wire_key)
 from natlab.engine.fastpath import FastEntry
 from natlab.engine.types import Side
 from natlab.packet import build
@@ -297,3 +297,38 @@ def test_a_renewal_too_close_to_the_kernels_end_is_left_to_end():
     cache.probed([inst])
     cache.offer(out_entry(expires=11.99), 10.985)
     assert cache.take_renewals(10.985) == []
+
+
+def test_the_wire_key_is_the_key_of_the_entry_the_engine_offers():
+    import random
+
+    from natlab.engine import Engine, Policy
+
+    engine = Engine(Policy(), ("203.0.113.1",), random.Random(1))
+    out = build.udp(A, 5000, Y, 7000, b"x")
+    verdict = engine.process(out, Side.INSIDE, 10.0)
+    entry = engine.fast_entry(out, Side.INSIDE, 10.0, 1.0)
+    assert entry is not None and wire_key(out, Side.INSIDE) == entry.key
+    src = int(ipaddress.IPv4Address(".".join(str(b) for b in verdict.data[12:16])))
+    back = build.udp(Y, 7000, str(ipaddress.IPv4Address(src)), int.from_bytes(verdict.data[20:22], "big"), b"y")
+    engine.process(back, Side.OUTSIDE, 10.1)
+    assert wire_key(back, Side.OUTSIDE) == engine.fast_entry(back, Side.OUTSIDE, 10.1, 1.0).key
+
+
+def test_an_icmp_echo_keys_on_its_identifier_the_way_the_engine_does():
+    request = build.icmp_echo(A, Y, 77, 1)
+    assert wire_key(request, Side.INSIDE) == (1, ip(A), 77, ip(Y), 0)
+    assert wire_key(request, Side.OUTSIDE) is None  # a request from outside: no entry
+    reply = build.icmp_echo(Y, X, 1077, 1, reply=True)
+    assert wire_key(reply, Side.OUTSIDE) == (1, ip(Y), 0, ip(X), 1077)
+
+
+def test_the_first_packet_of_a_flow_is_not_worth_asking_the_engine_about():
+    cache = Cache(quantum=1.0)
+    key = out_entry().key
+    assert cache.wants(key, 10.0) is False and cache.stats["first_offers"] == 1
+    assert cache.wants(key, 10.2) is True
+    cache.offer(out_entry(), 10.2)
+    [item] = cache.take(10.2, 10)
+    cache.installed([item], 10.2)
+    assert cache.wants(key, 10.3) is False  # cached: its packets come here only in a burst

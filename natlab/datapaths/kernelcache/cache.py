@@ -3,10 +3,12 @@ what their counters have said so far. Pure: times come in as arguments (gateway 
 
 Theory of operation
 -------------------
-After every forwarded packet the serving loop :meth:`Cache.offer` s the engine's
-:class:`~natlab.engine.fastpath.FastEntry`. A key is installed the second time it
-is offered within a quantum (or at once if it was cached a moment ago): a flow of
-one packet, the bulk of what a NAT sees, costs no nft update. :meth:`Cache.take`
+After a forwarded packet the serving loop asks :meth:`Cache.wants` about its wire
+key (:func:`wire_key`), and only then the engine for its
+:class:`~natlab.engine.fastpath.FastEntry`, which it :meth:`Cache.offer` s. A key is
+installed the second time it comes within a quantum (or at once if it was cached a
+moment ago): a flow of one packet, the bulk of what a NAT sees, costs no entry and
+no nft update. :meth:`Cache.take`
 hands out what to install, each with a fresh *mark* and a kernel timeout that ends
 :data:`MARGIN` before the entry's expiry, so the kernel's element never outlives
 the engine's decision; :meth:`Cache.installed` records when the element is surely
@@ -49,7 +51,7 @@ import struct
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-from natlab.engine.checksum_deltas import TCP
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP
 from natlab.engine.fastpath import FastEntry
 from natlab.engine.types import Side
 
@@ -98,6 +100,27 @@ def _inside_of(entry: FastEntry) -> Key:
     if entry.outbound:
         return entry.key
     return (entry.proto, entry.new_dst, entry.new_dport, entry.src, entry.sport)
+
+
+def wire_key(data: bytes | bytearray, side: Side) -> Optional[Key]:
+    """The key a :class:`~natlab.engine.fastpath.FastEntry` for this packet would have (the
+    same fields, read the same way), or None where the engine offers no entry anyway."""
+    if len(data) < 28:
+        return None
+    vihl, _tos, _total, _ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+    ihl = (vihl & 15) << 2
+    if vihl >> 4 != 4 or frag & 0x3FFF or len(data) < ihl + 8:
+        return None
+    if proto == UDP or proto == TCP:
+        sport, dport = _PORTS.unpack_from(data, ihl)
+        return (proto, src, sport, dst, dport)
+    if proto == ICMP:
+        ident = (data[ihl + 4] << 8) | data[ihl + 5]
+        if side is Side.INSIDE and data[ihl] == 8:
+            return (proto, src, ident, dst, 0)
+        if side is Side.OUTSIDE and data[ihl] == 0:
+            return (proto, src, 0, dst, ident)
+    return None
 
 
 def control_key(data: bytes | bytearray) -> Optional[Key]:
@@ -186,6 +209,18 @@ class Cache:
     def renewals(self) -> int:
         """Entries waiting to be renewed in place."""
         return len(self._renewals)
+
+    def wants(self, key: Key, now: float) -> bool:
+        """Whether an offer for ``key`` could be taken now (else it is noted as a first one):
+        the shell asks before it asks the engine, so a one-packet flow costs no entry."""
+        current = self._by_key.get(key)
+        if current is not None and now < current.ends:
+            return current.probing
+        if key in self._pending or self._seen_recently(key, now):
+            return True
+        self._seen[key] = now
+        self.stats["first_offers"] += 1
+        return False
 
     def offer(self, entry: FastEntry, now: float) -> None:
         """An entry the engine just offered; queued for installing if worth it."""

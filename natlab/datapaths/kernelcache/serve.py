@@ -9,8 +9,9 @@ given to NFQUEUE's :func:`~natlab.datapaths.nfqueue.daemon.serve_gateway`:
   empty (:func:`~natlab.datapaths.kernelcache.nft.table_script`), and the cache
   registers its invalidator with the gateway.
 - **each packet** goes to ``Gateway.on_packet`` as on plain NFQUEUE; after a
-  Forward, ``Gateway.fast_entry`` on the bytes as they arrived is offered to the
-  :class:`~natlab.datapaths.kernelcache.cache.Cache`. A TCP segment with SYN,
+  Forward whose key the :class:`~natlab.datapaths.kernelcache.cache.Cache`
+  could take now (``Cache.wants``: not the first packet of a flow), the entry of
+  ``Gateway.fast_entry`` on the bytes as they arrived is offered to it. A TCP segment with SYN,
   FIN or RST unlinks its connection's entries at once.
 - **each iteration**, before the engine's timers: what is pending is installed
   (one libnftables transaction per :data:`BATCH` entries), renewals replace
@@ -40,7 +41,8 @@ import math
 from typing import Any, Optional
 
 from natlab.datapaths.kernelcache import nft
-from natlab.datapaths.kernelcache.cache import MARGIN, MIN_LIFE, Cache, Install, Installed, control_key
+from natlab.datapaths.kernelcache.cache import (MARGIN, MIN_LIFE, Cache, Install, Installed, control_key,
+                                                wire_key)
 from natlab.datapaths.kernelcache.lib import Nft
 from natlab.engine.checksum_deltas import TCP
 from natlab.engine.types import Side
@@ -90,9 +92,12 @@ class KernelCache:
         outcome = gateway.on_packet(data, side)
         try:
             if outcome.action is Action.ACCEPT:
-                entry = gateway.fast_entry(data, side)
-                if entry is not None:
-                    self.cache.offer(entry, gateway.now())
+                key = wire_key(data, side)
+                now = gateway.now()
+                if key is not None and self.cache.wants(key, now):
+                    entry = gateway.fast_entry(data, side)
+                    if entry is not None:
+                        self.cache.offer(entry, now)
             if len(data) > 9 and data[9] == TCP:
                 key = control_key(data)
                 if key is not None:

@@ -117,6 +117,7 @@ print(json.dumps({"sent_sha256": hashlib.sha256(data).hexdigest(), "got": got, "
 SIZE = 32 << 20
 
 
+@pytest.mark.datapaths("nfqueue")  # counts queue trips: on kernel-cache the stream is cached
 def test_a_tcp_stream_with_tso_crosses_the_gateway_whole_in_super_packets_without_checksum_errors(gwlab):
     client = gwlab.start_gateway(gwlab.spec(_policy()))
     before = {ns: snmp(ns) for ns in (gwlab.inside, gwlab.outside)}
