@@ -2,7 +2,8 @@
 # Install natlab and everything it needs on Debian/Ubuntu. Idempotent.
 #   bash install.sh            system packages + .venv + natlab on PATH
 #   bash install.sh --demo     ... then run the demo (natlab demo)
-#   bash install.sh --test     ... then run the test suite (.venv/bin/pytest -q)
+#   bash install.sh --test     ... then run the test suite on every datapath available here
+#                              (.venv/bin/pytest -q --natlab-datapath all)
 #   bash install.sh --docker   also Docker (docker.io) and mmdebstrap for the docker backend
 #   bash install.sh --dpdk     also DPDK (dpdk-dev, libdpdk-dev) and the datapath's cffi module
 #   bash install.sh --no-link  leave /usr/local/bin/natlab alone
@@ -100,5 +101,5 @@ echo "install.sh: $(.venv/bin/natlab --version) installed in $PWD/.venv"
 
 case "$then_run" in
   demo) echo "install.sh: natlab demo"; exec .venv/bin/natlab demo ;;
-  test) echo "install.sh: .venv/bin/pytest -q"; exec .venv/bin/pytest -q ;;
+  test) echo "install.sh: .venv/bin/pytest -q --natlab-datapath all"; exec .venv/bin/pytest -q --natlab-datapath all ;;
 esac

@@ -12,7 +12,9 @@ every gateway on that datapath; pytest groups the tests by value. A module or
 session fixture that brings up a lab must take ``natlab_datapath`` (or
 ``natlab_lab``, which does) so that pytest makes it again for each value. Without the option nothing is parametrised (each
 gateway's ``datapath:`` key, else nfqueue). A test about one datapath says so:
-``@pytest.mark.datapaths("nfqueue")``. A datapath named explicitly but not
+``@pytest.mark.datapaths("nfqueue")``; a lab test that is not about packets at all
+(the CLI, ``down``, the workbench's page) says ``@pytest.mark.any_datapath`` and runs
+once, unparametrised. A datapath named explicitly but not
 available here makes its tests skip, saying why.
 """
 
@@ -37,6 +39,7 @@ def add_option(group: Any) -> None:
 
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "datapaths(*names): this test is about these gateway datapaths only")
+    config.addinivalue_line("markers", "any_datapath: a lab test not about packets; run once, on the default")
 
 
 def chosen(config: pytest.Config) -> Optional[tuple[tuple[str, Optional[str]], ...]]:
@@ -62,7 +65,7 @@ def _brings_up_labs(metafunc: pytest.Metafunc) -> bool:
 
 def generate(metafunc: pytest.Metafunc) -> None:
     asked = chosen(metafunc.config)
-    if asked is None or not _brings_up_labs(metafunc):
+    if asked is None or not _brings_up_labs(metafunc) or metafunc.definition.get_closest_marker("any_datapath"):
         return
     only = metafunc.definition.get_closest_marker("datapaths")
     wanted = [(n, why) for n, why in asked if only is None or n in only.args]

@@ -10,7 +10,7 @@ import pytest
 from natlab.scenario import load, render_text, run_scenario
 
 TWO_HOMES = Path(__file__).resolve().parents[2] / "topologies" / "two-homes.yaml"
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.any_datapath]
 
 
 def namespaces() -> set[str]:

@@ -28,7 +28,7 @@ from natlab.gateway.client import GatewayClient
 
 REPO = Path(__file__).resolve().parents[3]
 TWO_HOMES = REPO / "topologies" / "two-homes.yaml"
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.any_datapath]
 
 
 def gateway(lab: Any, name: str) -> GatewayClient:

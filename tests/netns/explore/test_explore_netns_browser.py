@@ -20,7 +20,7 @@ from explorekit import fill, lab_is_up, open_page, probe, set_knob, shot, text, 
 
 from natlab.gateway.client import GatewayClient
 
-pytestmark = [pytest.mark.netns, pytest.mark.slow]
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.any_datapath]
 
 
 def test_attach_to_a_netns_lab_in_a_browser_and_detach_leaving_it_up(

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 from explorekit import fill, open_page, shot, text, wait
 
-pytestmark = [pytest.mark.netns, pytest.mark.slow]
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.any_datapath]
 
 TWO_HOMES = Path(__file__).resolve().parents[3] / "topologies" / "two-homes.yaml"
 

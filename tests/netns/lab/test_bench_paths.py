@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from natlab.bench import kc_bench, lab_bench, nfq_bench
 from natlab.cli.app import app
 
-pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon"), pytest.mark.any_datapath]
 
 
 def test_bench_nat_measures_every_path_and_writes_json(tmp_path) -> None:

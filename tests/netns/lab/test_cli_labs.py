@@ -22,7 +22,7 @@ from natlab.errors import LabNotFound
 from natlab.realisers.netns import build as runner
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.any_datapath]
 
 
 def invoke(*args: str):

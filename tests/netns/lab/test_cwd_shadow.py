@@ -17,7 +17,7 @@ from natlab.lab import up
 from natlab.realisers.netns import procs
 from labkit import udp_source_seen
 
-pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon"), pytest.mark.any_datapath]
 
 
 def test_child_python_ignores_a_natlab_folder_in_the_cwd(tmp_path) -> None:

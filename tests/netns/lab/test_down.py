@@ -18,7 +18,7 @@ from natlab.realisers.netns.state import LabState, list_labs
 
 from labkit import wait_for
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.any_datapath]
 
 ONE = {"networks": {"lan": {"subnet": "192.0.2.0/24"}},
        "hosts": {"a": {"network": "lan", "command": "sleep 600"}, "b": {"network": "lan"}}}

@@ -12,7 +12,7 @@ from natlab.realisers.netns.namespaces import namespace_tags
 
 from labkit import ping, root_snapshot, wait_for
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.any_datapath]
 
 WAN = {
     "networks": {"east": {"subnet": "192.0.2.0/24"}, "west": {"subnet": "198.51.100.0/24"}},
