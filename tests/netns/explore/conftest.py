@@ -35,3 +35,21 @@ def running_lab(lab_name: str) -> Iterator[Any]:
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture
+def punch_lab(lab_name: str, tmp_path: Path) -> Iterator[Any]:
+    """A two-homes lab that is up, made from a copy of the file named ``lab_name``: a saved scenario
+    then replays on a lab of its own name (``lab_name-2``), not on a shared ``two-homes``."""
+    pytest.importorskip("starlette", reason="natlab explore needs starlette (pip install 'natlab[explore]')")
+    from natlab.explore.backend import unavailable
+
+    if reason := unavailable("netns"):
+        pytest.skip(f"netns tier skipped: {reason}")
+    copy = tmp_path / f"{lab_name}.yaml"
+    copy.write_text(TWO_HOMES.read_text().replace("name: two-homes", f"name: {lab_name}"))
+    lab = natlab.lab.up(load(copy))
+    try:
+        yield lab
+    finally:
+        lab.down()

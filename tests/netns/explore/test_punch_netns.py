@@ -14,33 +14,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.any_datapath]
-
-TWO_HOMES = Path(__file__).resolve().parents[3] / "topologies" / "two-homes.yaml"
-
-
-@pytest.fixture
-def punch_lab(lab_name: str, tmp_path: Path) -> Iterator[Any]:
-    """A two-homes lab that is up, made from a copy of the file named ``lab_name``: a saved scenario
-    then replays on a lab of its own name (``lab_name-2``), not on a shared ``two-homes``."""
-    pytest.importorskip("starlette", reason="natlab explore needs starlette (pip install 'natlab[explore]')")
-    import natlab.lab
-    from natlab.explore.backend import unavailable
-    from natlab.topology import load
-
-    if reason := unavailable("netns"):
-        pytest.skip(f"netns tier skipped: {reason}")
-    copy = tmp_path / f"{lab_name}.yaml"
-    copy.write_text(TWO_HOMES.read_text().replace("name: two-homes", f"name: {lab_name}"))
-    lab = natlab.lab.up(load(copy))
-    try:
-        yield lab
-    finally:
-        lab.down()
 
 
 def lab_pids(lab: Any) -> set[str]:
