@@ -15,9 +15,10 @@ router chose. The engine stays the authority:
   engine never expires a session on stale refresh times;
 - :meth:`invalidate` (a ``gateway.fast_invalidators`` callback) folds and
   empties the table before any control op that changes state;
-- :meth:`forget` drops a session's entries (both directions) when one of its
-  packets meets the engine with SYN, FIN or RST, so no entry outlives a state
-  change the engine just made.
+- :meth:`forget_session` drops a session's entries (both directions) whenever
+  one of its packets meets the engine (a SYN/FIN/RST, a forward's session ended
+  by static NAT, an expired entry), so no entry outlives a state change the
+  engine just made; the engine's new entry is offered after.
 
 The C table's times are CLOCK_MONOTONIC; the gateway's are that plus its
 ``advance`` offset (an ``advance`` invalidates first, so an entry never sees
@@ -133,6 +134,12 @@ class FastCache:
             keys.discard(key)
             if not keys:
                 del self.sessions[session_of(entry)]
+
+    def forget_session(self, session: tuple[int, int, int, int, int]) -> None:
+        """Drop every entry of a session (proto, inside address, inside port, remote, port)."""
+        for k in list(self.sessions.get(session, ())):
+            self.stats["forgotten"] += 1
+            self._remove(k)
 
     def forget(self, key: Key) -> None:
         """A packet of this 5-tuple goes to the engine with SYN/FIN/RST: its session's entries go."""

@@ -145,8 +145,8 @@ class Router:
             self._from_outside(iface, packet)
 
     def _from_outside(self, iface: Iface, packet: bytes) -> None:
-        self._forget_if_control(Side.OUTSIDE, packet)
         verdict = self.gateway.process(packet, Side.OUTSIDE)
+        self._forget_session(Side.OUTSIDE, packet, verdict)
         if type(verdict) is Forward:
             self._forward(iface, packet, verdict.data, Side.OUTSIDE, checked=False)
         elif type(verdict) is Hairpin:
@@ -160,6 +160,7 @@ class Router:
             return
         if dst in self.externals():
             verdict = self.gateway.process(packet, Side.INSIDE)
+            self._forget_session(Side.INSIDE, packet, verdict)
             if type(verdict) is Hairpin:
                 self.gateway.send_hairpin(verdict.data)
             elif type(verdict) is Forward:
@@ -176,24 +177,68 @@ class Router:
             return
         if not self._may_leave(iface, packet, out):
             return
-        self._forget_if_control(Side.INSIDE, packet)
         verdict = self.gateway.process(packet, Side.INSIDE)
+        self._forget_session(Side.INSIDE, packet, verdict)
         if type(verdict) is Forward:
             self._forward(iface, packet, verdict.data, Side.INSIDE, checked=True)
         elif type(verdict) is Hairpin:
             self.gateway.send_hairpin(verdict.data)
 
-    def _forget_if_control(self, side: Side, packet: bytes) -> None:
-        """A TCP segment with SYN/FIN/RST changes its session's state: its entries go first."""
-        if packet[9] != 6 or not self.cache.entries:
+    def _forget_session(self, side: Side, packet: bytes, verdict) -> None:
+        """A packet met the engine that may have changed what its session does: a TCP SYN,
+        FIN or RST, or a packet whose external endpoint is not the one the session's C entries
+        repeat (a forward's session reached through a static address, a remap). Then the C
+        entries of that session go, both directions, before the engine's new entry is offered.
+        (A miss on an entry's own path, expired or not installed yet, changes nothing.)"""
+        if not self.cache.entries:
+            return
+        proto = packet[9]
+        if proto not in (1, 6, 17):
             return
         ihl = (packet[0] & 15) * 4
-        if len(packet) < ihl + 14 or not packet[ihl + 13] & TCP_CONTROL:
+        if len(packet) < ihl + 8:
             return
-        sport = (packet[ihl] << 8) | packet[ihl + 1]
-        dport = (packet[ihl + 2] << 8) | packet[ihl + 3]
-        self.cache.forget((0 if side is Side.INSIDE else 1, 6, frames.src_of(packet), sport,
-                           frames.dst_of(packet), dport))
+        if side is Side.INSIDE:
+            inside, remote = packet, packet
+            in_addr, rem_addr = frames.src_of(packet), frames.dst_of(packet)
+        else:
+            if type(verdict) is not Forward or len(verdict.data) < ihl + 8:
+                return
+            inside, remote = verdict.data, packet
+            in_addr, rem_addr = frames.dst_of(inside), frames.src_of(remote)
+        if proto == 1:
+            ident = (inside[ihl + 4] << 8) | inside[ihl + 5]
+            in_port, rem_port = ident, 0
+        else:
+            in_port = (inside[ihl] << 8 | inside[ihl + 1]) if side is Side.INSIDE else (inside[ihl + 2] << 8 | inside[ihl + 3])
+            rem_port = (remote[ihl + 2] << 8 | remote[ihl + 3]) if side is Side.INSIDE else (remote[ihl] << 8 | remote[ihl + 1])
+        session = (proto, in_addr, in_port, rem_addr, rem_port)
+        keys = self.cache.sessions.get(session)
+        if not keys:
+            return
+        if proto == 6 and len(packet) >= ihl + 14 and packet[ihl + 13] & TCP_CONTROL:
+            self.cache.forget_session(session)
+            return
+        # The external endpoint this packet's session has now, by the engine's verdict
+        # (outbound: the rewritten source; inbound: the address:port it was sent to) ...
+        if side is Side.INSIDE:
+            if type(verdict) is not Forward or len(verdict.data) < ihl + 8:
+                self.cache.forget_session(session)
+                return
+            out = verdict.data
+            ext = (frames.src_of(out), (out[ihl + 4] << 8 | out[ihl + 5]) if proto == 1 else (out[ihl] << 8 | out[ihl + 1]))
+        else:
+            at = ihl + 4 if proto == 1 else ihl + 2  # the ICMP identifier or the destination port
+            ext = (frames.dst_of(packet), packet[at] << 8 | packet[at + 1])
+        # ... and the one its cached entries repeat: when they differ, the entries go.
+        for key in keys:
+            entry = self.cache.entries.get(key)
+            if entry is None:
+                continue
+            cached = (entry.new_src, entry.new_sport) if key[0] == 0 else (entry.dst, entry.dport)
+            if cached != ext:
+                self.cache.forget_session(session)
+                return
 
     # --- forwarding ----------------------------------------------------------------------
 
