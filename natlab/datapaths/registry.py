@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from natlab.datapaths.base import Datapath
 from natlab.errors import UnknownBackend
 
-__all__ = ["DATAPATHS", "DEFAULT", "ENV", "available", "chosen", "get", "names", "unavailable"]
+__all__ = ["DATAPATHS", "DEFAULT", "ENV", "available", "chosen", "get", "names", "refuses", "unavailable"]
 
 
 def _nfqueue(**kw: Any) -> Datapath:
@@ -101,6 +101,13 @@ def chosen(topology_value: Optional[str] = None) -> str:
 def unavailable(name: str) -> Optional[str]:
     """Why the datapath ``name`` cannot run on this machine, or None."""
     return get(name).unavailable()
+
+
+def refuses(name: str, policy: Any) -> Optional[str]:
+    """What of a gateway's ``policy`` the datapath ``name`` cannot serve (its optional
+    ``refuses(policy)``), or None."""
+    check_policy = getattr(get(name), "refuses", None)
+    return None if check_policy is None else check_policy(policy)
 
 
 def available() -> tuple[str, ...]:

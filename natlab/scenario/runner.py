@@ -59,6 +59,22 @@ def _skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
     if reason:
         cause = f"{backend} backend unavailable: {reason}"
         return cause, cause
+    return _datapath_skip(scn, backend)
+
+
+def _datapath_skip(scn: Scenario, backend: str) -> Optional[tuple[str, str]]:
+    """A kernel lab whose gateways' datapath cannot serve what the scenario's gateways do."""
+    from natlab.datapaths import registry as datapaths
+    from natlab.realisers.registry import get
+
+    if not get(backend).needs_root:
+        return None
+    for gw in scn.topology.gateways:
+        name = datapaths.chosen(gw.datapath)
+        why = datapaths.refuses(name, gw.resolved_policy())
+        if why:
+            cause = f"the {name} datapath: {why}"
+            return f"gateway {gw.name}: {cause}", cause
     return None
 
 

@@ -51,7 +51,7 @@ class KernelCacheEntry(_Strict):
 class DpdkEntry(_Strict):
     """``dpdk: {...}``: options of the DPDK datapath (see docs/dpdk.md)."""
 
-    workers: int = Field(1, ge=1, le=64, description="worker lcores polling the ports")
+    workers: int = Field(1, ge=1, le=8, description="worker lcores polling the ports")
     driver: Literal["auto", "af_xdp", "af_packet"] = Field(
         "auto", description="PMD over the gateway's veths in a lab (auto: af_xdp, else af_packet)")
     ports: list[str] = Field(default_factory=list, description=(

@@ -71,6 +71,16 @@ class DpdkDatapath:
 
         return unavailable()
 
+    def refuses(self, policy: Any) -> Optional[str]:
+        """What of ``policy`` this datapath cannot serve yet, or None. The NAT-PMP, PCP and
+        UPnP servers listen on kernel sockets, and with DPDK the kernel sees no packets."""
+        pm = getattr(policy, "port_mapping", None)
+        served = [p for p in ("natpmp", "pcp", "upnp") if pm is not None and getattr(pm, p, False)]
+        if served:
+            return (f"port mapping ({', '.join(served)}) is not served on the dpdk datapath yet "
+                    "(its servers need the kernel to see the gateway's local traffic)")
+        return None
+
     def prepare(self, spec: GatewaySpec) -> None:
         """Before the gateway process starts (the realiser's hook): offloads off on the
         veths' peers, the kernel's forwarding off and its copy dropped (:mod:`~.lab_setup`)."""

@@ -102,7 +102,7 @@ def datapaths_ready(topo: Topology) -> None:
 
     for gw in topo.gateways:
         name = registry.chosen(gw.datapath)
-        missing = registry.unavailable(name)
+        missing = registry.unavailable(name) or registry.refuses(name, gw.resolved_policy())
         if missing:
             forced = os.environ.get(registry.ENV)
             raise BackendUnavailable(f"gateway '{gw.name}' cannot run on the {name} datapath here",
