@@ -96,6 +96,7 @@ int nl_mw_clear(struct nl_mw *mw);
 void nl_mw_stats(struct nl_mw *mw, int owner, struct nl_worker_stats *out);
 int nl_mw_lcore(struct nl_mw *mw, int owner);
 void nl_mw_set_busy(struct nl_mw *mw, int busy);
+int nl_mw_barrier(struct nl_mw *mw);
 int nl_mw_slow_fd(struct nl_mw *mw);
 int nl_mw_nap_begin(struct nl_mw *mw);
 void nl_mw_nap_end(struct nl_mw *mw);

@@ -60,6 +60,8 @@ NAP_CAP = 0.001
 NAP_CAP_WOKEN = 0.02
 """...or this with workers: their slow frames end the nap at once (an eventfd)."""
 CONTROL_EVERY = 64
+DRAIN_POLLS = 8
+"""At most this many polls before a control request is handled (a flood does not stall it)."""
 TIMER_EVERY = 0.05
 MTU_EVERY = 2.0
 """Seconds between looks at the interfaces' MTUs (a sysfs read each: ``ip link set out0
@@ -143,7 +145,14 @@ def _serve(gateway: Gateway) -> int:
         dp = Dataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
                        capacity=options.sessions, idle=options.idle)
     selector = selectors.DefaultSelector()
-    control = ControlServer(spec.control_socket, gateway.handle, selector)
+    loops: list[_Loop] = []
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if loops:
+            loops[0].drain()
+        return gateway.handle(request)
+
+    control = ControlServer(spec.control_socket, handle, selector)
     wake_read, wake_write = socket.socketpair()
     wake_read.setblocking(False)
     wake_write.setblocking(False)
@@ -162,6 +171,7 @@ def _serve(gateway: Gateway) -> int:
         gateway.sender.router = router
         loop = _Loop(gateway, dp, router, cache, control, selector,
                      reread=lambda: read_kernel(names, inside, dp.macs))
+        loops.append(loop)
         gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
                                              "dpdk_loop": loop.counters(),
                                              "dpdk_drivers": ",".join(dp.drivers)})
@@ -201,6 +211,7 @@ class _Loop:
         self.rereads = 0
         self.turns = 0
         self.sleeps = 0
+        self.drains = 0
         self.adaptive = getattr(dp, "idle", "adaptive") != "busy"
         self.woken = dp.wake_fd() is not None
         """True: something ends a nap early when frames wait (workers' eventfd)."""
@@ -269,6 +280,23 @@ class _Loop:
             self.rereads += 1
             log.info("interfaces or routes changed: %s", ", ".join(f"{i.name} mtu {i.mtu}" for i in ifaces))
 
+    def drain(self) -> None:
+        """Before a control request: the frames that reached the ports before it are handled
+        first (as on NFQUEUE, where the kernel queued them before the request was read), so an
+        ``advance`` or a ``mappings`` right after a send sees that packet."""
+        try:
+            self.dp.barrier()
+        except Exception:  # noqa: BLE001 - the request is still served, on what has arrived
+            log.exception("draining the ports before a control request failed")
+        for _ in range(DRAIN_POLLS):
+            slow = self.dp.poll(time.monotonic())
+            if slow:
+                self._slow(slow)
+            self.dp.flush()
+            if not self.dp.last_rx:
+                break
+        self.drains += 1
+
     def _nap(self, seconds: float) -> None:
         """Sleep up to ``seconds`` unless frames are waiting; the control socket, signals and
         (with workers) a slow frame end it early."""
@@ -316,7 +344,7 @@ class _Loop:
     def counters(self) -> dict[str, int]:
         return {"turns": self.turns, "sleeps": self.sleeps, "idle": "adaptive" if self.adaptive else "busy",
                 "slow_frames": self.slow_frames,
-                "slow_errors": self.slow_errors, "reconfigured": self.rereads}
+                "slow_errors": self.slow_errors, "drains": self.drains, "reconfigured": self.rereads}
 
 
 def _teardown(control: Any, dp: Any, prefix: str) -> None:

@@ -226,6 +226,9 @@ class Dataplane:
     def nap_end(self) -> None:
         pass
 
+    def barrier(self) -> None:
+        """Frames on the ports are all reachable by the next poll (here: they are already)."""
+
     def flush(self) -> None:
         self.lib.nl_flush(self.ctx)
 

@@ -103,6 +103,12 @@ class WorkerDataplane(Dataplane):
     def nap_end(self) -> None:
         self.lib.nl_mw_nap_end(self.mw)
 
+    def barrier(self) -> None:
+        """Every frame the ports held now has been through its worker: rewritten and queued
+        for tx, or waiting for the next :meth:`poll`."""
+        if self.lib.nl_mw_barrier(self.mw) < 0:
+            raise LabError("a DPDK worker did not answer", got=self._error())
+
     # --- the session tables -----------------------------------------------------------
 
     def owner_of(self, side: int, proto: int, src: int, sport: int, new_dst: int, new_dport: int) -> int:

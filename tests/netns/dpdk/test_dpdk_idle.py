@@ -70,3 +70,24 @@ def test_busy_idle_never_naps():
         assert all(row["idle_sleeps"] == 0 for row in counters["dpdk"]["per_worker"].values())
         done = run(busy, "alice", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", SERVER], timeout=20)
         assert done.returncode == 0 and "2 received" in done.stdout, done.stdout + done.stderr
+
+
+SEND = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+s.sendto(b"first", (sys.argv[1], 3478))
+"""
+
+
+def test_a_control_request_right_after_a_send_sees_that_packet(lab):
+    """The ports are drained before a control request (as NFQUEUE's kernel queue is read in
+    order): a napping poller must not let ``mappings`` overtake a packet already sent."""
+    from dpdk_kit import python
+
+    nat = client(lab, "nat")
+    for port in range(42000, 42010):
+        time.sleep(0.3)  # the pollers are napping again
+        python(lab, "alice", SEND, SERVER, port)
+        mapped = [m for m in nat.mappings() if m.get("internal", "").endswith(f":{port}")]
+        assert mapped, f"no mapping for alice:{port} right after its packet left"

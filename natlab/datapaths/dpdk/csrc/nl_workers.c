@@ -54,7 +54,7 @@
 #define NL_NAP_MIN_NS 10000ull   /* the first nap; each further empty turn doubles it... */
 #define NL_NAP_CAP_NS 500000ull  /* ...up to this (rx from the wire waits at most about this) */
 
-enum { NL_CMD_ADD = 1, NL_CMD_DEL = 2, NL_CMD_COLLECT = 3, NL_CMD_CLEAR = 4 };
+enum { NL_CMD_ADD = 1, NL_CMD_DEL = 2, NL_CMD_COLLECT = 3, NL_CMD_CLEAR = 4, NL_CMD_BARRIER = 5 };
 
 struct nl_cmd {
     uint32_t op, seq;
@@ -79,6 +79,7 @@ struct nl_worker {
     struct nl_seen *seen;       /* collect/del results, read by main after the ack */
     volatile uint32_t n_seen, more;
     volatile uint32_t acked;    /* sequence number of the last command done */
+    uint32_t barrier;           /* a barrier's sequence number, acknowledged at the turn's end */
     uint32_t sent_seq;          /* main's: the last command sent */
     int wake_fd;                /* eventfd: written to end this worker's nap early */
     volatile int napping;
@@ -270,6 +271,9 @@ static void nl_worker_cmd(struct nl_worker *w, struct nl_cmd *c)
     case NL_CMD_CLEAR:
         nl_fast_clear(w->tab);
         break;
+    case NL_CMD_BARRIER:
+        w->barrier = c->seq;    /* acknowledged after this turn's rx, handoffs and tx */
+        return;
     }
     rte_smp_wmb();
     w->acked = c->seq;
@@ -364,6 +368,11 @@ static int nl_worker_main(void *arg)
         }
         w->st.entries = w->tab->entries;
         w->st.table_full = (uint32_t)w->tab->st.table_full;
+        if (w->barrier) {
+            rte_smp_wmb();
+            w->acked = w->barrier;
+            w->barrier = 0;
+        }
         if (work) {
             last_work = now;
             nap = NL_NAP_MIN_NS;
@@ -525,23 +534,12 @@ int nl_mw_send(struct nl_mw *mw, int index, const uint8_t *frame, uint32_t len)
     return 0;
 }
 
-static int nl_mw_command(struct nl_mw *mw, int owner, uint32_t op, const struct nl_entry *e, int wait)
+static int nl_mw_wait(struct nl_mw *mw, int owner, uint32_t seq)
 {
     struct nl_worker *w = &mw->w[owner];
-    struct nl_cmd c;
-    memset(&c, 0, sizeof c);
-    c.op = op;
-    c.seq = ++w->sent_seq;
-    if (e != NULL)
-        c.e = *e;
-    if (rte_ring_sp_enqueue_elem(w->cmd, &c, sizeof c) != 0)
-        return -1;
-    nl_wake(w);
-    if (!wait)
-        return 0;
     double deadline = nl_now() + 2.0;
     unsigned spins = 0;
-    while (w->acked != c.seq) {
+    while (w->acked != seq) {
         if (nl_now() > deadline) {
             snprintf(nl_error_buf, sizeof nl_error_buf, "worker %d did not answer a command", owner);
             return -1;
@@ -555,6 +553,37 @@ static int nl_mw_command(struct nl_mw *mw, int owner, uint32_t op, const struct 
         }
     }
     rte_smp_rmb();
+    return 0;
+}
+
+static int nl_mw_command(struct nl_mw *mw, int owner, uint32_t op, const struct nl_entry *e, int wait)
+{
+    struct nl_worker *w = &mw->w[owner];
+    struct nl_cmd c;
+    memset(&c, 0, sizeof c);
+    c.op = op;
+    c.seq = ++w->sent_seq;
+    if (e != NULL)
+        c.e = *e;
+    if (rte_ring_sp_enqueue_elem(w->cmd, &c, sizeof c) != 0)
+        return -1;
+    nl_wake(w);
+    return wait ? nl_mw_wait(mw, owner, c.seq) : 0;
+}
+
+/* Every frame the ports held when this was called has been through its worker (rewritten
+ * and queued for tx, or in the slow ring): two rounds of a barrier every worker acknowledges
+ * after a whole turn (the second for what the first round handed off). */
+int nl_mw_barrier(struct nl_mw *mw)
+{
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < mw->n_workers; i++)
+            if (nl_mw_command(mw, i, NL_CMD_BARRIER, NULL, 0) != 0)
+                return -1;
+        for (int i = 0; i < mw->n_workers; i++)
+            if (nl_mw_wait(mw, i, mw->w[i].sent_seq) != 0)
+                return -1;
+    }
     return 0;
 }
 
