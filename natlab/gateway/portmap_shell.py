@@ -112,9 +112,9 @@ class PortmapShell:
 
     # -- what the datapath calls ---------------------------------------------------
     def on_udp(self, port: int, data: bytes, sender: Endpoint, delays: bool = True) -> list[Send]:
-        """A datagram to ``port`` (5351 or 1900) of the inside address from ``sender``; without
-        ``delays`` SSDP answers come at once (the in-memory network: its clock stands still
-        while a client waits)."""
+        """A datagram to ``port`` (5351 or 1900) of the inside address from ``sender``. SSDP
+        answers leave through :meth:`due` after their MX delay (netns: the daemon's select
+        timeout; memory: the manual clock); without ``delays`` they come at once (tests)."""
         now = self.gateway.now()
         if port == PORTMAP_PORT:
             out = self.service.handle_datagram(data, sender, now)
