@@ -51,3 +51,20 @@ def test_a_upnp_client_waits_on_the_manual_clock_for_the_answer():
     answer = lab.map_port("alice", PortMapRequest("upnp", 5000, external_port=5000, lifetime=600))
     assert answer.ok, answer
     assert 0 <= lab.net.now - before <= 2.0  # the client's search window (MX 1), on the twin's clock
+
+
+def test_the_shell_the_netns_daemon_runs_holds_answers_for_its_timers():
+    """The netns daemon calls the same ``on_udp`` (delays on) and sends ``due()`` when its select
+    timeout (``PortmapSockets.wait``: the shell's next deadline) runs out: no blocking sleep."""
+    from natlab.engine.types import Endpoint
+
+    lab = MemoryDriver(TOPOLOGY)
+    shell = lab.net.nats["nat"].portmap.shell
+    now = shell.gateway.now()
+    sent = shell.on_udp(ssdp.PORT, ssdp.MSearch("upnp:rootdevice", MX).emit(), Endpoint.of("192.168.1.10", 40001))
+    assert sent == []
+    assert shell.next_deadline() is not None and shell.next_deadline() <= now + MX
+    answers = [s for s in shell.due() if s.from_port == ssdp.PORT]
+    lab.net.now += MX
+    answers += [s for s in shell.due() if s.from_port == ssdp.PORT]
+    assert [str(s.to) for s in answers] == ["192.168.1.10:40001"]
