@@ -160,7 +160,7 @@ class NatState:
 
     def filtered(self, m: Mapping, y_addr: int, y_port: int, now: float, events) -> list[Event]:
         """``events`` and the event telling that filtering refused Y:y on ``m``."""
-        ev = Event(EventKind.FILTERED, now, m.describe().split()[0], str(m.internal), str(m.external),
+        ev = Event(EventKind.FILTERED, now, m.protocol, str(m.internal), str(m.external),
                    f"{to_str(y_addr)}:{y_port}", DropReason.FILTERED.value, self._policy.filtering.value)
         return (events or []) + [ev]
 
@@ -441,4 +441,4 @@ class NatState:
 
 
 def _mapping_event(kind: EventKind, m: Mapping, now: float, detail: str = "") -> Event:
-    return Event(kind, now, m.describe().split()[0], str(m.internal), str(m.external), m.remote, None, detail)
+    return Event(kind, now, m.protocol, str(m.internal), str(m.external), m.remote, None, detail)
