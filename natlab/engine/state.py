@@ -239,7 +239,7 @@ class NatState:
                 return self.counters.drop(DropReason.PORT_EXHAUSTED, events)
             self.remove_mapping(old, now, events, EventKind.MAPPING_EVICTED, "port overloaded")
             self.counters.mappings_evicted += 1
-        m = Mapping(proto, Endpoint(x_addr, x_port), Endpoint(ext_addr, ext_port), key, now)
+        m = Mapping(proto, _new_key(Endpoint, (x_addr, x_port)), _new_key(Endpoint, (ext_addr, ext_port)), key, now)
         self._by_key[key] = m
         self.by_external[(proto, ext_addr, ext_port)] = m
         self._per_host[x_addr] = self._per_host.get(x_addr, 0) + 1
