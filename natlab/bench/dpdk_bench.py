@@ -29,7 +29,7 @@ def installers(lab, spec) -> dict[str, Callable]:
 
 @contextmanager
 def _dpdk_gateway(lab, spec) -> Iterator[None]:
-    from natlab.bench.lab_bench import _check, _process
+    from natlab.bench.lab_paths import check, process
     from natlab.datapaths import registry
     from natlab.datapaths.dpdk import lab_setup
     from natlab.errors import LabError
@@ -42,12 +42,12 @@ def _dpdk_gateway(lab, spec) -> Iterator[None]:
     spec.spec_path.write_text(spec.to_json())
     lab_setup.prepare(spec)
     try:
-        with _process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
+        with process(lab, spec.netns, [*python_module("natlab.gateway"), str(spec.spec_path)],
                       spec.log_path, spec.control_socket, None):
             yield
     finally:
         lab_setup.undo(spec)
-        _check(lab.exec("gw", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+        check(lab.exec("gw", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
                         capture_output=True, text=True, timeout=30))
 
 

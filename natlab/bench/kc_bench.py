@@ -24,12 +24,12 @@ def installers(lab, spec) -> dict[str, Callable]:
 
 def _kernel_cache_gateway(lab, spec):
     """The natlab gateway process on the kernel-cache datapath (default quantum)."""
-    from natlab.bench.lab_bench import _natlab_gateway
+    from natlab.bench.lab_paths import natlab_gateway
     from natlab.gateway.service import DEFAULT_FAST_QUANTUM
 
     spec = replace(spec, name=f"{spec.name}-kc", datapath="kernel-cache",
                    extra={**spec.extra, "kernel_cache": {"quantum": DEFAULT_FAST_QUANTUM}})
-    return _natlab_gateway(lab, spec, engine=None)
+    return natlab_gateway(lab, spec, engine=None)
 
 
 def _ratio(value, base) -> str:

@@ -1,6 +1,6 @@
 """The sender of ``natlab bench nat``'s new-mappings figure: one datagram per source port.
 
-Run inside the inside host (``python -m natlab.bench.lab_bench mappings-blast HOST PORT SECONDS``):
+Run inside the inside host (``python -m natlab.bench.lab_tools mappings-blast HOST PORT SECONDS``):
 a raw socket sends prebuilt UDP datagrams from source ports 1024, 1025, ... in turn (each a
 new mapping at the NAT in front), paced at :data:`MAPPINGS_OFFERED` per second, for ``seconds``
 or one pass over the port space, whichever ends first. The receiver (``udp-sink``) counts what

@@ -36,14 +36,14 @@ def installers(lab, spec) -> dict[str, Callable]:
 
 @contextmanager
 def _accept_all_gso(lab, spec) -> Iterator[None]:
-    from natlab.bench.lab_bench import _process, _route_back
+    from natlab.bench.lab_paths import process, route_back
     from natlab.realisers.netns.procs import python_module
 
     spec = replace(spec, name=f"{spec.name}-accept-all-gso")
     spec.spec_path.write_text(spec.to_json())
     ready = Path(spec.run_dir) / "accept-all-gso.ready"
-    with _route_back(lab):
-        with _process(lab, spec.netns, [*python_module("natlab.bench.nfq_bench"), "accept-all",
+    with route_back(lab):
+        with process(lab, spec.netns, [*python_module("natlab.bench.nfq_bench"), "accept-all",
                                         str(spec.spec_path), str(ready)], spec.log_path, ready, None):
             yield
 

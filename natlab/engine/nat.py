@@ -35,7 +35,7 @@ import struct
 from typing import Optional, Sequence
 
 from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, peer_mappings, port_mappings, static_nat
-from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
+from natlab.engine.checksum_deltas import ICMP, TCP, UDP, rewrite
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
 from natlab.engine.ports import checked_pool
@@ -49,6 +49,9 @@ _IPV4 = struct.Struct("!BBHHHBBHII")
 _PORTS = struct.Struct("!HH")
 INSIDE, OUTSIDE = Side.INSIDE, Side.OUTSIDE
 _MIN_L4 = {UDP: 8, TCP: 20, ICMP: 8}
+_verdict = tuple.__new__
+"""Makes a verdict NamedTuple from a tuple of all its fields without NamedTuple's Python-level
+``__new__`` (one is made per packet)."""
 
 
 class Engine:
@@ -113,25 +116,25 @@ class Engine:
             events = []
             self._state.expire_due(now, events, emits)
         try:
-            verdict = self._dispatch(data, side, now, events)
+            # The IPv4 header, read here rather than in a function of its own: the per-packet path.
+            n = len(data)
+            if n < 20:
+                verdict = self._counters.drop(DropReason.MALFORMED, events)
+            else:
+                vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+                ihl = (vihl & 15) << 2
+                if vihl >> 4 != 4 or ihl < 20 or total < ihl or total > n:
+                    verdict = self._counters.drop(DropReason.MALFORMED, events)
+                elif frag & 0x3FFF:
+                    verdict = fragments.handle(self._state, self._transport, data, ihl, total, frag, ident, proto,
+                                               src, dst, side, now, events)
+                else:
+                    verdict = self._transport(data, ihl, total, proto, src, dst, side, now, events)
         except (IndexError, ValueError, struct.error):
             verdict = self._counters.drop(DropReason.MALFORMED, events)
         if emits:  # answers that fell due before this packet (e.g. held SYNs) are not lost
             return verdict._replace(emits=tuple(emits) + verdict.emits)
         return verdict
-
-    def _dispatch(self, data: bytes | bytearray, side: Side, now: float, events: Optional[list]) -> Verdict:
-        n = len(data)
-        if n < 20:
-            return self._counters.drop(DropReason.MALFORMED, events)
-        vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
-        ihl = (vihl & 15) << 2
-        if vihl >> 4 != 4 or ihl < 20 or total < ihl or total > n:
-            return self._counters.drop(DropReason.MALFORMED, events)
-        if frag & 0x3FFF:
-            return fragments.handle(self._state, self._transport, data, ihl, total, frag, ident, proto, src, dst,
-                                    side, now, events)
-        return self._transport(data, ihl, total, proto, src, dst, side, now, events)
 
     def _transport(self, data, ihl, total, proto, src, dst, side, now, events) -> Verdict:
         """Translate by the transport header (whole packets and first fragments)."""
@@ -189,14 +192,12 @@ class Engine:
                 self._arm(sess)
         m = sess.mapping
         buf = bytearray(data)
-        buf[12:16] = m.ext_addr_bytes
-        add_to_csum(buf, 10, m.ip_out)
-        rewrite_l4(buf, ihl, proto, port_off, m.external.port, m.l4_out)
+        rewrite(buf, 12, m.ext_addr_bytes, m.ip_out, ihl, proto, port_off, m.external.port, m.l4_out)
         m.packets_out += 1
         self._counters.translated_out += 1
         if proto == TCP and flags & SYN and self._syns:
             self._syns.cancel(m.external.addr, m.external.port, y_addr, y_port)
-        return Forward(buf, tuple(events) if events else ())
+        return _verdict(Forward, (buf, tuple(events) if events else (), ()))
 
     def _inbound(self, data, ihl, proto, y_addr, y_port, ext_addr, ext_port, port_off, flags, now, events) -> Verdict:
         """Y:y -> X':x' from outside; positional ints for the same reason as :meth:`_outbound`."""
@@ -224,12 +225,10 @@ class Engine:
             if deadline < sess.armed:
                 self._arm(sess)
         buf = bytearray(data)
-        buf[16:20] = m.int_addr_bytes
-        add_to_csum(buf, 10, m.ip_in)
-        rewrite_l4(buf, ihl, proto, port_off, m.internal.port, m.l4_in)
+        rewrite(buf, 16, m.int_addr_bytes, m.ip_in, ihl, proto, port_off, m.internal.port, m.l4_in)
         m.packets_in += 1
         self._counters.translated_in += 1
-        return Forward(buf, tuple(events) if events else ())
+        return _verdict(Forward, (buf, tuple(events) if events else (), ()))
 
     def _unmapped(self, data, ihl, proto, y_addr, y_port, ext_addr, ext_port, flags, now, events) -> Verdict:
         """Inbound to an external endpoint no mapping holds: static 1:1 NAT, or a drop (which

@@ -160,7 +160,7 @@ class NatState:
 
     def filtered(self, m: Mapping, y_addr: int, y_port: int, now: float, events) -> list[Event]:
         """``events`` and the event telling that filtering refused Y:y on ``m``."""
-        ev = Event(EventKind.FILTERED, now, m.describe().split()[0], str(m.internal), str(m.external),
+        ev = Event(EventKind.FILTERED, now, m.protocol, str(m.internal), str(m.external),
                    f"{to_str(y_addr)}:{y_port}", DropReason.FILTERED.value, self._policy.filtering.value)
         return (events or []) + [ev]
 
@@ -246,7 +246,7 @@ class NatState:
                 return self.counters.drop(DropReason.PORT_EXHAUSTED, events)
             self.remove_mapping(old, now, events, EventKind.MAPPING_EVICTED, "port overloaded")
             self.counters.mappings_evicted += 1
-        m = Mapping(proto, Endpoint(x_addr, x_port), Endpoint(ext_addr, ext_port), key, now)
+        m = Mapping(proto, _new_key(Endpoint, (x_addr, x_port)), _new_key(Endpoint, (ext_addr, ext_port)), key, now)
         self._by_key[key] = m
         self.by_external[(proto, ext_addr, ext_port)] = m
         self._per_host[x_addr] = self._per_host.get(x_addr, 0) + 1
@@ -450,4 +450,4 @@ class NatState:
 
 
 def _mapping_event(kind: EventKind, m: Mapping, now: float, detail: str = "") -> Event:
-    return Event(kind, now, m.describe().split()[0], str(m.internal), str(m.external), m.remote, None, detail)
+    return Event(kind, now, m.protocol, str(m.internal), str(m.external), m.remote, None, detail)

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Optional
 
 from natlab.engine.checksum_deltas import mapping_deltas
-from natlab.engine.types import Endpoint, FlowKey, Proto, to_str
+from natlab.engine.types import Endpoint, FlowKey, proto_label, to_str
 
 
 class TcpState(str, Enum):
@@ -107,8 +107,13 @@ class Mapping:
             return None
         return max((s.expires for s in self.sessions.values()), default=self.created)
 
+    @property
+    def protocol(self) -> str:
+        """"udp", "tcp" or "icmp" (the first word of :meth:`describe`)."""
+        return proto_label(self.proto)
+
     def describe(self) -> str:
-        return f"{Proto(self.proto).label} {self.internal} -> {self.external}"
+        return f"{proto_label(self.proto)} {self.internal} -> {self.external}"
 
     def remote_label(self, remote: tuple[int, int]) -> str:
         return f"{to_str(remote[0])}:{remote[1]}"

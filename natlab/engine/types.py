@@ -35,6 +35,13 @@ class Proto(IntEnum):
 
 
 _PROTO_NUMBERS = frozenset(int(p) for p in Proto)
+_PROTO_LABELS = {int(p): p.label for p in Proto}
+
+
+def proto_label(proto: int) -> str:
+    """``Proto(proto).label`` ("udp", "tcp", "icmp"), from a table; ValueError for another number."""
+    label = _PROTO_LABELS.get(proto)
+    return label if label is not None else Proto(proto).label
 
 
 def to_int(address: AddressLike) -> int:
@@ -45,6 +52,9 @@ def to_int(address: AddressLike) -> int:
 
 
 def to_str(address: int) -> str:
+    """Dotted quad of an int address (as ``str(IPv4Address(address))``, without building one)."""
+    if address.__class__ is int and 0 <= address <= 0xFFFFFFFF:
+        return f"{address >> 24}.{address >> 16 & 255}.{address >> 8 & 255}.{address & 255}"
     return str(IPv4Address(address))
 
 
@@ -72,7 +82,7 @@ class Endpoint(NamedTuple):
         return IPv4Address(self.addr)
 
     def __str__(self) -> str:
-        return f"{IPv4Address(self.addr)}:{self.port}"
+        return f"{to_str(self.addr)}:{self.port}"
 
 
 class Flow(NamedTuple):

@@ -9,7 +9,7 @@ Verdicts are NamedTuples because one is made for every packet.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple, Optional, Union
 
@@ -112,9 +112,20 @@ class Event:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["kind"] = self.kind.value
-        return {k: v for k, v in out.items() if v not in ("", None)}
+        """The fields in order, ``kind`` as its value, empty ones left out (what
+        ``dataclasses.asdict`` gives, without its deep copy: one of these is made for
+        every event a gateway records, a new mapping's included)."""
+        out: dict[str, Any] = {"kind": self.kind.value, "at": self.at}
+        if self.at is None or self.at == "":
+            del out["at"]
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value != "":
+                out[name] = value
+        return out
+
+
+_OPTIONAL_FIELDS = ("protocol", "internal", "external", "remote", "reason", "detail")
 
 
 def drop_records(verdict: "Drop", side: Side, packet: str) -> list[dict[str, Any]]:

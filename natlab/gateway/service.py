@@ -34,6 +34,9 @@ from natlab.gateway.outcome import DROP, Action, Outcome
 from natlab.packet.headers import summarize
 
 log = logging.getLogger("natlab.gateway")
+_INSIDE, _ACCEPT = Side.INSIDE, Action.ACCEPT
+_outcome = tuple.__new__
+"""Makes an :class:`Outcome` from a tuple of both fields (no NamedTuple ``__new__`` per packet)."""
 
 EVENT_RING = 10_000
 
@@ -165,7 +168,7 @@ class Gateway:
         verdict = self.process(data, side)
         kind = type(verdict)
         if kind is Forward:
-            return Outcome(Action.ACCEPT, verdict.data)
+            return _outcome(Outcome, (_ACCEPT, verdict.data))
         if kind is Hairpin:
             self.send_hairpin(verdict.data)
         return DROP
@@ -182,17 +185,19 @@ class Gateway:
         packet is the caller's to send (:meth:`send_hairpin`). None: dropped before
         the engine gave a verdict (truncated, or an engine error), recorded as such.
         """
-        if side is Side.INSIDE:
-            self.stats["packets_inside"] += 1
+        stats = self.stats
+        if side is _INSIDE:
+            stats["packets_inside"] += 1
         else:
-            self.stats["packets_outside"] += 1
-        if len(data) < 20 or int.from_bytes(data[2:4], "big") > len(data):
+            stats["packets_outside"] += 1
+        n = len(data)
+        if n < 20 or ((data[2] << 8) | data[3]) > n:
             # Cut short by the queue's copy range: rewriting it would corrupt it.
-            self.stats["truncated"] += 1
+            stats["truncated"] += 1
             self._record({"kind": "dropped", "reason": "truncated", "side": side.value,
                           "packet": summarize(data)}, self.now())
             return None
-        now = self.now()
+        now = self.clock() + self.offset  # self.now(), inlined: once per packet
         try:
             verdict = self.engine.process(data, side, now)
         except Exception as err:  # noqa: BLE001 - see the module docstring

@@ -28,6 +28,7 @@ match (there is no ``--queue-bypass``). A dead NAT passes nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import selectors
@@ -191,6 +192,7 @@ def serve_gateway(gateway: Gateway, hooks: Optional[LoopHooks] = None) -> int:
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
         for fd in queues.fds():
             selector.register(fd, selectors.EVENT_READ, lambda _m, fd=fd: _drain(queues, fd))
+        _tune_gc()
         log.info("gateway %s ready in %s: pool %s, queues %d/%d, engine %s, pid %d",
                  spec.name, spec.netns, ",".join(spec.pool), spec.queue_in, spec.queue_out,
                  type(engine).__name__, os.getpid())
@@ -217,6 +219,22 @@ def serve_gateway(gateway: Gateway, hooks: Optional[LoopHooks] = None) -> int:
         wake_write.close()
         selector.close()
     return 0
+
+
+GC_THRESHOLD = 20_000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper cycle collections in the packet loop: everything built before the
+    loop is frozen out of them, and the young generation is collected every
+    :data:`GC_THRESHOLD` allocations rather than 700 (a new mapping allocates a few
+    dozen objects, and a mapping and its sessions form a cycle the collector frees
+    once they end). Decides nothing: only when garbage is freed."""
+    gc.collect()
+    gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, gen1, gen2)
 
 
 def _timeout(gateway: Gateway, control: ControlServer, watchdog: QueueWatchdog, hooks: LoopHooks,
