@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 ``--natlab-datapath nfqueue,kernel-cache`` (or ``all``: every lab datapath whose
 ``unavailable()`` is None here) parametrises every test that brings up a kernel
-lab (marked ``netns``, or using ``natlab_lab``/``natlab_driver``) over those
+lab (marked ``netns`` or ``docker``, or using ``natlab_lab``/``natlab_driver``) over those
 datapaths: ``test_x[kernel-cache]``. The session-scoped ``natlab_datapath``
 fixture sets ``NATLAB_DATAPATH`` for the tests of each value, so labs the test
 or its module/session fixtures bring up, and ``natlab`` commands it runs, put
@@ -65,7 +65,7 @@ def _why_not(name: str) -> Optional[str]:
 
 def _brings_up_labs(metafunc: pytest.Metafunc) -> bool:
     definition = metafunc.definition
-    if definition.get_closest_marker("netns") is not None:
+    if definition.get_closest_marker("netns") is not None or definition.get_closest_marker("docker") is not None:
         return True
     return any(f in metafunc.fixturenames for f in LAB_FIXTURES)
 
