@@ -33,7 +33,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 # Runtime tools only; a base that has them all (the local base) needs no apt at all.
 RUN set -eu; \
     need=""; \
-    for p in iproute2 iptables libnetfilter-queue1 iputils-ping procps netcat-openbsd; do \
+    for p in iproute2 iptables libnetfilter-queue1 iputils-ping procps netcat-openbsd \
+             python3-nftables; do \
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"; \
     done; \
     if [ -n "$need" ]; then \

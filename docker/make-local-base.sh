@@ -19,6 +19,8 @@ if [ "${NATLAB_REBUILD_BASE:-0}" = 0 ] && docker image inspect "$tag" >/dev/null
 fi
 
 packages=ca-certificates,python3,python3-venv,python3-pip,iproute2,iptables,libnetfilter-queue1,iputils-ping,procps,netcat-openbsd
+# python3-nftables: libnftables (and its libraries) for the kernel-cache datapath's gateways
+packages+=,python3-nftables
 sources=("deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main")
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

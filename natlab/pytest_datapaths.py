@@ -4,15 +4,16 @@ Theory of operation
 -------------------
 ``--natlab-datapath nfqueue,kernel-cache`` (or ``all``: every lab datapath whose
 ``unavailable()`` is None here) parametrises every test that brings up a kernel
-lab (marked ``netns``, or using ``natlab_lab``/``natlab_driver``) over those
+lab (marked ``netns`` or ``docker``, or using ``natlab_lab``/``natlab_driver``) over those
 datapaths: ``test_x[kernel-cache]``. The session-scoped ``natlab_datapath``
 fixture sets ``NATLAB_DATAPATH`` for the tests of each value, so labs the test
 or its module/session fixtures bring up, and ``natlab`` commands it runs, put
 every gateway on that datapath; pytest groups the tests by value. A module or
 session fixture that brings up a lab must take ``natlab_datapath`` (or
 ``natlab_lab``, which does) so that pytest makes it again for each value. Without the option nothing is parametrised (each
-gateway's ``datapath:`` key, else nfqueue). A test about one datapath says so:
-``@pytest.mark.datapaths("nfqueue")``; a lab test that is not about packets at all
+gateway's ``datapath:`` key, else the default, kernel-cache), except a test about
+datapaths other than the default: it runs on the first it names. A test about one
+datapath says so: ``@pytest.mark.datapaths("nfqueue")``; a lab test that is not about packets at all
 (the CLI, ``down``, the workbench's page) says ``@pytest.mark.any_datapath`` and runs
 once, unparametrised. A datapath named explicitly but not
 available here makes its tests skip, saying why.
@@ -20,6 +21,7 @@ available here makes its tests skip, saying why.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Iterator, Optional
 
@@ -56,18 +58,28 @@ def chosen(config: pytest.Config) -> Optional[tuple[tuple[str, Optional[str]], .
     return tuple((name, datapaths.unavailable(name)) for name in dict.fromkeys(names))
 
 
+@functools.lru_cache(maxsize=None)
+def _why_not(name: str) -> Optional[str]:
+    return datapaths.unavailable(name)
+
+
 def _brings_up_labs(metafunc: pytest.Metafunc) -> bool:
     definition = metafunc.definition
-    if definition.get_closest_marker("netns") is not None:
+    if definition.get_closest_marker("netns") is not None or definition.get_closest_marker("docker") is not None:
         return True
     return any(f in metafunc.fixturenames for f in LAB_FIXTURES)
 
 
 def generate(metafunc: pytest.Metafunc) -> None:
     asked = chosen(metafunc.config)
-    if asked is None or not _brings_up_labs(metafunc) or metafunc.definition.get_closest_marker("any_datapath"):
-        return
     only = metafunc.definition.get_closest_marker("datapaths")
+    if not _brings_up_labs(metafunc) or metafunc.definition.get_closest_marker("any_datapath"):
+        return
+    if asked is None:
+        if only is None or datapaths.DEFAULT in only.args:
+            return
+        # not asked: a test about other datapaths than the default runs on the first it names
+        asked = ((only.args[0], _why_not(only.args[0])),)
     wanted = [(n, why) for n, why in asked if only is None or n in only.args]
     params = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"the {n} datapath is unavailable: {why}")]
                            if why else []) for n, why in wanted]

@@ -11,8 +11,8 @@ brought up with stub gateways (the gateway namespace only routes); each path
 then installs what it needs in the gateway's namespace, is measured, and is
 removed again before the next:
 
-- ``natlab``: the real gateway process, ``python -m natlab.gateway <spec>``,
-  with the spec the lab realiser would write (:func:`natlab.realisers.netns.build.gateway_spec`).
+- ``natlab``: the real gateway process on the nfqueue datapath, ``python -m
+  natlab.gateway <spec>``, with the spec the lab realiser would write (:func:`natlab.realisers.netns.build.gateway_spec`).
 - ``natlab kernel-cache`` (:mod:`natlab.bench.kc_bench`): the same process on the
   ``kernel-cache`` datapath (established sessions rewritten by nftables maps, one
   quantum at most).
@@ -99,7 +99,10 @@ def topology(name: str, behaviour: str):
     return from_data({
         "name": name,
         "networks": {"outside": {"subnet": OUTSIDE_SUBNET}, "inside": {"subnet": INSIDE_SUBNET}},
-        "gateways": {"gw": {"behaviour": behaviour, "inside": "inside", "outside": "outside"}},
+        # the natlab row is nfqueue (every packet through the engine) whatever the default is;
+        # kernel-cache has its own row
+        "gateways": {"gw": {"behaviour": behaviour, "inside": "inside", "outside": "outside",
+                            "datapath": "nfqueue"}},
         "hosts": {"alice": {"network": "inside"}, "server": {"network": "outside", "address": SERVER}},
     })
 

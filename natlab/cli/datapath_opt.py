@@ -10,7 +10,7 @@ import typer
 DatapathOpt = Annotated[Optional[str], typer.Option(
     "--datapath", help="every gateway on this datapath: nfqueue (every packet through the engine), "
     "kernel-cache (established flows rewritten in the kernel) or dpdk (default: each gateway's "
-    "'datapath:' key, else nfqueue)")]
+    "'datapath:' key, else kernel-cache; nfqueue, with a warning, where kernel-cache cannot run)")]
 
 
 def force(name: Optional[str]) -> None:

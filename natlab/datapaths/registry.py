@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional
 from natlab.datapaths.base import Datapath
 from natlab.errors import UnknownBackend
 
-__all__ = ["DATAPATHS", "DEFAULT", "ENV", "available", "chosen", "get", "names", "refuses", "unavailable"]
+__all__ = ["DATAPATHS", "DEFAULT", "ENV", "FALLBACK", "available", "chosen", "default", "fallback_warning", "get", "names",
+           "refuses", "unavailable"]
 
 
 def _nfqueue(**kw: Any) -> Datapath:
@@ -65,8 +66,13 @@ DATAPATHS: dict[str, Callable[..., Datapath]] = {
     "dpdk": _lazy("dpdk", "natlab.datapaths.dpdk", "DpdkDatapath"),
 }
 """Name -> factory (imported on use: a gateway process loads only its own datapath)."""
-DEFAULT = "nfqueue"
-"""The datapath of gateways in kernel labs (``GatewaySpec.datapath``'s default)."""
+DEFAULT = "kernel-cache"
+"""The datapath of gateways in kernel labs when nobody chose one (``GatewaySpec.datapath``'s
+default): the engine decides exactly what it decides on nfqueue, established flows run at
+kernel speed."""
+FALLBACK = "nfqueue"
+"""What gateways run on when nobody chose a datapath and DEFAULT cannot run here: the same
+decisions, every packet through the engine (:func:`fallback_warning` says so, once a lab)."""
 
 
 ENV = "NATLAB_DATAPATH"
@@ -95,7 +101,22 @@ def chosen(topology_value: Optional[str] = None) -> str:
     forced = os.environ.get(ENV, "").strip()
     if forced:
         return check(forced)
-    return topology_value or DEFAULT
+    return topology_value or default()
+
+
+def default() -> str:
+    """DEFAULT if it can run here, else FALLBACK (nobody asked for DEFAULT by name)."""
+    return DEFAULT if unavailable(DEFAULT) is None else FALLBACK
+
+
+def fallback_warning() -> Optional[str]:
+    """The line to print when a gateway nobody gave a datapath falls back (what, got, hint); else None."""
+    why = unavailable(DEFAULT)
+    if why is None:
+        return None
+    return (f"natlab: warning: the default datapath {DEFAULT} is unavailable here ({why}); "
+            f"gateways without a 'datapath:' run on {FALLBACK}: the same decisions, every packet "
+            f"through the engine, slower (install what is missing, or --datapath {FALLBACK} to choose it)")
 
 
 def unavailable(name: str) -> Optional[str]:

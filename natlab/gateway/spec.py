@@ -13,6 +13,10 @@ from typing import Any
 
 from natlab.datapaths.registry import DEFAULT as DEFAULT_DATAPATH
 
+IMPLIED_DATAPATH = "nfqueue"
+"""The datapath of a spec that names none (written before datapaths existed, or by
+:meth:`GatewaySpec.to_json` for nfqueue)."""
+
 
 @dataclass(frozen=True)
 class GatewaySpec:
@@ -84,15 +88,16 @@ class GatewaySpec:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if data["datapath"] == DEFAULT_DATAPATH:
-            # Left out when it is the default, so a gateway image from before datapaths
-            # existed (its GatewaySpec takes no such key) still reads the spec.
+        if data["datapath"] == IMPLIED_DATAPATH:
+            # Left out for nfqueue, so a gateway image from before datapaths existed (its
+            # GatewaySpec takes no such key, and runs nfqueue) still reads the spec.
             del data["datapath"]
         return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> "GatewaySpec":
         data = json.loads(text)
+        data.setdefault("datapath", IMPLIED_DATAPATH)  # a spec without one: nfqueue, whatever DEFAULT is now
         for key in ("inside_ifaces", "inside_subnets", "pool", "behaviour_dirs"):
             if key in data:
                 data[key] = tuple(data[key])

@@ -79,8 +79,8 @@ class GatewayEntry(_Strict):
         default_factory=dict, description="policy knobs overriding the preset")
     datapath: Optional[_LabDatapath] = Field(
         None, description="how packets reach the engine: nfqueue (every packet), kernel-cache "
-        "(established flows rewritten in the kernel) or dpdk (default nfqueue; "
-        "natlab up --datapath overrides)")
+        "(established flows rewritten in the kernel) or dpdk (default kernel-cache, nfqueue where "
+        "it cannot run; natlab up --datapath overrides)")
     kernel_cache: KernelCacheEntry = Field(default_factory=KernelCacheEntry)
     dpdk: DpdkEntry = Field(default_factory=DpdkEntry)
 

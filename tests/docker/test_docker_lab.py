@@ -137,8 +137,13 @@ def test_host_iptables_unchanged_by_a_docker_lab(lab_name, user_image, tmp_path)
     assert root_ruleset() == before
 
 
-def test_a_scenario_passes_on_docker_as_on_netns(tmp_path):
-    scenario = REPO / "scenarios" / "mapping-eim-keeps-port.yaml"
+def test_a_scenario_passes_on_docker_as_on_netns(lab_name, tmp_path):
+    # the shipped scenario, on a copy of its topology named for this test (no other lab's name)
+    data = yaml.safe_load((REPO / "scenarios" / "mapping-eim-keeps-port.yaml").read_text())
+    topo = yaml.safe_load((REPO / "topologies" / "two-homes.yaml").read_text())
+    (tmp_path / "topo.yaml").write_text(yaml.safe_dump({**topo, "name": lab_name}))
+    scenario = tmp_path / "mapping-eim-keeps-port.yaml"
+    scenario.write_text(yaml.safe_dump({**data, "topology": "topo.yaml"}))
     results = {}
     for backend in ("netns", "docker"):
         done = subprocess.run([sys.executable, "-m", "natlab", "run", str(scenario),

@@ -36,9 +36,27 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", *args)
 
 
-def test_without_the_option_nothing_is_parametrised(pytester: pytest.Pytester) -> None:
+def test_without_the_option_only_tests_about_another_datapath_than_the_default_are_parametrised(
+        pytester: pytest.Pytester) -> None:
     result = _run(pytester)
-    result.stdout.fnmatch_lines(["*::test_lab", "*::test_only_nfqueue", "*::test_no_lab"])
+    result.stdout.fnmatch_lines(["*::test_lab", "*::test_only_nfqueue[[]nfqueue[]]", "*::test_no_lab"])
+
+
+def test_without_the_option_a_test_about_nfqueue_runs_on_nfqueue_and_the_rest_on_the_default(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(EVERYTHING_AVAILABLE)
+    pytester.makepyfile(TESTS + """
+@pytest.mark.netns
+def test_default_lab():
+    assert "NATLAB_DATAPATH" not in os.environ  # each gateway's key, else the default
+
+@pytest.mark.netns
+@pytest.mark.datapaths("kernel-cache", "nfqueue")
+def test_about_both():
+    assert "NATLAB_DATAPATH" not in os.environ
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-k", "only_nfqueue or default_lab or both")
+    result.assert_outcomes(passed=3)
 
 
 def test_each_datapath_named_gets_its_own_lab_tests(pytester: pytest.Pytester) -> None:

@@ -26,10 +26,49 @@ def spec_of(t, tmp_path):
     return gateway_spec(t, t.gateways[0], str(tmp_path))
 
 
-def test_a_gateway_runs_on_nfqueue_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+def without_kernel_cache(monkeypatch) -> None:
+    """This installation as one without python3-nftables (the registry's own 'not installed')."""
+    monkeypatch.setitem(registry.DATAPATHS, "kernel-cache", lambda **kw: registry._Missing(
+        "kernel-cache", "natlab.datapaths.kernelcache", "python3-nftables is not installed"))
+
+
+def test_the_default_datapath_is_kernel_cache_and_nfqueue_stays_a_choice(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv(registry.ENV, raising=False)
+    assert registry.DEFAULT == "kernel-cache"
     spec = spec_of(topo(), tmp_path)
-    assert spec.datapath == "nfqueue" and spec.extra == {}
+    expected = "kernel-cache" if registry.unavailable("kernel-cache") is None else "nfqueue"
+    assert spec.datapath == expected
+    assert spec_of(topo(datapath="nfqueue"), tmp_path).datapath == "nfqueue"
+
+
+def test_where_kernel_cache_cannot_run_the_default_falls_back_to_nfqueue_with_one_warning_line(
+        tmp_path, monkeypatch, capsys) -> None:
+    from natlab.realisers.netns.build import datapaths_ready
+
+    monkeypatch.delenv(registry.ENV, raising=False)
+    without_kernel_cache(monkeypatch)
+    assert spec_of(topo(), tmp_path).datapath == "nfqueue"
+    datapaths_ready(topo())
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "warning" in lines[0] and "kernel-cache is unavailable" in lines[0]
+    assert "python3-nftables is not installed" in lines[0] and "--datapath nfqueue" in lines[0]
+    datapaths_ready(topo(datapath="nfqueue"))  # chosen by name: nothing to warn about
+    assert capsys.readouterr().err == ""
+
+
+def test_kernel_cache_named_where_it_cannot_run_is_refused_not_replaced(monkeypatch) -> None:
+    from natlab.errors import BackendUnavailable
+    from natlab.realisers.netns.build import datapaths_ready
+
+    monkeypatch.delenv(registry.ENV, raising=False)
+    without_kernel_cache(monkeypatch)
+    with pytest.raises(BackendUnavailable, match="cannot run on the kernel-cache datapath") as err:
+        datapaths_ready(topo(datapath="kernel-cache"))
+    assert "python3-nftables" in str(err.value.got) and "--datapath" in err.value.hint
+    monkeypatch.setenv(registry.ENV, "kernel-cache")
+    with pytest.raises(BackendUnavailable, match="kernel-cache") as err:
+        datapaths_ready(topo())
+    assert err.value.hint == "--datapath kernel-cache was given"
 
 
 def test_the_topology_key_chooses_the_datapath_and_its_options_reach_the_spec(tmp_path, monkeypatch) -> None:

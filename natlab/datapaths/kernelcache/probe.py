@@ -17,6 +17,9 @@ import sys
 from typing import Optional
 
 TIMEOUT = 20.0
+REFUSED = 3
+"""The probe's exit code when the kernel refused the table; any other failure means the
+probe could not be tried (``unshare`` not permitted: a container without CAP_SYS_ADMIN)."""
 
 
 def check() -> int:
@@ -37,14 +40,14 @@ def check() -> int:
         nft.parse_seen(ctx.text(nft.list_seen()))
     except Exception as err:  # noqa: BLE001 - reported, the probe's whole point
         print(getattr(err, "message", str(err)), file=sys.stderr)
-        return 1
+        return REFUSED
     return 0
 
 
 @functools.lru_cache(maxsize=1)
 def kernel_missing() -> Optional[str]:
     """Why this kernel cannot hold the cache, or None; None as well when it cannot be tried
-    here (not root: the lab's own checks say so first)."""
+    here (not root: the lab's own checks say so first; no ``unshare`` allowed: a container)."""
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or unshare is None:
         return None
@@ -54,7 +57,11 @@ def kernel_missing() -> Optional[str]:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"the kernel probe did not run: {err}"
-    if done.returncode != 0:
-        said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    if done.returncode == REFUSED:
         return f"this kernel cannot hold the session cache (nf_tables maps with timeouts and counters): {said}"
+    if done.returncode != 0 and "unshare" in said:
+        return None  # no namespace of its own to try in (a container): the gateway says, if it must
+    if done.returncode != 0:
+        return f"the kernel probe failed: {said}"
     return None

@@ -23,6 +23,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -100,6 +101,9 @@ def datapaths_ready(topo: Topology) -> None:
     anything is created)."""
     from natlab.datapaths import registry
 
+    unnamed = any(gw.datapath is None for gw in topo.gateways) and not os.environ.get(registry.ENV)
+    if unnamed and (warning := registry.fallback_warning()):
+        print(warning, file=sys.stderr)  # the default cannot run here: they fall back, saying so
     for gw in topo.gateways:
         name = registry.chosen(gw.datapath)
         missing = registry.unavailable(name) or registry.refuses(name, gw.resolved_policy())

@@ -97,7 +97,7 @@ class GwLab:
             subprocess.run(_in_ns(self.gw, "sysctl", "-qw", key), check=True)
 
     def spec(self, policy: dict[str, Any], **changes: Any) -> GatewaySpec:
-        """A spec on the datapath the test run chose (``--natlab-datapath``; else nfqueue)."""
+        """A spec on the datapath the test run chose (``--natlab-datapath``; else the default)."""
         datapath = registry.chosen(None)
         fields: dict[str, Any] = dict(
             lab="gwtest", name="nat-a", netns=self.gw, inside_ifaces=("in0",), outside_iface="out0",

@@ -10,16 +10,24 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from natlab.datapaths import registry
 from natlab.matrix.memory import CLASSIC, EXPECTED_CLASSIC
+from natlab.realisers.netns.state import LabState
 from natlab.matrix.lab import UserApp, run_lab_matrix
 
 
 @pytest.mark.netns
 @pytest.mark.usefixtures("needs_daemon")
-def test_the_classic_matrix_on_netns_agrees_with_rfc_4787(lab_name) -> None:
+def test_the_classic_matrix_on_netns_agrees_with_rfc_4787(lab_name, natlab_datapath) -> None:
+    ran_on: set[str] = set()
+
+    def gateways_datapaths(_run) -> None:  # asked while the lab is up, after each pair
+        ran_on.update(entry["datapath"] for entry in LabState.load(lab_name).gateways.values())
+
     start = time.monotonic()
-    run = run_lab_matrix(CLASSIC, seed=0, lab_name=lab_name)
+    run = run_lab_matrix(CLASSIC, seed=0, lab_name=lab_name, progress=gateways_datapaths)
     assert run.results == EXPECTED_CLASSIC
+    assert ran_on == {natlab_datapath or registry.chosen(None)}  # --natlab-datapath's, else the default
     assert time.monotonic() - start < 60
     for (a, b), pair in run.pairs.items():
         report = pair.alice.report
