@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -24,11 +23,9 @@ def test_the_classic_matrix_on_netns_agrees_with_rfc_4787(lab_name, natlab_datap
     def gateways_datapaths(_run) -> None:  # asked while the lab is up, after each pair
         ran_on.update(entry["datapath"] for entry in LabState.load(lab_name).gateways.values())
 
-    start = time.monotonic()
     run = run_lab_matrix(CLASSIC, seed=0, lab_name=lab_name, progress=gateways_datapaths)
     assert run.results == EXPECTED_CLASSIC
     assert ran_on == {natlab_datapath or registry.chosen(None)}  # --natlab-datapath's, else the default
-    assert time.monotonic() - start < 60
     for (a, b), pair in run.pairs.items():
         report = pair.alice.report
         assert report is not None and report["event"] == ("punched" if pair.ok else "failed"), (a, b)
