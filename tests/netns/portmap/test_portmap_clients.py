@@ -24,7 +24,7 @@ from natlab.realisers.base import Probe
 from natlab.realisers.netns.driver import NetnsDriver
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon"),
-              pytest.mark.datapaths("nfqueue", "kernel-cache")]  # dpdk: servers not reachable yet
+              ]
 
 HERE = Path(__file__).parent
 GW, ALICE, EXTERNAL = "192.168.1.1", "192.168.1.10", "203.0.113.1"
