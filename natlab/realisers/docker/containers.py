@@ -94,6 +94,12 @@ def sandbox_argv(lab: str, node: str, image: str) -> list[str]:
             "--network", "none", "--hostname", node, "--entrypoint", "sleep", image, "infinity"]
 
 
+DPDK_ARGS = ("--device", "/dev/net/tun")
+"""What a gateway on the DPDK datapath needs of its container besides NET_ADMIN/NET_RAW
+(af_packet ports; the EAL runs without hugepages): the TUN its port mapping servers are
+reached through (:mod:`natlab.datapaths.dpdk.local`)."""
+
+
 def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
     """The gateway daemon in the gateway's sandbox namespace, run dir shared with the host.
 
@@ -105,6 +111,7 @@ def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
             *label_args(spec.lab, spec.name, "gateway"),
             "--network", f"container:{container_name(spec.lab, spec.name)}",
             "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+            *(DPDK_ARGS if spec.datapath == "dpdk" else ()),
             "-v", f"{spec.run_dir}:{spec.run_dir}", "-v", f"{named}:{named}:ro",
             "--entrypoint", "sh", image, "-c", script, str(spec.spec_path), str(spec.log_path)]
 

@@ -1,0 +1,78 @@
+"""A Docker lab whose gateway runs on the DPDK datapath: traffic crosses it, ping is the
+router's, and port mapping is served through its TUN (natlab.datapaths.dpdk.local)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+import natlab.lab
+from natlab.datapaths import registry
+from natlab.gateway.client import GatewayClient
+from natlab.realisers.docker import containers as docker
+from natlab.topology import from_data
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+REFLECT = "python -m natlab.probe udp-reflect --port 4000 --count 1000 --timeout 120"
+
+
+@pytest.fixture
+def dpdk_lab(lab_name):
+    if why := registry.unavailable("dpdk"):
+        pytest.skip(f"the dpdk datapath is unavailable: {why}")
+    data = yaml.safe_load((REPO / "topologies" / "two-homes.yaml").read_text())
+    data.update(name=lab_name, backend="docker")
+    data["gateways"]["nat-a"].update(behaviour="home-router-internal-hairpin", datapath="dpdk",
+                                     dpdk={"driver": "af_packet"})
+    data["hosts"]["server"]["command"] = REFLECT
+    with natlab.lab.up(from_data(data)) as lab:
+        yield lab
+
+
+def in_container(lab, node: str, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(docker.exec_argv(lab.state, node, argv), capture_output=True, text=True, timeout=60)
+
+
+def test_a_docker_labs_dpdk_gateway_translates_answers_ping_and_maps_ports(dpdk_lab):
+    lab = dpdk_lab
+    nat_a = GatewayClient(lab.state.gateways["nat-a"]["control_socket"])
+    stats = nat_a.counters()["gateway"]
+    assert stats["dpdk_drivers"] == "af_packet,af_packet", stats.get("dpdk_drivers")
+    # UDP from alice's container through the DPDK NAT to the server and back
+    done = in_container(lab, "alice", ["python", "-m", "natlab.probe", "udp-send", "--to", "203.0.113.100:4000",
+                                       "--sport", "6000", "--message", "hi", "--timeout", "5"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["data"].startswith("seen 203.0.113.")
+    assert any(m["internal"].endswith(":6000") for m in nat_a.mappings()), nat_a.mappings()
+    # ping to the gateway's inside address: the router answers
+    gw = str(lab.topology.node("nat-a").leg_on(lab.topology.node("nat-a").inside).addresses[0].ip)
+    done = in_container(lab, "alice", ["ping", "-c", "2", "-W", "2", gw])
+    assert done.returncode == 0, done.stdout + done.stderr
+    # NAT-PMP through the gateway's TUN to its kernel socket, an engine mapping after it
+    done = in_container(lab, "alice", ["python", "-c", NATPMP, gw])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == {"result": 0, "public_port": 7000}
+    assert any(m["kind"] == "natpmp" and m["external"].endswith(":7000") for m in nat_a.mappings())
+    assert nat_a.counters()["gateway"]["dpdk_local"].get("to-kernel.natpmp-pcp", 0) >= 1
+
+
+NATPMP = r'''
+import json, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for _ in range(3):
+    s.sendto(struct.pack("!BBHHHI", 0, 1, 0, 7000, 7000, 600), (sys.argv[1], 5351))
+    try:
+        data, _ = s.recvfrom(64)
+        break
+    except OSError:
+        continue
+_v, _op, result, _epoch, _internal, public, _life = struct.unpack("!BBHIHHI", data[:16])
+print(json.dumps({"result": result, "public_port": public}))
+'''
