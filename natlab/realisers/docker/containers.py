@@ -94,10 +94,11 @@ def sandbox_argv(lab: str, node: str, image: str) -> list[str]:
             "--network", "none", "--hostname", node, "--entrypoint", "sleep", image, "infinity"]
 
 
-DPDK_ARGS = ("--device", "/dev/net/tun")
+DPDK_ARGS = ("--device", "/dev/net/tun", "--cap-add", "IPC_LOCK")
 """What a gateway on the DPDK datapath needs of its container besides NET_ADMIN/NET_RAW
 (af_packet ports; the EAL runs without hugepages): the TUN its port mapping servers are
-reached through (:mod:`natlab.datapaths.dpdk.local`)."""
+reached through (:mod:`natlab.datapaths.dpdk.local`), and IPC_LOCK: locked memory beyond the
+limit (the af_packet PMD maps its rings, 16 MB a port, MAP_LOCKED)."""
 
 
 def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
