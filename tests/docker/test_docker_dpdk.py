@@ -76,3 +76,23 @@ for _ in range(3):
 _v, _op, result, _epoch, _internal, public, _life = struct.unpack("!BBHIHHI", data[:16])
 print(json.dumps({"result": result, "public_port": public}))
 '''
+
+
+def test_an_image_without_the_dpdk_runtime_is_refused_before_anything_is_created(lab_name, user_image,
+                                                                                  monkeypatch):
+    """A natlab image built before it carried DPDK (here: an image that is not natlab's at all)."""
+    from natlab.errors import BackendUnavailable
+    from natlab.realisers.netns import namespaces as netns
+
+    if why := registry.unavailable("dpdk"):
+        pytest.skip(f"the dpdk datapath is unavailable: {why}")
+    monkeypatch.setenv(docker.IMAGE_ENV, user_image)
+    data = yaml.safe_load((REPO / "topologies" / "two-homes.yaml").read_text())
+    data.update(name=lab_name, backend="docker")
+    data["gateways"]["nat-a"]["datapath"] = "dpdk"
+    with pytest.raises(BackendUnavailable) as caught:
+        with natlab.lab.up(from_data(data)):
+            pass
+    assert "gateway 'nat-a' is on the dpdk datapath" in str(caught.value)
+    assert user_image in str(caught.value) and "rebuild" in str(caught.value)
+    assert docker.lab_containers(lab_name) == [] and netns.lab_namespaces(lab_name) == []

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from natlab.datapaths import registry
 from natlab.errors import BackendUnavailable, LabError
 from natlab.gateway.spec import GatewaySpec
 from natlab.realisers.netns import namespaces as netns
@@ -203,6 +204,21 @@ def image_present(image: str) -> bool:
     return _docker("image", "inspect", image, check=False).returncode == 0
 
 
+IMAGE_DPDK_CHECK = ("from natlab.datapaths.dpdk.availability import pmds\n"
+                    "from natlab.datapaths.dpdk.binding import missing\n"
+                    "print(missing() or ('' if pmds() else 'no DPDK port drivers (librte_net_af_packet)'))")
+
+
+def image_lacks_dpdk(image: str) -> Optional[str]:
+    """What the natlab image lacks to run a gateway on the dpdk datapath (an image built
+    before it carried the DPDK runtime and the compiled binding), or None."""
+    done = _docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", IMAGE_DPDK_CHECK,
+                   check=False, timeout=60)
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["it cannot say"])[-1]
+    return done.stdout.strip() or None
+
+
 def preflight(topo: Topology) -> None:
     """The engine answers, the natlab image is built, users' images are here or pullable."""
     problem = engine_problem()
@@ -211,6 +227,11 @@ def preflight(topo: Topology) -> None:
     image = natlab_image()
     if not image_present(image):
         raise BackendUnavailable("the natlab image is not built", got=image, hint=BUILD_HINT)
+    dpdk = [gw.name for gw in topo.gateways if registry.chosen(gw.datapath) == "dpdk"]
+    if dpdk and (why := image_lacks_dpdk(image)):
+        raise BackendUnavailable(f"gateway '{dpdk[0]}' is on the dpdk datapath, which the natlab image "
+                                 "cannot run", got=f"{image}: {why}",
+                                 hint=f"rebuild it from this checkout ({BUILD_HINT}), or another datapath")
     for host in topo.hosts:
         if host.image and not image_present(host.image):
             pulled = _docker("pull", "-q", host.image, check=False, timeout=600)
