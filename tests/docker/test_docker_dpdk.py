@@ -17,7 +17,7 @@ from natlab.topology import from_data
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.datapaths("dpdk")]
 
 REFLECT = "python -m natlab.probe udp-reflect --port 4000 --count 1000 --timeout 120"
 
@@ -33,6 +33,7 @@ def dpdk_lab(lab_name):
     data.update(name=lab_name, backend="docker")
     data["gateways"]["nat-a"].update(behaviour="home-router-internal-hairpin", datapath="dpdk",
                                      dpdk={"driver": "af_packet"})
+    data["gateways"]["nat-b"].update(datapath="dpdk", dpdk={"driver": "af_packet"})  # AF_XDP: not in a container
     data["hosts"]["server"]["command"] = REFLECT
     with natlab.lab.up(from_data(data)) as lab:
         yield lab
@@ -93,6 +94,7 @@ def test_an_image_without_the_dpdk_runtime_is_refused_before_anything_is_created
     data = yaml.safe_load((REPO / "topologies" / "two-homes.yaml").read_text())
     data.update(name=lab_name, backend="docker")
     data["gateways"]["nat-a"]["datapath"] = "dpdk"
+    data["gateways"]["nat-b"]["datapath"] = "dpdk"
     with pytest.raises(BackendUnavailable) as caught:
         with natlab.lab.up(from_data(data)):
             pass
