@@ -26,7 +26,7 @@ REFLECT = "python -m natlab.probe udp-reflect --port 4000 --count 1000 --timeout
 def dpdk_lab(lab_name):
     if why := registry.unavailable("dpdk"):
         pytest.skip(f"the dpdk datapath is unavailable: {why}")
-    if why := docker.image_lacks_dpdk(docker.natlab_image()):
+    if why := docker.image_lacks(docker.natlab_image(), "dpdk"):
         pytest.skip(f"the natlab image {docker.natlab_image()} predates DPDK ({why}); rebuild it: "
                     "bash docker/build-image.sh --base natlab-base:local")
     data = yaml.safe_load((REPO / "topologies" / "two-homes.yaml").read_text())

@@ -65,6 +65,14 @@ class DpdkDatapath:
     name = "dpdk"
     summary = "DPDK ports (af_xdp, af_packet, PCI) polled in the gateway's namespace; a C session table"
     in_process = False
+    container_args = ("--device", "/dev/net/tun", "--cap-add", "IPC_LOCK")
+    """What its gateway's Docker container needs besides NET_ADMIN/NET_RAW: the TUN of
+    local delivery (:mod:`~.local`), and IPC_LOCK (the af_packet PMD maps its rings, 16 MB a
+    port, ``MAP_LOCKED``, over Docker's 8 MB limit)."""
+    image_check = ("from natlab.datapaths.dpdk.availability import pmds\n"
+                   "from natlab.datapaths.dpdk.binding import missing\n"
+                   "print(missing() or ('' if pmds() else 'no DPDK port drivers (librte_net_af_packet)'))")
+    """Python run in the natlab image: what it lacks to run this datapath (empty: nothing)."""
 
     def unavailable(self) -> Optional[str]:
         from natlab.datapaths.dpdk.availability import unavailable

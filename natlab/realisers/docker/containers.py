@@ -95,13 +95,6 @@ def sandbox_argv(lab: str, node: str, image: str) -> list[str]:
             "--network", "none", "--hostname", node, "--entrypoint", "sleep", image, "infinity"]
 
 
-DPDK_ARGS = ("--device", "/dev/net/tun", "--cap-add", "IPC_LOCK")
-"""What a gateway on the DPDK datapath needs of its container besides NET_ADMIN/NET_RAW
-(af_packet ports; the EAL runs without hugepages): the TUN its port mapping servers are
-reached through (:mod:`natlab.datapaths.dpdk.local`), and IPC_LOCK: locked memory beyond the
-limit (the af_packet PMD maps its rings, 16 MB a port, MAP_LOCKED)."""
-
-
 def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
     """The gateway daemon in the gateway's sandbox namespace, run dir shared with the host.
 
@@ -113,7 +106,7 @@ def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
             *label_args(spec.lab, spec.name, "gateway"),
             "--network", f"container:{container_name(spec.lab, spec.name)}",
             "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-            *(DPDK_ARGS if spec.datapath == "dpdk" else ()),
+            *getattr(registry.get(spec.datapath), "container_args", ()),  # e.g. dpdk: /dev/net/tun
             "-v", f"{spec.run_dir}:{spec.run_dir}", "-v", f"{named}:{named}:ro",
             "--entrypoint", "sh", image, "-c", script, str(spec.spec_path), str(spec.log_path)]
 
@@ -204,15 +197,14 @@ def image_present(image: str) -> bool:
     return _docker("image", "inspect", image, check=False).returncode == 0
 
 
-IMAGE_DPDK_CHECK = ("from natlab.datapaths.dpdk.availability import pmds\n"
-                    "from natlab.datapaths.dpdk.binding import missing\n"
-                    "print(missing() or ('' if pmds() else 'no DPDK port drivers (librte_net_af_packet)'))")
-
-
-def image_lacks_dpdk(image: str) -> Optional[str]:
-    """What the natlab image lacks to run a gateway on the dpdk datapath (an image built
-    before it carried the DPDK runtime and the compiled binding), or None."""
-    done = _docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", IMAGE_DPDK_CHECK,
+def image_lacks(image: str, datapath: str) -> Optional[str]:
+    """What the natlab image lacks to run a gateway on ``datapath`` (e.g. dpdk in an image
+    built before it carried the DPDK runtime), by the datapath's own ``image_check``; None:
+    nothing, or the datapath has no check."""
+    check = getattr(registry.get(datapath), "image_check", None)
+    if not check:
+        return None
+    done = _docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", check,
                    check=False, timeout=60)
     if done.returncode != 0:
         return (done.stderr.strip().splitlines() or ["it cannot say"])[-1]
@@ -227,11 +219,11 @@ def preflight(topo: Topology) -> None:
     image = natlab_image()
     if not image_present(image):
         raise BackendUnavailable("the natlab image is not built", got=image, hint=BUILD_HINT)
-    dpdk = [gw.name for gw in topo.gateways if registry.chosen(gw.datapath) == "dpdk"]
-    if dpdk and (why := image_lacks_dpdk(image)):
-        raise BackendUnavailable(f"gateway '{dpdk[0]}' is on the dpdk datapath, which the natlab image "
-                                 "cannot run", got=f"{image}: {why}",
-                                 hint=f"rebuild it from this checkout ({BUILD_HINT}), or another datapath")
+    for name, gw in {registry.chosen(gw.datapath): gw.name for gw in topo.gateways}.items():
+        if why := image_lacks(image, name):
+            raise BackendUnavailable(f"gateway '{gw}' is on the {name} datapath, which the natlab image "
+                                     "cannot run", got=f"{image}: {why}",
+                                     hint=f"rebuild it from this checkout ({BUILD_HINT}), or another datapath")
     for host in topo.hosts:
         if host.image and not image_present(host.image):
             pulled = _docker("pull", "-q", host.image, check=False, timeout=600)
