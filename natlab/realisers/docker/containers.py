@@ -207,7 +207,8 @@ def image_lacks(image: str, datapath: str) -> Optional[str]:
     done = _docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", check,
                    check=False, timeout=60)
     if done.returncode != 0:
-        return (done.stderr.strip().splitlines() or ["it cannot say"])[-1]
+        said = [line for line in done.stderr.strip().splitlines() if line and not line.startswith("Run '")]
+        return (said or ["it cannot say"])[-1]
     return done.stdout.strip() or None
 
 
@@ -219,7 +220,10 @@ def preflight(topo: Topology) -> None:
     image = natlab_image()
     if not image_present(image):
         raise BackendUnavailable("the natlab image is not built", got=image, hint=BUILD_HINT)
-    for name, gw in {registry.chosen(gw.datapath): gw.name for gw in topo.gateways}.items():
+    first: dict[str, str] = {}
+    for node in topo.gateways:
+        first.setdefault(registry.chosen(node.datapath), node.name)
+    for name, gw in first.items():
         if why := image_lacks(image, name):
             raise BackendUnavailable(f"gateway '{gw}' is on the {name} datapath, which the natlab image "
                                      "cannot run", got=f"{image}: {why}",
