@@ -48,9 +48,14 @@ def test_a_docker_labs_dpdk_gateway_translates_answers_ping_and_maps_ports(dpdk_
     nat_a = GatewayClient(lab.state.gateways["nat-a"]["control_socket"])
     stats = nat_a.counters()["gateway"]
     assert stats["dpdk_drivers"] == "af_packet,af_packet", stats.get("dpdk_drivers")
-    # UDP from alice's container through the DPDK NAT to the server and back
-    done = in_container(lab, "alice", ["python", "-m", "natlab.probe", "udp-send", "--to", "203.0.113.100:4000",
-                                       "--sport", "6000", "--message", "hi", "--timeout", "5"])
+    # UDP from alice's container through the DPDK NAT to the server and back (the server's
+    # reflector starts in its own container after the lab is up: a few tries)
+    for _ in range(4):
+        done = in_container(lab, "alice", ["python", "-m", "natlab.probe", "udp-send", "--to",
+                                           "203.0.113.100:4000", "--sport", "6000", "--message", "hi",
+                                           "--timeout", "3"])
+        if done.returncode == 0:
+            break
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["data"].startswith("seen 203.0.113.")
     assert any(m["internal"].endswith(":6000") for m in nat_a.mappings()), nat_a.mappings()
