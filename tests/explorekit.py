@@ -24,8 +24,8 @@ DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 WAIT = 10
 """Seconds a page condition may take (a real lab's probe takes about half a second)."""
 
-__all__ = ["browser", "explore_artifacts", "fill", "lab_is_up", "open_page", "probe", "set_knob", "shot", "text",
-           "version", "wait"]
+__all__ = ["browser", "click", "explore_artifacts", "fill", "lab_is_up", "open_page", "probe", "set_knob", "shot", "steady",
+           "text", "version", "wait"]
 
 
 @pytest.fixture(scope="session")
@@ -73,14 +73,33 @@ def wait(browser: Any, condition: Any, what: str, seconds: float = WAIT) -> Any:
         raise AssertionError(f"timed out waiting for {what}; page error: {error!r}") from None
 
 
+def steady(action: Any) -> Any:
+    """``action()``, again if the page redrew the element meanwhile (a live lab's state is pushed every second)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(9):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            continue
+    return action()
+
+
+def click(browser: Any, by: str, value: str) -> None:
+    """Click the element ``by``/``value``, found afresh if a redraw replaced it before the click."""
+    steady(lambda: browser.find_element(by, value).click())
+
+
 def text(browser: Any, element_id: str) -> str:
     return browser.find_element("id", element_id).text
 
 
 def fill(browser: Any, element_id: str, value: str) -> None:
-    box = browser.find_element("id", element_id)
-    box.clear()
-    box.send_keys(value)
+    def typed() -> None:
+        box = browser.find_element("id", element_id)
+        box.clear()
+        box.send_keys(value)
+    steady(typed)
 
 
 def version(browser: Any) -> int:
@@ -114,21 +133,25 @@ def probe(browser: Any, proto: str, src: str, sport: str, to: str, at: str = "",
     fill(browser, "probe-sport", sport)
     fill(browser, "probe-to", to)
     fill(browser, "probe-at", at)
-    box = browser.find_element("id", "probe-reply")
-    if box.is_selected() != reply:
-        box.click()
+    def tick() -> None:
+        box = browser.find_element("id", "probe-reply")
+        if box.is_selected() != reply:
+            box.click()
+    steady(tick)
     before = version(browser)
-    browser.find_element("id", "probe-send").click()
+    click(browser, "id", "probe-send")
     wait(browser, lambda b: version(b) > before and text(b, "probe-outcome"), f"the probe to {to}")
 
 
 def set_knob(browser: Any, knob: str, value: str) -> None:
     """Type ``value`` into a knob's text box and press its set button."""
-    row = browser.find_element("css selector", f'[data-row="{knob}"]')
-    box = row.find_element("css selector", "input")
-    box.clear()
-    box.send_keys(value)
-    row.find_element("css selector", "button").click()
+    def typed_and_set() -> None:
+        row = browser.find_element("css selector", f'[data-row="{knob}"]')
+        box = row.find_element("css selector", "input")
+        box.clear()
+        box.send_keys(value)
+        row.find_element("css selector", "button").click()
+    steady(typed_and_set)
 
 
 def lab_is_up(name: str) -> bool:

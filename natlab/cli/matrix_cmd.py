@@ -33,8 +33,8 @@ def matrix(
                                                       "(default: the built-in rendezvous on {server}).")] = None,
     success: Annotated[Optional[str], typer.Option(help="A regex each side's output must match (besides exit 0).")] = None,
     port_mapping: Annotated[Optional[str], typer.Option(
-        help="memory: turn natpmp, pcp or upnp on at both NATs; each peer maps its port first "
-             "and offers the mapped endpoint too.")] = None,
+        help="Turn natpmp, pcp or upnp on at both NATs; each peer maps its port first "
+             "and offers the mapped endpoint too (netns: natlab's client in each namespace).")] = None,
     datapath: DatapathOpt = None,
 ) -> None:
     """Hole punching between every pair of presets in a two-homes topology, with a public rendezvous."""
@@ -56,9 +56,9 @@ def matrix(
     detail: dict[tuple[str, str], Any] = {}
     from natlab.matrix.memory import EXPECTED_MAPPED, PORT_MAPPING
 
-    if port_mapping is not None and (port_mapping not in PORT_MAPPING or realiser.runs_programs):
-        raise ConfigError("--port-mapping takes natpmp, pcp or upnp, on the memory backend", got=port_mapping,
-                          hint="natlab matrix --port-mapping pcp (netns labs: the map_port scenario step)")
+    if port_mapping is not None and port_mapping not in PORT_MAPPING:
+        raise ConfigError("--port-mapping takes natpmp, pcp or upnp", got=port_mapping,
+                          hint="natlab matrix --port-mapping pcp")
     if not realiser.runs_programs:  # the in-process twin: punch rounds on a manual clock
         from natlab.matrix.memory import run_matrix
 
@@ -68,10 +68,12 @@ def matrix(
         from natlab.matrix.lab import run_lab_matrix
 
         progress_out = Console(stderr=True)
-        run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, progress=lambda p: progress_out.print(
+        run = run_lab_matrix(names, seed, app=user_app, timeout=timeout, port_mapping=port_mapping,
+                             progress=lambda p: progress_out.print(
             f"  {p.alice_behaviour} / {p.bob_behaviour}: {'ok' if p.ok else 'fail'}", highlight=False))
         results, detail = run.results, {key: pair.to_dict() for key, pair in run.pairs.items()}
-        how = f"netns lab (seed {seed}, {run.seconds:.1f} s{', user app' if user_app else ''})"
+        how = (f"netns lab (seed {seed}, {run.seconds:.1f} s{', user app' if user_app else ''}"
+               + (f", {port_mapping} port mapping)" if port_mapping else ")"))
     expected = EXPECTED_MAPPED if port_mapping else EXPECTED_CLASSIC
     console().print(_table(names, results, expected, how))
     mismatches = _mismatches(results, expected)

@@ -34,7 +34,7 @@ import random
 import struct
 from typing import Optional, Sequence
 
-from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, port_mappings, static_nat
+from natlab.engine import fastpath, fragments, hairpin, icmp_errors, live, peer_mappings, port_mappings, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP, add_to_csum, rewrite_l4
 from natlab.engine.counters import Counters
 from natlab.engine.policy import Policy
@@ -258,6 +258,12 @@ class Engine:
     def unmap_port(self, proto: int, external_port: int, now: float) -> Tick:
         """Remove the explicit mapping of ``external_port``, if there is one."""
         return Tick(tuple(port_mappings.unmap_port(self._state, proto, external_port, now)))
+
+    def peer(self, proto: int, internal: Endpoint, remote: Endpoint, suggested_port: int, until: Optional[float],
+             nonce: bytes, now: float) -> tuple["peer_mappings.PeerAnswer", Tick]:
+        """A PCP PEER: make or hold the 5-tuple's mapping (:mod:`natlab.engine.peer_mappings`)."""
+        answer, events = peer_mappings.peer(self._state, proto, internal, remote, suggested_port, until, nonce, now)
+        return answer, Tick(tuple(events))
 
     def port_free(self, proto: int, port: int) -> bool:
         """Whether ``port`` on the first pool address may be mapped (no mapping, forward or port block holds it)."""

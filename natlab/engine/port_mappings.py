@@ -80,6 +80,8 @@ class PortMappingTable:
         """By (proto, external port)."""
         self.outbound: dict[tuple[int, int, int], HeldMapping] = {}
         """By (proto, X, x): the mapping new outbound sessions of X:x use (the lowest external port)."""
+        self.peers: dict[tuple, object] = {}
+        """PCP PEER holds by 5-tuple (:mod:`natlab.engine.peer_mappings`)."""
         self.counters: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -91,6 +93,7 @@ class PortMappingTable:
     def clear(self) -> None:
         self.held.clear()
         self.outbound.clear()
+        self.peers.clear()
 
 
 class PortMapContext(Protocol):
@@ -224,6 +227,7 @@ def unmap_port(ctx: PortMapContext, proto: int, external_port: int, now: float) 
 
 def flush(ctx: PortMapContext, now: float, events: list) -> None:
     """A reboot: every explicit mapping is gone (one event for them all)."""
+    ctx.port_maps.peers.clear()  # PCP PEER holds: their sessions went with the dynamic mappings
     n = _remove_all(ctx, list(ctx.port_maps.held.values()), now, None, "flushed", "flushed")
     if n:
         events.append(Event(EventKind.MAPPINGS_FLUSHED, now, detail=f"{n} port mappings: flushed"))

@@ -98,6 +98,12 @@ class PortAllocator:
                 self._note_block(got[0], got[1])
         return got
 
+    def reserve(self, proto: int, addr: int, port: int) -> tuple[int, int, bool]:
+        """Take ``port`` on ``addr`` (the caller checked it is free): a PCP PEER's suggested port."""
+        key = (proto, addr)
+        self._used[key] = self._used.get(key, 0) + 1
+        return addr, port, False
+
     def release(self, addr: int, port: int, proto: int) -> None:
         """A mapping on (addr, port) ended: its port, and its block once empty, are free."""
         key = (proto, addr)

@@ -36,7 +36,7 @@ import itertools
 import random
 from typing import Iterator, Optional, Union
 
-from natlab.engine import static_nat
+from natlab.engine import peer_mappings, static_nat
 from natlab.engine.checksum_deltas import ICMP, TCP, UDP
 from natlab.engine.counters import Counters
 from natlab.engine.fragments import FragmentTable
@@ -165,8 +165,10 @@ class NatState:
         return (events or []) + [ev]
 
     # -- sessions and mappings ---------------------------------------------------------
-    def open_session(self, proto, x_addr, x_port, y_addr, y_port, flags, now, events: list) -> Union[Session, Drop]:
-        """A new outbound session, on an existing mapping or a new one (REQ-1..4), or a Drop."""
+    def open_session(self, proto, x_addr, x_port, y_addr, y_port, flags, now, events: list,
+                     port: int = 0) -> Union[Session, Drop]:
+        """A new outbound session, on an existing mapping or a new one (REQ-1..4), or a Drop; a
+        new mapping takes external ``port`` if given (a PCP PEER's suggestion, already checked free)."""
         if proto == TCP and flags & 0x04:
             return self.counters.drop(DropReason.NO_MAPPING, events)
         if self._max_sessions and self.counters.sessions_active >= self._max_sessions:
@@ -179,7 +181,7 @@ class NatState:
             key = self._policy.mapping.key(flow)
             m = self._by_key.get(key)
             if m is None:
-                made = self._new_mapping(flow, key, now, events)
+                made = self._new_mapping(flow, key, now, events, port=port)
                 if made.__class__ is Drop:
                     return made  # type: ignore[return-value]
                 m = made  # type: ignore[assignment]
@@ -216,9 +218,11 @@ class NatState:
     def _in_use(self, proto: int, addr: int, port: int) -> bool:
         return (proto, addr, port) in self.by_external
 
-    def _new_mapping(self, flow: FlowKey, key: FlowKey, now: float, events, taken: Optional[Taken] = None):
+    def _new_mapping(self, flow: FlowKey, key: FlowKey, now: float, events, taken: Optional[Taken] = None,
+                     port: int = 0):
         """A new dynamic mapping for the flow's X:x under ``key``, or a Drop; ``taken``
-        overrides which external endpoints count as in use."""
+        overrides which external endpoints count as in use; ``port`` (a free one on the first
+        address) is taken instead of asking the allocator."""
         proto, x_addr, x_port = flow.proto, flow.x_addr, flow.x_port
         limits = self._policy.limits
         if limits.max_mappings and self.counters.mappings_active >= limits.max_mappings:
@@ -226,7 +230,10 @@ class NatState:
         if limits.max_mappings_per_host and self._per_host.get(x_addr, 0) >= limits.max_mappings_per_host:
             return self._limit(flow, now, events, f"limits.max_mappings_per_host "
                                f"({limits.max_mappings_per_host} for {to_str(x_addr)}) reached")
-        got = self._allocator.allocate(proto, x_addr, x_port, taken or self._in_use)
+        if port:
+            got = self._allocator.reserve(proto, self._pool[0], port)
+        else:
+            got = self._allocator.allocate(proto, x_addr, x_port, taken or self._in_use)
         if got is None:
             return self.counters.drop(DropReason.PORT_EXHAUSTED, events)
         ext_addr, ext_port, evicts = got
@@ -408,6 +415,8 @@ class NatState:
                 if sess.expires > now:
                     self.arm(sess)
                     continue
+                if self.port_maps.peers and peer_mappings.holds(self, sess, now):
+                    continue  # a PCP PEER holds it longer than its own timer (RFC 6887 section 12)
                 m = sess.mapping
                 self.remove_session(sess)
                 if not m.sessions and m.kind == "dynamic":

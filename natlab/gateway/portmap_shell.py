@@ -88,7 +88,7 @@ class PortmapShell:
         self.service = PortMappingService(
             self.policy, self._external(), rng, self.engine.port_free, now=gateway.now(),
             inside_address=self.inside.addr, link_stats=link_stats or self._engine_link_stats,
-            implicit_port=self._implicit_port)
+            implicit_port=self._implicit_port, peer=self._peer if hasattr(self.engine, "peer") else None)
         self.stats: dict[str, int] = {}
         self.listeners: list[Callable[[PortMappingPolicy], None]] = []
         """Told of every new port mapping policy (the datapath opens or closes sockets)."""
@@ -112,9 +112,9 @@ class PortmapShell:
 
     # -- what the datapath calls ---------------------------------------------------
     def on_udp(self, port: int, data: bytes, sender: Endpoint, delays: bool = True) -> list[Send]:
-        """A datagram to ``port`` (5351 or 1900) of the inside address from ``sender``; without
-        ``delays`` SSDP answers come at once (the in-memory network: its clock stands still
-        while a client waits)."""
+        """A datagram to ``port`` (5351 or 1900) of the inside address from ``sender``. SSDP
+        answers leave through :meth:`due` after their MX delay (netns: the daemon's select
+        timeout; memory: the manual clock); without ``delays`` they come at once (tests)."""
         now = self.gateway.now()
         if port == PORTMAP_PORT:
             out = self.service.handle_datagram(data, sender, now)
@@ -343,6 +343,14 @@ class PortmapShell:
                     and view.remote == "*" and view.external_address == first:
                 return view.external_port
         return None
+
+    def _peer(self, proto: Proto, internal: Endpoint, remote: Endpoint, suggested: int, until: Optional[float],
+              nonce: bytes, now: float):
+        """A PCP PEER, carried out in the engine at once (its answer is the reply's content)."""
+        self.gateway.invalidate_fast()
+        answer, tick = self.engine.peer(int(proto), internal, remote, suggested, until, nonce, now)
+        self.gateway.record_tick(tick)
+        return answer
 
     def _engine_link_stats(self) -> LinkStats:
         c = self.engine.counters

@@ -266,13 +266,14 @@ def _send_all(sock: socket.socket, datagrams: list[tuple[Endpoint, bytes]], trac
 
 def punch(server: Endpoint, session: str, name: str, sport: int, timeout: float,
           interval: float = 0.05, linger: float = 0.3, host_candidates: bool = True,
-          trace: bool = False) -> int:
+          trace: bool = False, extra: tuple[str, ...] = ()) -> int:
     """Register, punch until both confirmed or ``timeout``; 0 on success, 1 on failure."""
     tracer = Trace(trace)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", sport))
     host = [f"{_local_address(server)}:{sock.getsockname()[1]}"] if host_candidates else []
+    host += [c for c in extra if c not in host]  # e.g. a port mapped with NAT-PMP/PCP/UPnP beforehand
     state = Punch(name, session, server, host)
     start = time.monotonic()
     deadline, rounds, next_round, done_at = start + timeout, 0, start, None
@@ -321,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.05, help="seconds between punch rounds")
     p.add_argument("--linger", type=float, default=0.3, help="seconds to keep answering after success")
     p.add_argument("--no-host", action="store_true", help="do not offer host candidates")
+    p.add_argument("--candidate", action="append", default=[], metavar="ADDR:PORT",
+                   help="offer this endpoint too (a port mapped beforehand); may repeat")
     p.add_argument("--trace", action="store_true", help="say every datagram sent and received (numbered)")
     args = parser.parse_args(argv)
     if args.cmd == "rendezvous":
         return rendezvous(args.port, args.timeout, args.trace)
     return punch(args.server, args.session, args.name, args.sport, args.timeout,
-                 args.interval, args.linger, not args.no_host, args.trace)
+                 args.interval, args.linger, not args.no_host, args.trace, tuple(args.candidate))
 
 
 if __name__ == "__main__":

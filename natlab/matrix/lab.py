@@ -15,6 +15,13 @@ time is killed (by its Popen object).
 A side is the built-in peer (``python -m natlab.hostprogs.peer punch``) unless a
 :class:`UserApp` is given: a command template for each side and optionally one
 for the server, with placeholders filled per pair (see :data:`PLACEHOLDERS`).
+With ``port_mapping`` (natpmp, pcp or upnp) both gateways are configured with
+that protocol on, and before the punch each side runs natlab's port mapping
+client in its namespace (a real client process over kernel sockets, as the
+``map_port`` scenario step does) for its port 40000; the mapped endpoint is
+offered as one more candidate (the built-in peer's ``--candidate``; ``{mapped}``
+in a user command), as the memory matrix does.
+
 A pair succeeded when both sides exited 0 and, if a ``success`` regex is given,
 it matches each side's output. The user's server command runs once, like the
 built-in rendezvous, for the whole matrix.
@@ -54,6 +61,7 @@ PLACEHOLDERS = {
     "self_public": "this side's NAT's public address", "peer_public": "the other NAT's public address",
     "self_behaviour": "this side's preset", "peer_behaviour": "the other side's preset",
     "timeout": "seconds a side has to succeed", "python": "this Python interpreter",
+    "mapped": "with --port-mapping: this side's mapped endpoint ADDR:PORT (empty if none)",
 }
 """What ``{name}`` in a user command becomes."""
 
@@ -122,9 +130,10 @@ def fill(template: str, fields: dict[str, Any]) -> list[str]:
     return [_PLACEHOLDER.sub(lambda m: str(fields[m.group(1)]), word) for word in shlex.split(template)]
 
 
-def side_fields(side: str, presets: dict[str, str], session: str, timeout: float) -> dict[str, Any]:
+def side_fields(side: str, presets: dict[str, str], session: str, timeout: float,
+                mapped: str = "") -> dict[str, Any]:
     peer = "bob" if side == "alice" else "alice"
-    return {"server": f"{SERVER_ADDR}:{RENDEZVOUS_PORT}", "server_addr": SERVER_ADDR,
+    return {"mapped": mapped, "server": f"{SERVER_ADDR}:{RENDEZVOUS_PORT}", "server_addr": SERVER_ADDR,
             "server_port": RENDEZVOUS_PORT, "session": session, "self": side, "peer": peer,
             "sport": PEER_PORT, "self_public": PUBLIC[side], "peer_public": PUBLIC[peer],
             "self_behaviour": presets[side], "peer_behaviour": presets[peer],
@@ -132,9 +141,10 @@ def side_fields(side: str, presets: dict[str, str], session: str, timeout: float
 
 
 def builtin_peer(fields: dict[str, Any]) -> list[str]:
+    extra = ["--candidate", fields["mapped"]] if fields.get("mapped") else []
     return [*python_module("natlab.hostprogs.peer"), "punch", "--server", fields["server"],
             "--session", fields["session"], "--name", fields["self"],
-            "--sport", str(fields["sport"]), "--timeout", fields["timeout"]]
+            "--sport", str(fields["sport"]), "--timeout", fields["timeout"], *extra]
 
 
 @dataclass(frozen=True)
@@ -264,16 +274,29 @@ def _start_server(lab: Any, app: Optional[UserApp], timeout: float) -> _Started:
     return server
 
 
+def map_side(lab: Any, side: str, protocol: str) -> str:
+    """natlab's port mapping client in ``side``'s namespace maps its port 40000: the endpoint, or ""."""
+    from natlab.portmap.client import PortMapRequest
+    from natlab.realisers.netns.driver import NetnsDriver
+
+    answer = NetnsDriver(lab).map_port(side, PortMapRequest(protocol, PEER_PORT, external_port=PEER_PORT,
+                                                            lifetime=600, timeout=3.0))
+    return answer.external or ""
+
+
 def run_pair(lab: Any, clients: dict[str, Any], a: str, b: str, session: str,
-             app: Optional[UserApp], timeout: float) -> PairRun:
-    """Configure both gateways for (a, b), run both sides at once, judge."""
+             app: Optional[UserApp], timeout: float, port_mapping: Optional[str] = None) -> PairRun:
+    """Configure both gateways for (a, b) (with ``port_mapping`` on, each side maps its port
+    first), run both sides at once, judge."""
     presets = {"alice": a, "bob": b}
+    overrides = {"port_mapping": {port_mapping: True}} if port_mapping else {}
     for side, preset in presets.items():
-        clients[side].configure(preset)
+        clients[side].configure(preset, overrides)
+    mapped = {side: map_side(lab, side, port_mapping) if port_mapping else "" for side in presets}
     started = {}
     try:
         for side in ("alice", "bob"):
-            fields = side_fields(side, presets, session, timeout)
+            fields = side_fields(side, presets, session, timeout, mapped[side])
             template = None if app is None else (app.side_a if side == "alice" else app.side_b)
             argv = builtin_peer(fields) if template is None else fill(template, fields)
             started[side] = _Started(lab, side, argv)
@@ -287,19 +310,19 @@ def run_pair(lab: Any, clients: dict[str, Any], a: str, b: str, session: str,
 
 
 def iter_lab_matrix(lab: Any, presets: Sequence[str], seed: int, app: Optional[UserApp],
-                    timeout: float) -> Iterator[PairRun]:
+                    timeout: float, port_mapping: Optional[str] = None) -> Iterator[PairRun]:
     """Every ordered pair on an up lab from :func:`matrix_topology`, one after the other."""
     from natlab.gateway.client import GatewayClient
 
     clients = {side: GatewayClient(lab.state.gateways[gw]["control_socket"], name=gw)
                for side, gw in GATEWAY.items()}
     for i, (a, b) in enumerate(itertools.product(presets, repeat=2)):
-        yield run_pair(lab, clients, a, b, f"s{seed}-{i}-{a}-{b}", app, timeout)
+        yield run_pair(lab, clients, a, b, f"s{seed}-{i}-{a}-{b}", app, timeout, port_mapping)
 
 
 def run_lab_matrix(presets: Iterable[str] = CLASSIC, seed: int = 0, *, app: Optional[UserApp] = None,
                    timeout: float = 3.0, lab_name: Optional[str] = None,
-                   progress: Any = None) -> LabMatrix:
+                   progress: Any = None, port_mapping: Optional[str] = None) -> LabMatrix:
     """Bring one matrix lab up, run every ordered pair of ``presets`` on it, take it down."""
     import os
 
@@ -311,7 +334,7 @@ def run_lab_matrix(presets: Iterable[str] = CLASSIC, seed: int = 0, *, app: Opti
     with up(matrix_topology(lab_name or f"matrix-{os.getpid()}", seed)) as lab:
         server = _start_server(lab, app, timeout)
         try:
-            for run in iter_lab_matrix(lab, names, seed, app, timeout):
+            for run in iter_lab_matrix(lab, names, seed, app, timeout, port_mapping):
                 out.pairs[(run.alice_behaviour, run.bob_behaviour)] = run
                 if progress is not None:
                     progress(run)

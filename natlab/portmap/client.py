@@ -10,7 +10,7 @@ memory the driver gives it a transport over the in-memory network. The steps per
 - NAT-PMP (RFC 6886): external address request, then the map request
   (lifetime 0 deletes); retransmitted from 250 ms, doubling (section 3.1);
 - PCP (RFC 6887): one MAP with a fresh nonce (``nonce`` to refresh or delete),
-  via :mod:`natlab.portmap.pcp_client`;
+  via :mod:`natlab.portmap.pcp_client`; with ``peer`` a PEER for that remote peer;
 - UPnP IGD: M-SEARCH for an InternetGatewayDevice, GET its description, find
   WANIPConnection's control URL, GetExternalIPAddress, then AddPortMapping
   (AddAnyPortMapping with ``any_port`` on IGD:2) or DeletePortMapping.
@@ -56,6 +56,8 @@ class PortMapRequest:
     prefer_failure: bool = False
     any_port: bool = False
     """UPnP IGD:2: AddAnyPortMapping (the gateway may pick another port)."""
+    peer: Optional[str] = None
+    """PCP: ``ADDR:PORT`` of a remote peer: a PEER request (RFC 6887 section 12) instead of MAP."""
     description: str = "natlab"
     timeout: float = 3.0
 
@@ -64,6 +66,8 @@ class PortMapRequest:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.transport not in _TRANSPORTS:
             raise ValueError(f"transport must be udp or tcp, got {self.transport!r}")
+        if self.peer is not None and (self.protocol != "pcp" or not self.peer.rpartition(":")[2].isdigit()):
+            raise ValueError(f"peer is ADDR:PORT and needs protocol pcp, got {self.peer!r} with {self.protocol!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PortMapRequest":
@@ -153,10 +157,16 @@ def _doubling(first: float, timeout: float) -> tuple[float, ...]:
 
 def _pcp(req: PortMapRequest, transport: Transport, client: str) -> PortMapAnswer:
     nonce = bytes.fromhex(req.nonce) if req.nonce else secrets.token_bytes(pcp.NONCE_SIZE)
-    message = pcp_client.map_request(client, req.internal_port, external_port=req.external_port,
-                                     lifetime=0 if req.delete else req.lifetime, protocol=req.transport,
-                                     nonce=nonce, third_party=req.internal_client,
-                                     prefer_failure=req.prefer_failure)
+    lifetime = 0 if req.delete else req.lifetime
+    if req.peer is not None:
+        remote, _, port = req.peer.rpartition(":")
+        message = pcp_client.peer_request(client, req.internal_port, remote, int(port),
+                                          external_port=req.external_port, lifetime=lifetime,
+                                          protocol=req.transport, nonce=nonce, third_party=req.internal_client)
+    else:
+        message = pcp_client.map_request(client, req.internal_port, external_port=req.external_port,
+                                         lifetime=lifetime, protocol=req.transport, nonce=nonce,
+                                         third_party=req.internal_client, prefer_failure=req.prefer_failure)
     offsets = pcp_client.retransmit_offsets(random.Random(), req.timeout)
     for _, data in transport.udp(req.gateway, pcp.SERVER_PORT, message.emit(), req.timeout, offsets):
         response = pcp.parse_response(data)

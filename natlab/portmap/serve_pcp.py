@@ -18,8 +18,21 @@ more FILTERs than the policy takes                 EXCESSIVE_REMOTE_PEERS
 PREFER_FAILURE and the port/address not given      CANNOT_PROVIDE_EXTERNAL
 host over its quota                                USER_EX_QUOTA
 table full, no free port                           NO_RESOURCES
-PEER (not offered by this server)                  UNSUPP_OPCODE
+PEER protocol 0, internal or remote port 0,        MALFORMED_REQUEST (12.1)
+remote address unspecified or not IPv4
+PEER protocol not UDP/TCP                          UNSUPP_PROTOCOL
+PEER refresh or delete with another nonce          NOT_AUTHORIZED (11.3, 12.3)
+PEER the NAT cannot make (ports, limits)           NO_RESOURCES / USER_EX_QUOTA
+PEER on a service with no engine behind it         UNSUPP_OPCODE
 =================================================  =======================
+
+PEER (section 12) is the engine's: the service has no table for it. It asks
+``service.peer`` (the engine's :meth:`~natlab.engine.nat.Engine.peer`, which
+makes or holds the 5-tuple's dynamic mapping as outbound traffic would) and
+answers with the mapping's external endpoint and a lifetime clamped to the
+policy's [min_lifetime, max_lifetime], never shorter than the mapping's own
+timer. The suggested external port is passed on when the policy honours
+suggestions and allows it (``honour_requested_port``, ``allow_low_ports``).
 
 Error answers copy the request's opcode data and options (section 8.3) and
 carry a lifetime telling the client when to retry: 30 s for short-lived
@@ -34,7 +47,7 @@ from typing import Union
 from natlab.engine.types import Endpoint, Proto
 from natlab.portmap import pcp
 from natlab.portmap.pcp import (
-    Filter, MapData, PcpDrop, PcpError, PcpOpcode, PcpRequest, PcpResponse, PcpResult,
+    Filter, MapData, PcpDrop, PeerData, PcpError, PcpOpcode, PcpRequest, PcpResponse, PcpResult,
     PreferFailure, ThirdParty,
 )
 from natlab.portmap.types import (
@@ -72,11 +85,55 @@ def answer(service, raw: bytes, sender: Endpoint, now: float) -> Outcome:
     if request.opcode is PcpOpcode.ANNOUNCE:
         return _reply(service, PcpResponse(PcpOpcode.ANNOUNCE, PcpResult.SUCCESS, 0,
                                            service.epoch(now)))
-    if request.opcode is PcpOpcode.PEER:
+    if request.opcode is PcpOpcode.PEER and service.peer is None:
         return fail(PcpResult.UNSUPP_OPCODE)
+    if request.opcode is PcpOpcode.PEER:
+        return _peer(service, request, sender, now, fail)
     if service.external_address is None:
         return fail(PcpResult.NETWORK_FAILURE)
     return _map(service, request, raw, sender, now)
+
+
+_PEER_RESULT = {"nonce-mismatch": PcpResult.NOT_AUTHORIZED, "no-external-address": PcpResult.NETWORK_FAILURE,
+                "limit-reached": PcpResult.USER_EX_QUOTA}
+
+
+def _peer(service, request: PcpRequest, sender: Endpoint, now: float, fail) -> Outcome:
+    """PEER (section 12.3): the engine makes or holds the 5-tuple's mapping; we answer with it."""
+    data = request.data
+    assert isinstance(data, PeerData)
+    if data.protocol == 0 or data.internal_port == 0:
+        return fail(PcpResult.MALFORMED_REQUEST)
+    protocol = _PROTOCOLS.get(data.protocol)
+    if protocol is None:
+        return fail(PcpResult.UNSUPP_PROTOCOL)
+    remote = data.remote_address
+    if not isinstance(remote, IPv4Address) or remote.is_unspecified or data.remote_port == 0:
+        return fail(PcpResult.MALFORMED_REQUEST)
+    host = _internal_host(service, request, sender)
+    if isinstance(host, PcpResult):
+        return fail(host)
+    if service.external_address is None:
+        return fail(PcpResult.NETWORK_FAILURE)
+    policy = service.policy
+    suggested = data.external_port if policy.honour_requested_port and (
+        data.external_port >= 1024 or policy.allow_low_ports) else 0
+    lifetime = service.clamp(request.lifetime) if request.lifetime else None
+    answer = service.peer(protocol, Endpoint(host, data.internal_port), Endpoint(int(remote), data.remote_port),
+                          suggested, None if lifetime is None else now + lifetime, data.nonce, now)
+    if not answer.ok:
+        service.count(f"pcp.peer.refused.{answer.refusal}")
+        return fail(_PEER_RESULT.get(answer.refusal, PcpResult.NO_RESOURCES))
+    service.count("pcp.peer.released" if lifetime is None else ("pcp.peer.created" if answer.created
+                                                                  else "pcp.peer.refreshed"))
+    external = answer.external
+    granted = PeerData(data.nonce, data.protocol, data.internal_port, external.port if external else 0,
+                       IPv4Address(external.addr if external else service.external_address),
+                       data.remote_port, remote)
+    echoed = tuple(o for o in request.options if not isinstance(o, pcp.UnknownOption))
+    remaining = 0 if lifetime is None else max(0, int(answer.expires - now + 0.5))
+    return _reply(service, PcpResponse(PcpOpcode.PEER, PcpResult.SUCCESS, remaining, service.epoch(now),
+                                       granted, echoed))
 
 
 def _refuse(service, request: PcpRequest, raw: bytes, sender: Endpoint, now: float):

@@ -20,7 +20,8 @@ or static NAT on it), and ``link_stats()`` gives the counters UPnP's
 WANCommonInterfaceConfig reports. ``implicit_port(proto, internal)`` (optional)
 names the external port of the internal endpoint's own dynamic mapping: a
 NAT-PMP or PCP request for that endpoint gets that port, the implicit mapping
-becoming explicit (RFC 6887 section 11.3). Randomness comes only from the injected
+becoming explicit (RFC 6887 section 11.3). ``peer`` (optional) is the engine's PCP
+PEER: PEER mappings are the engine's dynamic mappings, never entries here. Randomness comes only from the injected
 ``random.Random``. Hostile input is answered with the protocol's error or
 dropped and counted in ``counters``; it never raises.
 """
@@ -32,6 +33,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Callable, Iterable, Mapping, Optional
 
+from natlab.engine.peer_mappings import PeerAnswer
 from natlab.engine.types import AddressLike, Endpoint, Proto, to_int
 from natlab.portmap import natpmp, pcp
 from natlab.portmap.types import (
@@ -42,6 +44,8 @@ from natlab.portmap.types import (
 
 IsFree = Callable[[Proto, int], bool]
 ImplicitPort = Callable[[Proto, Endpoint], Optional[int]]
+Peer = Callable[[Proto, Endpoint, Endpoint, int, Optional[float], bytes, float], "PeerAnswer"]
+"""peer(protocol, internal, remote, suggested_port, until or None, nonce, now): the engine's PCP PEER."""
 
 ANNOUNCE_DELAYS = (0.0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 31.75, 63.75, 127.75)
 """When to repeat announcements after a reboot or address change: ten, the
@@ -80,6 +84,7 @@ class PortMappingService:
         device_uuid: str = "",
         link_stats: Callable[[], LinkStats] = LinkStats,
         implicit_port: Optional[ImplicitPort] = None,
+        peer: Optional[Peer] = None,
     ) -> None:
         self.policy = policy
         self.external_address = None if external_address is None else to_int(external_address)
@@ -91,6 +96,8 @@ class PortMappingService:
         self._rng = rng
         self._is_free = is_free
         self._implicit_port = implicit_port
+        self.peer = peer
+        """The engine's PCP PEER (None: PEER is answered UNSUPP_OPCODE)."""
         self._table: dict[tuple[Proto, int], PortMapping] = {}
         self._epoch_start = now
         self._started = now
@@ -322,6 +329,10 @@ class PortMappingService:
         return PortMapping(request.kind, request.protocol, request.internal, port, expires,
                            now, request.requester, request.nonce, request.filters,
                            request.description, request.enabled)
+
+    def clamp(self, lifetime: int) -> int:
+        """``lifetime`` within the policy's [min_lifetime, max_lifetime] (RFC 6887 section 15)."""
+        return self._clamp(lifetime)
 
     def _clamp(self, lifetime: int) -> int:
         return max(self.policy.min_lifetime, min(self.policy.max_lifetime, lifetime))

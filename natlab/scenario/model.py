@@ -94,6 +94,7 @@ class MapPortSpec(_Strict):
     nonce: Optional[str] = Field(None, description="PCP: the mapping's nonce to refresh or delete it (${var}_nonce)")
     prefer_failure: bool = Field(False, description="PCP PREFER_FAILURE: that port or nothing")
     any_port: bool = Field(False, description="UPnP IGD:2 AddAnyPortMapping")
+    peer: Optional[str] = Field(None, description="PCP PEER (RFC 6887 section 12) for this remote NAME:PORT or ADDR:PORT")
     gateway: Optional[Name] = Field(None, description="whose server to ask (default: the host's own gateway)")
     timeout: float = Field(3.0, gt=0, description="seconds to wait for each answer")
 

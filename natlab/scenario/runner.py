@@ -250,6 +250,12 @@ def _wait_output(ctx: _Context, name: str, pattern: str, timeout: float, out: St
         time.sleep(POLL)
 
 
+def _peer_endpoint(ctx: _Context, text: str) -> str:
+    """``NAME:PORT`` or ``ADDR:PORT`` (after ``${var}``) as ``ADDR:PORT``."""
+    address, port = checks.endpoint(ctx, text)
+    return f"{address}:{port}"
+
+
 def _map_port(ctx: _Context, step: Step) -> StepReport:
     from natlab.portmap.client import PortMapRequest
 
@@ -259,7 +265,7 @@ def _map_port(ctx: _Context, step: Step) -> StepReport:
         transport=spec.transport, external_port=spec.external_port, lifetime=spec.lifetime,
         delete=spec.delete, internal_client=ctx.address(spec.third_party) if spec.third_party else None,
         nonce=ctx.sub(spec.nonce) if spec.nonce else None, prefer_failure=spec.prefer_failure,
-        any_port=spec.any_port, timeout=spec.timeout)
+        any_port=spec.any_port, timeout=spec.timeout, peer=_peer_endpoint(ctx, spec.peer) if spec.peer else None)
     answer = ctx.driver.map_port(spec.host, request)
     out = _new(step, ctx, checks.describe_map(spec, answer))
     checks.check_map_port(ctx, step.expect, answer, out, spec.port)

@@ -60,6 +60,9 @@ class DpdkEntry(_Strict):
     quantum: float = Field(1.0, gt=0, le=60, description="seconds a fast-path session lives at most "
                            "before the engine sees the flow again")
     sessions: int = Field(65536, ge=1024, le=1 << 24, description="fast-path session table size per worker")
+    idle: Literal["adaptive", "busy"] = Field(
+        "adaptive", description="an idle poll loop backs off into short sleeps, any packet brings "
+        "it back to full speed (adaptive), or spins a core per poller (busy: hardware runs)")
 
 
 class GatewayEntry(_Strict):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from explorekit import browser, explore_artifacts  # noqa: F401 (fixtures)
+from explorekit import browser, click, explore_artifacts  # noqa: F401 (fixtures)
 from explorekit import fill, lab_is_up, open_page, probe, set_knob, shot, text, version, wait
 
 import natlab.lab
@@ -80,14 +80,14 @@ def test_attach_to_a_docker_lab_in_a_browser_and_detach_leaving_it_up(
             probe(browser, "udp", "server", "5555", "nat-a:40000", at="alice:40000")
             assert "dropped at nat-a: filtered" in text(browser, "probe-outcome")
 
-            browser.find_element("css selector", '[data-gw="nat-b"]').click()
+            click(browser, "css selector", '[data-gw="nat-b"]')
             before = version(browser)
             fill(browser, "gw-pool", "")
-            browser.find_element("id", "gw-pool-set").click()
+            click(browser, "id", "gw-pool-set")
             wait(browser, lambda b: "a pool needs at least one address" in text(b, "error"), "the pool error")
             assert version(browser) == before
             fill(browser, "gw-pool", "203.0.113.30")
-            browser.find_element("id", "gw-pool-set").click()
+            click(browser, "id", "gw-pool-set")
             wait(browser, lambda b: "pool 203.0.113.30 " in text(b, "gw-head"), "the new pool")
             assert nat["nat-b"].status()["pool"] == ["203.0.113.30"]
             browser.execute_script("window.scrollTo(0, 0)")

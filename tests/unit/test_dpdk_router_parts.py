@@ -119,3 +119,21 @@ def test_workers_are_bounded_by_what_the_c_code_holds() -> None:
     for bad in (0, 9, True, "2"):
         with pytest.raises(ConfigError, match="dpdk.workers"):
             DpdkOptions.from_dict({"workers": bad})
+
+
+def test_idle_is_adaptive_by_default_busy_on_request_and_anything_else_is_named() -> None:
+    assert DpdkOptions().idle == "adaptive"
+    assert DpdkOptions.from_dict({"idle": "busy"}).idle == "busy"
+    with pytest.raises(ConfigError, match="dpdk.idle") as err:
+        DpdkOptions.from_dict({"idle": "sleepy"})
+    assert "adaptive, busy" in str(err.value)
+
+
+def test_the_topology_model_takes_the_idle_knob_and_refuses_a_bad_one() -> None:
+    from pydantic import ValidationError
+
+    from natlab.topology.model import DpdkEntry
+
+    assert DpdkEntry().idle == "adaptive" and DpdkEntry(idle="busy").idle == "busy"
+    with pytest.raises(ValidationError):
+        DpdkEntry(idle="sleepy")

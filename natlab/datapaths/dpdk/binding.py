@@ -77,7 +77,8 @@ void nl_stats(struct nl_ctx *c, struct nl_stats *out);
 void nl_port_stats(struct nl_ctx *c, int index, uint64_t *out5);
 void nl_close(struct nl_ctx *c);
 struct nl_worker_stats { uint64_t rx, handoff_enq, handoff_deq, handoff_drop, snat, dnat, misses, expired,
-                         other, no_owner, slow_enq, slow_drop, tx_drop, cmds, idle_sleeps, misowned;
+                         other, no_owner, slow_enq, slow_drop, tx_drop, cmds, idle_sleeps, misowned,
+                         idle_us, wakeups;
                          uint32_t entries, table_full; };
 struct nl_mw;
 struct nl_mw *nl_mw_open(struct nl_ctx *base, int n_workers, uint32_t capacity, const int *port_worker);
@@ -94,6 +95,12 @@ int nl_mw_collect(struct nl_mw *mw, int owner, struct nl_seen *out, int max, int
 int nl_mw_clear(struct nl_mw *mw);
 void nl_mw_stats(struct nl_mw *mw, int owner, struct nl_worker_stats *out);
 int nl_mw_lcore(struct nl_mw *mw, int owner);
+void nl_mw_set_busy(struct nl_mw *mw, int busy);
+int nl_mw_barrier(struct nl_mw *mw);
+int nl_mw_slow_fd(struct nl_mw *mw);
+int nl_mw_nap_begin(struct nl_mw *mw);
+void nl_mw_nap_end(struct nl_mw *mw);
+uint64_t nl_mw_main_wakeups(struct nl_mw *mw);
 """
 
 _loaded: Optional[tuple[Any, Any]] = None

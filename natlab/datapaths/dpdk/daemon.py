@@ -13,9 +13,15 @@ Each turn of the loop is one :meth:`Dataplane.poll
 <natlab.datapaths.dpdk.ports.Dataplane.poll>`: the C code rewrites and sends
 every packet its session table holds; the rest come back as bytes and go to
 the :class:`~natlab.datapaths.dpdk.router.Router` (ARP, the engine, ICMP).
-When nothing arrives the loop backs off into ``select`` on the control
-socket (at most :data:`IDLE_SLEEP`), so an idle lab costs little CPU; busy,
-it looks at the control socket every :data:`CONTROL_EVERY` turns. The
+With ``dpdk.idle: adaptive`` (the default), after :data:`IDLE_TURNS` empty
+turns the loop naps, :data:`NAP_FIRST` at first and twice as long each empty
+turn after, up to :data:`NAP_CAP` (the loop polls the ports itself: rx waits at
+most about that) or, with workers, :data:`NAP_CAP_WOKEN` (a worker that queues
+a slow frame writes an eventfd the nap waits on, as do the control socket and
+signals); any frame makes the next turn full speed again. So an idle gateway
+costs a few per cent of a core, not a core. ``dpdk.idle: busy`` never naps
+(hardware runs). Either way a turn that is not napping looks at the control
+socket every :data:`CONTROL_EVERY` turns. The
 counters are folded into the engine (:class:`~.fastcache.FastCache`)
 before every engine timer.
 
@@ -46,9 +52,16 @@ __all__ = ["DpdkDatapath"]
 log = logging.getLogger("natlab.gateway")
 
 IDLE_TURNS = 64
-"""Empty polls in a row before the loop sleeps in select."""
-IDLE_SLEEP = 0.001
+"""Empty polls in a row before the loop naps (adaptive idle)."""
+NAP_FIRST = 50e-6
+"""The first nap, in seconds; it doubles on each further empty turn..."""
+NAP_CAP = 0.001
+"""...up to this when the loop polls the ports itself (rx waits for the nap to end)..."""
+NAP_CAP_WOKEN = 0.02
+"""...or this with workers: their slow frames end the nap at once (an eventfd)."""
 CONTROL_EVERY = 64
+DRAIN_POLLS = 8
+"""At most this many polls before a control request is handled (a flood does not stall it)."""
 TIMER_EVERY = 0.05
 MTU_EVERY = 2.0
 """Seconds between looks at the interfaces' MTUs (a sysfs read each: ``ip link set out0
@@ -129,12 +142,20 @@ def _serve(gateway: Gateway) -> int:
         from natlab.datapaths.dpdk.workers import WorkerDataplane
 
         dp: Any = WorkerDataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
-                                  capacity=options.sessions, workers=options.workers)
+                                  capacity=options.sessions, workers=options.workers,
+                                  idle=options.idle)
     else:
         dp = Dataplane(ports, options.eal_args, file_prefix=prefix, driver=options.driver,
-                       capacity=options.sessions)
+                       capacity=options.sessions, idle=options.idle)
     selector = selectors.DefaultSelector()
-    control = ControlServer(spec.control_socket, gateway.handle, selector)
+    loops: list[_Loop] = []
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if loops:
+            loops[0].drain()
+        return gateway.handle(request)
+
+    control = ControlServer(spec.control_socket, handle, selector)
     wake_read, wake_write = socket.socketpair()
     wake_read.setblocking(False)
     wake_write.setblocking(False)
@@ -157,6 +178,7 @@ def _serve(gateway: Gateway) -> int:
         local = open_local(gateway, selector, router)
         loop = _Loop(gateway, dp, router, cache, control, selector,
                      reread=lambda: read_kernel(names, inside, dp.macs), local=local)
+        loops.append(loop)
         gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
                                              "dpdk_loop": loop.counters(),
                                              "dpdk_drivers": ",".join(dp.drivers)})
@@ -166,9 +188,12 @@ def _serve(gateway: Gateway) -> int:
         dp.flush()
         control.open()
         selector.register(wake_read, selectors.EVENT_READ, lambda _m: wake_read.recv(64))
-        log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d worker(s), %d sessions each, pid %d",
-                 spec.name, spec.netns, ",".join(spec.pool), ",".join(p.name for p in ports),
-                 ",".join(dp.drivers), options.workers, options.sessions, os.getpid())
+        if dp.wake_fd() is not None:
+            selector.register(dp.wake_fd(), selectors.EVENT_READ, lambda _m: dp.nap_end())
+        log.info("gateway %s ready in %s: pool %s, dpdk ports %s (%s), %d worker(s), %d sessions each, "
+                 "idle %s, pid %d", spec.name, spec.netns, ",".join(spec.pool),
+                 ",".join(p.name for p in ports), ",".join(dp.drivers), options.workers,
+                 options.sessions, options.idle, os.getpid())
         loop.run(stopping)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
@@ -196,12 +221,18 @@ class _Loop:
         self.rereads = 0
         self.turns = 0
         self.sleeps = 0
+        self.drains = 0
+        self.adaptive = getattr(dp, "idle", "adaptive") != "busy"
+        self.woken = dp.wake_fd() is not None
+        """True: something ends a nap early when frames wait (workers' eventfd)."""
+        self.nap_cap = NAP_CAP_WOKEN if self.woken else NAP_CAP
         self.slow_frames = 0
         self.slow_errors = 0
         self._logged: set[str] = set()
 
     def run(self, stopping: list[int]) -> None:
         idle = 0
+        nap = NAP_FIRST
         next_timer = 0.0
         next_reread = time.monotonic() + REREAD_EVERY
         next_mtu = time.monotonic() + MTU_EVERY
@@ -212,10 +243,13 @@ class _Loop:
                 self._slow(slow)
                 self.dp.flush()
             self.turns += 1
-            idle = idle + 1 if not self.dp.last_rx else 0
-            if idle > IDLE_TURNS:
-                self.sleeps += 1
-                self._control(min(IDLE_SLEEP, self._until_due(now)))
+            if self.dp.last_rx:
+                idle, nap = 0, NAP_FIRST
+            else:
+                idle += 1
+            if self.adaptive and idle > IDLE_TURNS:
+                self._nap(min(nap, self._until_due(now, next_timer)))
+                nap = min(nap * 2, self.nap_cap)
             elif self.turns % CONTROL_EVERY == 0:
                 self._control(0)
             now = time.monotonic()
@@ -258,8 +292,40 @@ class _Loop:
             self.rereads += 1
             log.info("interfaces or routes changed: %s", ", ".join(f"{i.name} mtu {i.mtu}" for i in ifaces))
 
-    def _until_due(self, now: float) -> float:
-        waits = [self.cache.next_fold - now, self.control.next_deadline() - now]
+    def drain(self) -> None:
+        """Before a control request: the frames that reached the ports before it are handled
+        first (as on NFQUEUE, where the kernel queued them before the request was read), so an
+        ``advance`` or a ``mappings`` right after a send sees that packet."""
+        try:
+            self.dp.barrier()
+        except Exception:  # noqa: BLE001 - the request is still served, on what has arrived
+            log.exception("draining the ports before a control request failed")
+        for _ in range(DRAIN_POLLS):
+            slow = self.dp.poll(time.monotonic())
+            if slow:
+                self._slow(slow)
+            self.dp.flush()
+            if not self.dp.last_rx:
+                break
+        self.drains += 1
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` unless frames are waiting; the control socket, signals and
+        (with workers) a slow frame end it early."""
+        if not self.dp.nap_begin():
+            return
+        self.sleeps += 1
+        try:
+            if self.woken or seconds >= 0.001 or seconds <= 0:
+                self._control(seconds)  # epoll waits whole milliseconds
+            else:
+                time.sleep(seconds)
+                self._control(0)
+        finally:
+            self.dp.nap_end()
+
+    def _until_due(self, now: float, next_timer: float = float("inf")) -> float:
+        waits = [self.cache.next_fold - now, self.control.next_deadline() - now, next_timer - now]
         engine = self.gateway.timeout()
         if engine is not None:
             waits.append(engine)
@@ -291,8 +357,9 @@ class _Loop:
                     log.exception("slow path failed on a frame from port %d (logged once)", frame.port)
 
     def counters(self) -> dict[str, int]:
-        return {"turns": self.turns, "sleeps": self.sleeps, "slow_frames": self.slow_frames,
-                "slow_errors": self.slow_errors, "reconfigured": self.rereads}
+        return {"turns": self.turns, "sleeps": self.sleeps, "idle": "adaptive" if self.adaptive else "busy",
+                "slow_frames": self.slow_frames,
+                "slow_errors": self.slow_errors, "drains": self.drains, "reconfigured": self.rereads}
 
 
 def _teardown(control: Any, dp: Any, prefix: str) -> None:

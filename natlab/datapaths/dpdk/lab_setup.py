@@ -23,6 +23,7 @@ Everything here lives in the lab's namespaces and goes when they are deleted
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Sequence
 
@@ -82,7 +83,35 @@ def prepare(spec) -> None:  # spec: GatewaySpec
     if (spec.extra.get("dpdk") or {}).get("ports"):
         return  # real NICs: nothing of the lab's to prepare
     sw = switch_ns(spec.lab)
+    if not os.path.exists(f"/run/netns/{sw}"):  # veths straight between namespaces (no switch)
+        siblings = _siblings(spec.netns)
+        for iface in ifaces:
+            ns = next((n for n in siblings if _peer_in(spec.netns, iface, n)), None)
+            if ns is None:
+                raise LabError(f"no veth peer of {iface} of {spec.netns} in", got=", ".join(siblings))
+            for peer in peers_of(spec.netns, [iface], ns):
+                _run(["ip", "netns", "exec", ns, "ethtool", "-K", peer, *OFFLOADS_OFF])
+        prepare_gateway(spec.netns, ifaces, sw, [])
+        return
     prepare_gateway(spec.netns, ifaces, sw, peers_of(spec.netns, ifaces, sw))
+
+
+def _siblings(gateway_ns: str) -> list[str]:
+    """The namespaces named like ``gateway_ns`` but for its last part (its lab's others)."""
+    prefix = gateway_ns.rsplit("-", 1)[0] + "-"
+    return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix) and n != gateway_ns)
+
+
+def _peer_in(gateway_ns: str, iface: str, ns: str) -> bool:
+    """Whether ``ns`` holds the veth whose peer is ``iface`` (indexes both ways: an index
+    alone is not unique across namespaces)."""
+    from pyroute2 import NetNS
+
+    with NetNS(gateway_ns, flags=0) as gw:
+        link = gw.get_links(gw.link_lookup(ifname=iface)[0])[0]
+    with NetNS(ns, flags=0) as other:
+        return any(l["index"] == link.get_attr("IFLA_LINK") and l.get_attr("IFLA_LINK") == link["index"]
+                   for l in other.get_links())
 
 
 def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,

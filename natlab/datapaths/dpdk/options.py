@@ -9,6 +9,7 @@
       eal_args: []          # extra EAL arguments, passed as they are
       quantum: 1.0          # seconds a C session entry lives at most (the engine's fast_entry)
       sessions: 65536       # the C session table's fixed capacity (full: counted, slow path)
+      idle: adaptive        # adaptive: idle pollers back off into short sleeps; busy: spin (hardware)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from natlab.errors import ConfigError
 
 DRIVERS = ("auto", "af_xdp", "af_packet")
+IDLE_MODES = ("adaptive", "busy")
 DEFAULT_SESSIONS = 65536
 MAX_WORKERS = 8
 """NL_MAX_WORKERS in csrc/nl_workers.c."""
@@ -32,6 +34,9 @@ class DpdkOptions:
     eal_args: tuple[str, ...] = ()
     quantum: float = 1.0
     sessions: int = DEFAULT_SESSIONS
+    idle: str = "adaptive"
+    """adaptive: after a run of empty rx bursts a poller sleeps, briefly and then longer up to
+    a cap, and any packet brings it back to full speed; busy: it never sleeps."""
 
     @classmethod
     def from_spec(cls, spec: Any) -> "DpdkOptions":
@@ -40,7 +45,7 @@ class DpdkOptions:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "DpdkOptions":
         problems = []
-        known = {"workers", "driver", "ports", "eal_args", "quantum", "sessions"}
+        known = {"workers", "driver", "ports", "eal_args", "quantum", "sessions", "idle"}
         for key in sorted(set(raw) - known):
             problems.append(ConfigError("unknown dpdk option", got=key, key=f"dpdk.{key}",
                                         hint=", ".join(sorted(known))))
@@ -64,6 +69,10 @@ class DpdkOptions:
         quantum = raw.get("quantum", 1.0)
         if isinstance(quantum, bool) or not isinstance(quantum, (int, float)) or not quantum > 0:
             problems.append(ConfigError("dpdk.quantum must be a number > 0", got=quantum, key="dpdk.quantum"))
+        idle = raw.get("idle", "adaptive")
+        if idle not in IDLE_MODES:
+            problems.append(ConfigError("unknown dpdk idle mode", got=idle, key="dpdk.idle",
+                                        hint=", ".join(IDLE_MODES)))
         if isinstance(workers, int) and workers > 1 and driver == "af_xdp":
             problems.append(ConfigError("dpdk.driver af_xdp takes one worker here: with several "
                                         "lcores, TCP through veth ports stalls (measured on DPDK "
@@ -74,4 +83,4 @@ class DpdkOptions:
             raise combined(problems)
         if workers > 1 and driver == "auto":
             driver = "af_packet"  # see above: af_xdp serves one worker
-        return cls(workers, driver, tuple(ports), tuple(eal_args), float(quantum), sessions)
+        return cls(workers, driver, tuple(ports), tuple(eal_args), float(quantum), sessions, idle)

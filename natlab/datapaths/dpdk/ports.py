@@ -86,7 +86,7 @@ def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
 class Dataplane:
     def __init__(self, ports: Sequence[PortSpec], eal_args: Sequence[str], *, file_prefix: str,
                  driver: str = "auto", memory_mb: int = 256, capacity: int = 65536,
-                 mbufs: int = 16383) -> None:
+                 mbufs: int = 16383, idle: str = "adaptive") -> None:
         self.ports = tuple(ports)
         self.driver = driver
         self.drivers: list[str] = []
@@ -96,6 +96,8 @@ class Dataplane:
         self.memory_mb = memory_mb
         self.capacity = capacity
         self.mbufs = mbufs
+        self.idle = idle
+        """adaptive: idle pollers nap (the loop's and the workers'); busy: they spin."""
         self.ffi: Any = None
         self.lib: Any = None
         self.ctx: Any = None
@@ -213,6 +215,20 @@ class Dataplane:
     def send(self, port: int, frame: bytes | bytearray) -> bool:
         return self.lib.nl_send(self.ctx, port, bytes(frame), len(frame)) == 0
 
+    # --- idle (the loop polls the ports itself: nothing can end its nap early) ----------
+
+    def wake_fd(self) -> Optional[int]:
+        return None
+
+    def nap_begin(self) -> bool:
+        return True
+
+    def nap_end(self) -> None:
+        pass
+
+    def barrier(self) -> None:
+        """Frames on the ports are all reachable by the next poll (here: they are already)."""
+
     def flush(self) -> None:
         self.lib.nl_flush(self.ctx)
 
@@ -262,7 +278,8 @@ class Dataplane:
         names = ("rx", "tx", "tx_dropped", "fast_hits", "misses", "expired", "other", "table_full",
                  "installs", "removes", "clears", "own_echo", "alloc_failed", "entries", "capacity")
         return {**{name: int(getattr(st, name)) for name in names},
-                "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)), "mbufs": self.mbufs}
+                "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)), "mbufs": self.mbufs,
+                "idle": self.idle}
 
     def port_stats(self) -> dict[str, dict[str, Any]]:
         """Per port, by interface name (or PCI address)."""

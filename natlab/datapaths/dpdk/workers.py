@@ -30,7 +30,7 @@ from natlab.errors import LabError
 
 _WORKER_FIELDS = ("rx", "handoff_enq", "handoff_deq", "handoff_drop", "snat", "dnat", "misses",
                   "expired", "other", "no_owner", "slow_enq", "slow_drop", "tx_drop", "cmds",
-                  "idle_sleeps", "misowned", "entries", "table_full")
+                  "idle_sleeps", "misowned", "idle_us", "wakeups", "entries", "table_full")
 
 
 def owner_of(workers: int, proto: int, inside_addr: int, inside_port: int) -> int:
@@ -58,6 +58,7 @@ class WorkerDataplane(Dataplane):
         self.mw = self.lib.nl_mw_open(self.ctx, self.workers, self.capacity, table)
         if self.mw == self.ffi.NULL:
             raise LabError(f"{self.workers} DPDK workers", got=self._error())
+        self.lib.nl_mw_set_busy(self.mw, 1 if self.idle == "busy" else 0)
         if self.lib.nl_mw_start(self.mw) < 0:
             raise LabError(f"starting {self.workers} DPDK workers", got=self._error())
         self._wstats = self.ffi.new("struct nl_worker_stats *")
@@ -88,6 +89,25 @@ class WorkerDataplane(Dataplane):
 
     def flush(self) -> None:
         pass  # the ports' pollers drain their tx rings
+
+    # --- idle ------------------------------------------------------------------------
+
+    def wake_fd(self) -> Optional[int]:
+        """Readable when a worker queued slow frames while the main lcore napped."""
+        return int(self.lib.nl_mw_slow_fd(self.mw))
+
+    def nap_begin(self) -> bool:
+        """The main lcore is about to nap; False: frames are waiting already, do not."""
+        return self.lib.nl_mw_nap_begin(self.mw) == 0
+
+    def nap_end(self) -> None:
+        self.lib.nl_mw_nap_end(self.mw)
+
+    def barrier(self) -> None:
+        """Every frame the ports held now has been through its worker: rewritten and queued
+        for tx, or waiting for the next :meth:`poll`."""
+        if self.lib.nl_mw_barrier(self.mw) < 0:
+            raise LabError("a DPDK worker did not answer", got=self._error())
 
     # --- the session tables -----------------------------------------------------------
 
@@ -160,5 +180,6 @@ class WorkerDataplane(Dataplane):
                 "installs": self.installs, "entries": total["entries"],
                 "table_full": total["table_full"], "capacity": self.capacity * self.workers,
                 "rx": total["rx"], "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)),
-                "mbufs": self.mbufs, "aggregate": total,
+                "mbufs": self.mbufs, "aggregate": total, "idle": self.idle,
+                "main_wakeups": int(self.lib.nl_mw_main_wakeups(self.mw)),
                 "per_worker": {f"w{row['worker']}": row for row in rows}}

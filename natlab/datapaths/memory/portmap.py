@@ -10,10 +10,12 @@ socket would). Datagrams go to :meth:`PortmapShell.on_udp
 <natlab.gateway.portmap_shell.PortmapShell.on_udp>`; a TCP connection's bytes
 are framed by :class:`~natlab.portmap.http.RequestReader` and answered by
 ``on_http``, then closed. What the shell sends to 224.0.0.1 reaches every host
-of the realm. Delays (SSDP's MX, repeated announcements) follow the manual
-clock: :meth:`flush_due` sends what is due, the network calls it after each
-control request and each ``advance``; SSDP answers go at once, since the clock
-stands still while a client waits for them.
+of the realm. Delays follow the manual clock: an M-SEARCH is answered
+after a random delay within its MX (UPnP Device Architecture 1.1 section
+1.3.3), drawn from the shell's seeded generator, and announcements repeat per
+``ANNOUNCE_DELAYS``; :meth:`flush_due` sends what is due, and the network calls
+it after each control request and each ``advance``. A client waiting for SSDP
+answers moves the clock on (the driver's ``MemNetTransport``), never sleeps.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class MemoryPortmap:
     # -- helpers -----------------------------------------------------------------
     def _datagram(self, src: int, sport: int, port: int, data: bytes, offset: int, end: int) -> list[bytes]:
         payload = bytes(data[offset + 8:end])
-        return self._packets(self.shell.on_udp(port, payload, Endpoint(src, sport), delays=False))
+        return self._packets(self.shell.on_udp(port, payload, Endpoint(src, sport)))
 
     def _packets(self, sends: list) -> list[bytes]:
         out = []

@@ -33,6 +33,7 @@ from natlab.realisers.memory.network import Delivered, Dropped, MemNet, Outcome
 from natlab.packet import build
 from natlab.packet.headers import PROTO_ICMP, PROTO_UDP, parse_packet
 from natlab.realisers.base import PROTOCOLS, Probe, ProbeResult, RunResult, Unsupported
+from natlab.portmap.ssdp import PORT as SSDP_PORT
 
 __all__ = ["MemNetTransport", "MemoryDriver"]
 
@@ -274,8 +275,10 @@ class MemoryDriver:
 
 class MemNetTransport:
     """The port mapping client's UDP and HTTP exchanges over a MemNet, from ``host``
-    (``source_port(proto)`` picks each exchange's port). Answers come at once (the
-    clock does not move), so nothing is retransmitted."""
+    (``source_port(proto)`` picks each exchange's port). NAT-PMP, PCP and HTTP answers come
+    at once (the clock does not move), so nothing is retransmitted; SSDP answers come after
+    their MX delay, so a search moves the manual clock on to each answer due within
+    ``timeout``, as a real client waits for them."""
 
     def __init__(self, net: MemNet, host: str, source_port: Any) -> None:
         self.net, self.host, self.source_port = net, host, source_port
@@ -287,9 +290,27 @@ class MemNetTransport:
         stack.bind_udp(sport)
         try:
             self.net.send_udp(self.host, sport, server, port, payload)
-            return [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+            got = [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+            if port == SSDP_PORT:
+                got += self._wait_for_answers(sport, timeout)
+            return got
         finally:
             stack.close_port("udp", sport)
+
+    def _wait_for_answers(self, sport: int, timeout: float) -> list[tuple[str, bytes]]:
+        """Advance the clock to each port mapping server's next send within ``timeout``; what came."""
+        got: list[tuple[str, bytes]] = []
+        waited = 0.0
+        for _ in range(256):  # at most one step per answer (a search gets at most 9) or announcement
+            steps = [due - nat.gateway.now() for nat in self.net.nats.values() if nat.portmap is not None
+                     for due in (nat.portmap.shell.next_deadline(),) if due is not None]
+            step = max(0.0, min(steps, default=timeout + 1))
+            if waited + step > timeout:
+                break
+            self.net.advance(step)
+            waited += step
+            got += [(d.src, d.payload) for d in self.net.recv(self.host, sport)]
+        return got
 
     def http(self, server: str, port: int, request: bytes, timeout: float) -> bytes:
         stack = self.net.stack(self.host)

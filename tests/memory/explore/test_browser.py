@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from explorekit import fill as _fill, open_page, probe as _probe, shot as _shot, text as _text, version as _version
+from explorekit import click, fill as _fill, open_page, probe as _probe, shot as _shot, text as _text, version as _version
 from explorekit import wait as _wait
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     recorded = len(browser.find_elements("css selector", "#record li"))
     version = _version(browser)
     _fill(browser, "probe-to", "nosuch:1")
-    browser.find_element("id", "probe-send").click()
+    click(browser, "id", "probe-send")
     _wait(browser, lambda b: "not an address, host or gateway" in _text(b, "error"), "the error")
     _fill(browser, "probe-to", "nat-a:40000")
     row = browser.find_element("css selector", '[data-row="timeouts.udp"]')
@@ -69,20 +69,20 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
 
     # time: 61 s later the 60 s mapping has expired
     _fill(browser, "adv-seconds", "61")
-    browser.find_element("id", "adv-go").click()
+    click(browser, "id", "adv-go")
     _wait(browser, lambda b: "no mappings" in _text(b, "mappings"), "the mapping to expire")
     assert "mapping-expired" in _text(browser, "events")
     assert _text(browser, "error") == ""
-    browser.find_element("id", "gw-check").click()
+    click(browser, "id", "gw-check")
     _wait(browser, lambda b: "0 mapping(s)" in _text(b, "record"), "the table check")
     _shot(browser, explore_artifacts, "gateway-panel", "03-gateway")
 
     # another preset on nat-b, then hole punching alice <-> bob through the server
-    browser.find_element("css selector", '[data-gw="nat-b"]').click()
+    click(browser, "css selector", '[data-gw="nat-b"]')
     Select(browser.find_element("id", "gw-preset")).select_by_value("restricted-cone")
-    browser.find_element("id", "gw-configure").click()
+    click(browser, "id", "gw-configure")
     _wait(browser, lambda b: "restricted-cone" in b.find_element("id", "node-nat-b").text, "nat-b's new preset")
-    browser.find_element("id", "punch-go").click()
+    click(browser, "id", "punch-go")
     _wait(browser, lambda b: _text(b, "punch-verdict"), "the hole punch")
     assert "punched" in _text(browser, "punch-verdict")
     assert browser.find_elements("css selector", "#sequence .msg.dropped"), "the first punch is filtered"
@@ -92,11 +92,11 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     # nat-b's pool, live: a duplicate is a clear error and changes nothing; a new address is used at once
     version = _version(browser)
     _fill(browser, "gw-pool", "203.0.113.21, 203.0.113.21")
-    browser.find_element("id", "gw-pool-set").click()
+    click(browser, "id", "gw-pool-set")
     _wait(browser, lambda b: "pool address listed twice" in _text(b, "error"), "the pool error")
     assert _version(browser) == version and "pool 203.0.113.21, 203.0.113.22" in _text(browser, "gw-head")
     _fill(browser, "gw-pool", "203.0.113.30")
-    browser.find_element("id", "gw-pool-set").click()
+    click(browser, "id", "gw-pool-set")
     _wait(browser, lambda b: "pool 203.0.113.30 " in _text(b, "gw-head"), "the new pool")
     assert "203.0.113.30" in browser.find_element("id", "node-nat-b").text
     _probe(browser, "udp", "bob", "6000", "server:3478")
@@ -107,10 +107,10 @@ def test_explore_in_a_browser(browser: Any, live_server: Any, explore_artifacts:
     # save as scenario: validated, replayed, and `natlab run` passes on it
     saved = tmp_path / "explored.yaml"
     _fill(browser, "save-path", str(saved))
-    browser.find_element("id", "save-go").click()
+    click(browser, "id", "save-go")
     _wait(browser, lambda b: _text(b, "save-outcome"), "the save")
     assert "replayed on memory: passed" in _text(browser, "save-verdict")
-    browser.find_element("id", "preview-go").click()
+    click(browser, "id", "preview-go")
     _wait(browser, lambda b: "steps:" in _text(b, "preview"), "the preview")
     _shot(browser, explore_artifacts, "record-panel", "05-record")
 

@@ -152,7 +152,9 @@ def test_mapping_expires_after_the_udp_timer(one_nat, nat):
 @pytest.mark.parametrize("refresh, alive", [("outbound", False), ("inbound", True), ("both", True)])
 def test_inbound_packet_refreshes_the_mapping_per_refresh_knob(one_nat, nat, refresh, alive):
     client = nat("timeouts.udp=120", f"refresh={refresh}")
-    held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=2.0)
+    # The hold must outlast two advances and two sends, each send a probe process started in
+    # a namespace: 0.5-1 s apiece on a loaded 2-core machine (2 s was too short there).
+    held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=5.0)
     try:
         client.advance(80)
         send_from(one_nat, "s1", f"{S1}:{P1}", held.external, "keepalive")

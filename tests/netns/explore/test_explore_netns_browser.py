@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from explorekit import fill, lab_is_up, open_page, probe, set_knob, shot, text, version, wait
+from explorekit import click, fill, lab_is_up, open_page, probe, set_knob, shot, text, version, wait
 
 from natlab.gateway.client import GatewayClient
 
@@ -58,20 +58,20 @@ def test_attach_to_a_netns_lab_in_a_browser_and_detach_leaving_it_up(
         assert "dropped: filtered" in text(browser, "walk")
         assert "dropped at nat-a: filtered" in text(browser, "probe-outcome")
 
-        browser.find_element("css selector", '[data-gw="nat-b"]').click()
+        click(browser, "css selector", '[data-gw="nat-b"]')
         before = version(browser)
         fill(browser, "gw-pool", "203.0.113.30, 203.0.113.30")
-        browser.find_element("id", "gw-pool-set").click()
+        click(browser, "id", "gw-pool-set")
         wait(browser, lambda b: "pool address listed twice" in text(b, "error"), "the pool error")
         assert version(browser) == before and nat["nat-b"].status()["pool"] == ["203.0.113.21", "203.0.113.22"]
         fill(browser, "gw-pool", "203.0.113.30")
-        browser.find_element("id", "gw-pool-set").click()
+        click(browser, "id", "gw-pool-set")
         wait(browser, lambda b: "pool 203.0.113.30 " in text(b, "gw-head"), "the new pool")
         assert nat["nat-b"].status()["pool"] == ["203.0.113.30"] and text(browser, "error") == ""
         shot(browser, explore_artifacts, "gateway-panel", "netns-02-gateway")
 
         # behind the page's back, as `natlab advance nat-a 61` would: the page catches up by itself
-        browser.find_element("css selector", '[data-gw="nat-a"]').click()
+        click(browser, "css selector", '[data-gw="nat-a"]')
         nat["nat-a"].advance(61)
         wait(browser, lambda b: "no mappings" in text(b, "mappings"), "the expiry to show")
         assert "mapping-expired" in text(browser, "events")

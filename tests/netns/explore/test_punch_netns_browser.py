@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from explorekit import fill, open_page, shot, text, wait
+from explorekit import click, fill, open_page, shot, steady, text, wait
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.any_datapath]
 
@@ -25,27 +25,15 @@ PUNCH_WAIT = 40
 """Seconds a punch may take in the page: the peers' 3 s, start-up, reading the gateways."""
 
 
-def steady(action: Any) -> Any:
-    """``action()``, again if the page redrew the element meanwhile (a real lab's state is pushed every second)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    for _ in range(9):
-        try:
-            return action()
-        except StaleElementReferenceException:
-            continue
-    return action()
-
-
 def configure(browser: Any, gateway: str, preset: str) -> None:
     from selenium.webdriver.support.ui import Select
 
     def choose() -> None:
-        browser.find_element("css selector", f'[data-gw="{gateway}"]').click()
+        click(browser, "css selector", f'[data-gw="{gateway}"]')
         Select(browser.find_element("id", "gw-preset")).select_by_value(preset)
 
     steady(choose)
-    steady(lambda: browser.find_element("id", "gw-configure").click())
+    click(browser, "id", "gw-configure")
     wait(browser, lambda b: steady(lambda: preset in b.find_element("id", f"node-{gateway}").text),
          f"{gateway} as {preset}")
 
@@ -57,7 +45,7 @@ def punch(browser: Any, expect: str) -> str:
     Select(browser.find_element("id", "punch-b")).select_by_value("bob")
     Select(browser.find_element("id", "punch-server")).select_by_value("server")
     fill(browser, "punch-timeout", "3")
-    browser.find_element("id", "punch-go").click()
+    click(browser, "id", "punch-go")
     wait(browser, lambda b: steady(lambda: text(b, "punch-verdict").startswith(expect)), f"the punch to be {expect}",
          PUNCH_WAIT)
     return text(browser, "punch-verdict")
@@ -97,10 +85,10 @@ def test_hole_punching_with_the_built_in_peer_in_a_browser_then_natlab_run_passe
 
         saved = tmp_path / "punched.yaml"
         fill(browser, "save-path", str(saved))
-        browser.find_element("id", "save-go").click()
+        click(browser, "id", "save-go")
         wait(browser, lambda b: text(b, "save-outcome"), "the save", 120)
         assert "replayed on netns: passed" in text(browser, "save-verdict"), text(browser, "save-outcome")
-        browser.find_element("id", "preview-go").click()
+        click(browser, "id", "preview-go")
         wait(browser, lambda b: "punch:" in text(b, "preview"), "the preview")
         shot(browser, explore_artifacts, "record-panel", "netns-punch-03-record")
     finally:

@@ -21,7 +21,9 @@ import pytest
 
 from natlab.datapaths.nfqueue.queues import KERNEL_COPY_MAX, MAX_QUEUE_LEN
 
-pytestmark = pytest.mark.netns
+# About the NFQUEUE binding (queues, verdicts, GSO super-packets from offloading veths):
+# dpdk reads no queue and needs those offloads off, so it is not about dpdk.
+pytestmark = [pytest.mark.netns, pytest.mark.datapaths("nfqueue", "kernel-cache")]
 
 INSIDE_NET = "192.168.77.0/24"
 

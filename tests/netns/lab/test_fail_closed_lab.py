@@ -31,6 +31,9 @@ def _mangle(ns: str) -> str:
 
 
 @pytest.mark.usefixtures("needs_daemon")
+# It reads the NFQUEUE rules and ip_forward themselves; dpdk closes a namespace otherwise
+# (ip_forward=0 from the start and a netdev ingress drop: tests/netns/dpdk and fault injection).
+@pytest.mark.datapaths("nfqueue", "kernel-cache")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_a_lab_gateway_that_stops_leaves_its_namespace_closed_until_down(topology, lab_name, sig) -> None:
     lab = up(topology("two-homes"))

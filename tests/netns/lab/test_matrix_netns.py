@@ -107,3 +107,20 @@ def test_configure_replaces_the_policy_with_a_preset_and_flushes_mappings() -> N
     refused = gateway.handle({"op": "configure", "behaviour": "nope"})
     assert not refused["ok"] and "known presets" in refused["error"]
     assert gateway.handle({"op": "status"})["preset"] == "symmetric"
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("needs_daemon")
+@pytest.mark.datapaths("nfqueue", "kernel-cache")  # dpdk: port mapping servers not reachable yet
+@pytest.mark.parametrize("protocol", ["natpmp", "pcp", "upnp"])
+def test_with_port_mapping_symmetric_against_symmetric_punches_on_netns(lab_name, protocol) -> None:
+    """Each side's own port mapping client maps 40000 in its namespace before the punch and the
+    built-in peer offers the mapped endpoint: the pair RFC 4787 says fails gets through."""
+    from natlab.matrix.memory import EXPECTED_MAPPED
+
+    pairs = ("symmetric", "port-restricted-cone")
+    run = run_lab_matrix(pairs, seed=2, lab_name=lab_name, port_mapping=protocol)
+    assert run.results == {key: EXPECTED_MAPPED[key] for key in run.results}
+    assert all(run.results.values())
+    argv = run.pairs[("symmetric", "symmetric")].alice.argv
+    assert argv[argv.index("--candidate") + 1].startswith("203.0.113.1:")

@@ -144,6 +144,31 @@ def test_natlabs_pcp_client_maps_refreshes_and_deletes_with_its_nonce(lab, drive
     assert not reachable(driver, "udp", port, 8000)
 
 
+def test_natlabs_pcp_client_peer_opens_the_nat_to_that_peer_only(lab, driver):
+    """PCP PEER (RFC 6887 section 12): the NAT's own dynamic mapping towards server:7000, made
+    before alice sent anything; behind address-and-port-dependent filtering the server's packet
+    from 7000 reaches alice through it, one from another port does not."""
+    base = [sys.executable, "-m", "natlab.portmap.pcp_client", "peer", "--server", GW, "--internal-port", "8100",
+            "--remote", "203.0.113.100:7000", "--timeout", "5"]
+
+    def from_server(port: int, sport: int) -> bool:
+        return driver.probe(Probe(proto="udp", src="server", dst=EXTERNAL, dport=port, sport=sport,
+                                  receiver="alice", listen_port=8100, timeout=1.0)).delivered
+    assert not from_server(8100, 7000)
+    made = json.loads(run(lab, [*base, "--external-port", "8100", "--lifetime", "600"]))
+    assert made["result"] == "SUCCESS" and made["external_address"] == EXTERNAL, made
+    port = made["external_port"]
+    assert port == 8100 and made["remote"] == "203.0.113.100:7000" and made["lifetime"] == 600
+    assert kinds(driver)[f"{EXTERNAL}:{port}"] == "dynamic"
+    assert from_server(port, 7000)
+    assert not from_server(port, 7001)
+    stranger = lab.exec("alice", [*base, "--delete"], capture_output=True, text=True, timeout=30)
+    assert json.loads(stranger.stdout)["result"] == "NOT_AUTHORIZED"  # another nonce
+    ended = json.loads(run(lab, [*base, "--delete", "--nonce", made["nonce"]]))
+    assert ended["result"] == "SUCCESS" and ended["lifetime"] == 0
+    assert kinds(driver)[f"{EXTERNAL}:{port}"] == "dynamic"  # it lives on by its own timer
+
+
 def test_the_outside_gets_no_answer_on_any_port_mapping_port(lab, driver):
     """NAT-PMP/PCP to the external address, from outside: nothing answers, nothing is counted."""
     script = ("import socket, sys\n"

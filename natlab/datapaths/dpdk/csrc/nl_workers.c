@@ -22,6 +22,18 @@
  * removes, collects and clears entries by commands on each worker's command
  * ring; the worker applies them to its own table (no cross-worker mutation) and
  * acknowledges; synchronous calls wait for the acknowledgement.
+ *
+ * Idle (dpdk.idle: adaptive, the default): a worker whose turns found nothing to
+ * do for NL_SPIN_NS naps in ppoll() on an eventfd of its own, NL_NAP_MIN_NS at
+ * first, doubling up to the cap (NL_NAP_CAP_NS); any packet, handoff, command or
+ * frame to send makes the next turn full speed again. Whoever queues work for a
+ * napping worker (a command, a frame for its port, a handoff) writes its eventfd,
+ * so only rx from the wire waits for the nap to end (the PMDs here, af_xdp and
+ * af_packet, have no rx interrupts). The main lcore (Python) naps the same way on
+ * the slow ring's eventfd, which a worker writes after queuing a slow frame.
+ * A napper raises its flag, fences, and looks at its rings once more; a producer
+ * queues, fences, and looks at the flag: one of the two always sees the other.
+ * dpdk.idle: busy never naps (a core per worker, for hardware runs).
  */
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
@@ -30,12 +42,19 @@
 #include <rte_pause.h>
 #include <rte_atomic.h>
 #include <unistd.h>
+#include <poll.h>
+#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
 
 #define NL_MAX_WORKERS 8
 #define NL_RING 4096
 #define NL_SEEN_MAX 8192
+#define NL_SPIN_NS 50000ull      /* idle this long (full-speed turns) before the first nap */
+#define NL_NAP_MIN_NS 10000ull   /* the first nap; each further empty turn doubles it... */
+#define NL_NAP_CAP_NS 500000ull  /* ...up to this (rx from the wire waits at most about this) */
 
-enum { NL_CMD_ADD = 1, NL_CMD_DEL = 2, NL_CMD_COLLECT = 3, NL_CMD_CLEAR = 4 };
+enum { NL_CMD_ADD = 1, NL_CMD_DEL = 2, NL_CMD_COLLECT = 3, NL_CMD_CLEAR = 4, NL_CMD_BARRIER = 5 };
 
 struct nl_cmd {
     uint32_t op, seq;
@@ -44,7 +63,7 @@ struct nl_cmd {
 
 struct nl_worker_stats {        /* what Python reads (host order; one writer: the worker) */
     uint64_t rx, handoff_enq, handoff_deq, handoff_drop, snat, dnat, misses, expired, other,
-             no_owner, slow_enq, slow_drop, tx_drop, cmds, idle_sleeps, misowned;
+             no_owner, slow_enq, slow_drop, tx_drop, cmds, idle_sleeps, misowned, idle_us, wakeups;
     uint32_t entries, table_full;
 };
 
@@ -60,7 +79,10 @@ struct nl_worker {
     struct nl_seen *seen;       /* collect/del results, read by main after the ack */
     volatile uint32_t n_seen, more;
     volatile uint32_t acked;    /* sequence number of the last command done */
+    uint32_t barrier;           /* a barrier's sequence number, acknowledged at the turn's end */
     uint32_t sent_seq;          /* main's: the last command sent */
+    int wake_fd;                /* eventfd: written to end this worker's nap early */
+    volatile int napping;
     struct nl_worker_stats st;
 };
 
@@ -76,7 +98,30 @@ struct nl_mw {
     int n_held;
     volatile int stop;
     int started;
+    int busy;                   /* dpdk.idle: busy (never nap) */
+    int slow_fd;                /* eventfd: a slow frame for a napping main lcore */
+    volatile int main_napping;
+    uint64_t main_wakeups;
 };
+
+/* After queuing work for w: end its nap if it is napping (see the theory above). */
+static inline void nl_wake(struct nl_worker *w)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (w->napping) {
+        uint64_t one = 1;
+        if (write(w->wake_fd, &one, sizeof one) < 0) { /* full (never, in practice): it wakes */ }
+    }
+}
+
+static inline void nl_wake_main(struct nl_mw *mw)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (mw->main_napping) {
+        uint64_t one = 1;
+        if (write(mw->slow_fd, &one, sizeof one) < 0) { /* full (never, in practice): it wakes */ }
+    }
+}
 
 static inline int nl_proto_index(uint8_t proto)
 {
@@ -139,6 +184,7 @@ static inline void nl_to_slow(struct nl_worker *w, int port_index, struct rte_mb
         return;
     }
     w->st.slow_enq++;
+    nl_wake_main(w->mw);
 }
 
 /* The owner's work: look up, rewrite, count, queue for the egress port's poller. */
@@ -155,6 +201,8 @@ static inline void nl_owned(struct nl_worker *w, int port_index, struct rte_mbuf
         if (rte_ring_mp_enqueue(w->mw->tx[out], m) != 0) {
             w->st.tx_drop++;
             rte_pktmbuf_free(m);
+        } else if (w->mw->port_worker[out] != w->id) {
+            nl_wake(&w->mw->w[w->mw->port_worker[out]]);
         }
         return;
     }
@@ -188,6 +236,7 @@ static inline void nl_route(struct nl_worker *w, int port_index, struct rte_mbuf
             rte_pktmbuf_free(m);
         } else {
             w->st.handoff_enq++;
+            nl_wake(&mw->w[owner]);
         }
         return;
     }
@@ -222,9 +271,51 @@ static void nl_worker_cmd(struct nl_worker *w, struct nl_cmd *c)
     case NL_CMD_CLEAR:
         nl_fast_clear(w->tab);
         break;
+    case NL_CMD_BARRIER:
+        w->barrier = c->seq;    /* acknowledged after this turn's rx, handoffs and tx */
+        return;
     }
     rte_smp_wmb();
     w->acked = c->seq;
+}
+
+/* Anything queued for w (commands, handoffs, frames for its ports)? Rx is not seen here. */
+static int nl_worker_queued(struct nl_worker *w)
+{
+    struct nl_mw *mw = w->mw;
+    if (rte_ring_count(w->cmd) || rte_ring_count(w->in))
+        return 1;
+    for (int pi = 0; pi < mw->base->n_ports; pi++)
+        if (mw->port_worker[pi] == w->id && rte_ring_count(mw->tx[pi]))
+            return 1;
+    return 0;
+}
+
+static uint64_t nl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Nap up to ns, or until someone queues work for w. */
+static void nl_nap(struct nl_worker *w, uint64_t ns)
+{
+    w->napping = 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!nl_worker_queued(w) && !w->mw->stop) {
+        struct pollfd pfd = {.fd = w->wake_fd, .events = POLLIN};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+        uint64_t t0 = nl_now_ns();
+        if (ppoll(&pfd, 1, &ts, NULL) > 0 && (pfd.revents & POLLIN)) {
+            uint64_t v;
+            if (read(w->wake_fd, &v, sizeof v) == (ssize_t)sizeof v)
+                w->st.wakeups++;
+        }
+        w->st.idle_sleeps++;
+        w->st.idle_us += (nl_now_ns() - t0) / 1000;
+    }
+    w->napping = 0;
 }
 
 static int nl_worker_main(void *arg)
@@ -233,7 +324,9 @@ static int nl_worker_main(void *arg)
     struct nl_mw *mw = w->mw;
     struct rte_mbuf *burst[NL_BURST];
     struct nl_cmd cmds[16];
-    unsigned idle = 0;
+    double last_work = nl_now();
+    uint64_t nap = NL_NAP_MIN_NS;
+    prctl(PR_SET_TIMERSLACK, 5000UL, 0, 0, 0);  /* naps of tens of us, not the default 50 us more */
     while (!mw->stop) {
         unsigned work = rte_ring_sc_dequeue_burst_elem(w->cmd, cmds, sizeof cmds[0], 16, NULL);
         for (unsigned k = 0; k < work; k++)
@@ -275,13 +368,19 @@ static int nl_worker_main(void *arg)
         }
         w->st.entries = w->tab->entries;
         w->st.table_full = (uint32_t)w->tab->st.table_full;
+        if (w->barrier) {
+            rte_smp_wmb();
+            w->acked = w->barrier;
+            w->barrier = 0;
+        }
         if (work) {
-            idle = 0;
-        } else if (++idle > 512) {
-            w->st.idle_sleeps++;
-            usleep(100);        /* an idle lab must not cost a core per worker */
-        } else {
+            last_work = now;
+            nap = NL_NAP_MIN_NS;
+        } else if (mw->busy || now - last_work < NL_SPIN_NS * 1e-9) {
             rte_pause();
+        } else {
+            nl_nap(w, nap);     /* an idle lab must not cost a core per worker */
+            nap = nap * 2 < NL_NAP_CAP_NS ? nap * 2 : NL_NAP_CAP_NS;
         }
     }
     return 0;
@@ -299,6 +398,9 @@ struct nl_mw *nl_mw_open(struct nl_ctx *base, int n_workers, uint32_t capacity, 
         return NULL;
     mw->base = base;
     mw->n_workers = n_workers;
+    mw->slow_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    for (int i = 0; i < NL_MAX_WORKERS; i++)
+        mw->w[i].wake_fd = -1;
     char name[64];
     for (int pi = 0; pi < base->n_ports; pi++) {
         mw->port_worker[pi] = port_worker[pi];
@@ -320,18 +422,46 @@ struct nl_mw *nl_mw_open(struct nl_ctx *base, int n_workers, uint32_t capacity, 
         w->cmd = rte_ring_create_elem(name, sizeof(struct nl_cmd), NL_RING, rte_socket_id(),
                                       RING_F_SP_ENQ | RING_F_SC_DEQ);
         w->seen = calloc(NL_SEEN_MAX, sizeof(struct nl_seen));
-        if (w->tab == NULL || w->in == NULL || w->cmd == NULL || w->seen == NULL) {
+        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->tab == NULL || w->in == NULL || w->cmd == NULL || w->seen == NULL || w->wake_fd < 0) {
             snprintf(nl_error_buf, sizeof nl_error_buf, "worker %d: rings or table: %s", i,
                      rte_strerror(rte_errno));
             return NULL;
         }
     }
-    if (mw->slow == NULL) {
+    if (mw->slow == NULL || mw->slow_fd < 0) {
         snprintf(nl_error_buf, sizeof nl_error_buf, "slow ring: %s", rte_strerror(rte_errno));
         return NULL;
     }
     return mw;
 }
+
+/* dpdk.idle: busy (1) never naps; adaptive (0) naps when idle. Before nl_mw_start. */
+void nl_mw_set_busy(struct nl_mw *mw, int busy) { mw->busy = busy; }
+
+/* The eventfd the main lcore waits on (readable: slow frames were queued while it napped). */
+int nl_mw_slow_fd(struct nl_mw *mw) { return mw->slow_fd; }
+
+/* The main lcore is about to nap: the slow frames already waiting (> 0: do not nap). */
+int nl_mw_nap_begin(struct nl_mw *mw)
+{
+    mw->main_napping = 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int waiting = (int)rte_ring_count(mw->slow);
+    if (waiting)
+        mw->main_napping = 0;
+    return waiting;
+}
+
+void nl_mw_nap_end(struct nl_mw *mw)
+{
+    mw->main_napping = 0;
+    uint64_t v;
+    if (read(mw->slow_fd, &v, sizeof v) == (ssize_t)sizeof v)
+        mw->main_wakeups++;
+}
+
+uint64_t nl_mw_main_wakeups(struct nl_mw *mw) { return mw->main_wakeups; }
 
 int nl_mw_start(struct nl_mw *mw)
 {
@@ -352,6 +482,8 @@ int nl_mw_start(struct nl_mw *mw)
 void nl_mw_stop(struct nl_mw *mw)
 {
     mw->stop = 1;
+    for (int i = 0; i < mw->n_workers; i++)
+        nl_wake(&mw->w[i]);
     if (mw->started)
         rte_eal_mp_wait_lcore();
     mw->started = 0;
@@ -398,6 +530,29 @@ int nl_mw_send(struct nl_mw *mw, int index, const uint8_t *frame, uint32_t len)
         rte_pktmbuf_free(m);
         return -1;
     }
+    nl_wake(&mw->w[mw->port_worker[index]]);
+    return 0;
+}
+
+static int nl_mw_wait(struct nl_mw *mw, int owner, uint32_t seq)
+{
+    struct nl_worker *w = &mw->w[owner];
+    double deadline = nl_now() + 2.0;
+    unsigned spins = 0;
+    while (w->acked != seq) {
+        if (nl_now() > deadline) {
+            snprintf(nl_error_buf, sizeof nl_error_buf, "worker %d did not answer a command", owner);
+            return -1;
+        }
+        if (++spins < 2000 || mw->busy) {
+            rte_pause();
+        } else {
+            /* the worker may be waiting for this CPU (2 cores, many processes): give it up */
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    rte_smp_rmb();
     return 0;
 }
 
@@ -412,17 +567,23 @@ static int nl_mw_command(struct nl_mw *mw, int owner, uint32_t op, const struct 
         c.e = *e;
     if (rte_ring_sp_enqueue_elem(w->cmd, &c, sizeof c) != 0)
         return -1;
-    if (!wait)
-        return 0;
-    double deadline = nl_now() + 2.0;
-    while (w->acked != c.seq) {
-        if (nl_now() > deadline) {
-            snprintf(nl_error_buf, sizeof nl_error_buf, "worker %d did not answer a command", owner);
-            return -1;
-        }
-        rte_pause();
+    nl_wake(w);
+    return wait ? nl_mw_wait(mw, owner, c.seq) : 0;
+}
+
+/* Every frame the ports held when this was called has been through its worker (rewritten
+ * and queued for tx, or in the slow ring): two rounds of a barrier every worker acknowledges
+ * after a whole turn (the second for what the first round handed off). */
+int nl_mw_barrier(struct nl_mw *mw)
+{
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < mw->n_workers; i++)
+            if (nl_mw_command(mw, i, NL_CMD_BARRIER, NULL, 0) != 0)
+                return -1;
+        for (int i = 0; i < mw->n_workers; i++)
+            if (nl_mw_wait(mw, i, mw->w[i].sent_seq) != 0)
+                return -1;
     }
-    rte_smp_rmb();
     return 0;
 }
 
