@@ -22,11 +22,14 @@ RUN set -eu; \
     apt-get update -qq; \
     apt-get install -y -qq --no-install-recommends ca-certificates gcc libc6-dev \
         libnetfilter-queue-dev libnfnetlink-dev $dev >/dev/null; \
+    apt-get install -y -qq --no-install-recommends libdpdk-dev pkg-config >/dev/null; \
     update-ca-certificates >/dev/null; \
     python3 -m venv /opt/natlab
 COPY pyproject.toml README.md /src/
 COPY natlab /src/natlab
-RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/natlab/bin/pip install -q '/src[nfqueue]'
+RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/natlab/bin/pip install -q '/src[nfqueue,dpdk]'
+# The DPDK datapath's cffi binding, compiled here (the runtime stage has no compiler).
+RUN /opt/natlab/bin/python -m natlab.datapaths.dpdk.binding
 
 FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
@@ -34,7 +37,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN set -eu; \
     need=""; \
     for p in iproute2 iptables libnetfilter-queue1 iputils-ping procps netcat-openbsd \
-             python3-nftables; do \
+             python3-nftables libdpdk-dev pkg-config; do \
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"; \
     done; \
     if [ -n "$need" ]; then \

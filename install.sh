@@ -108,7 +108,8 @@ case "$then_run" in
     echo "install.sh: .venv/bin/pytest -q --natlab-datapath nfqueue,kernel-cache"
     .venv/bin/pytest -q --natlab-datapath nfqueue,kernel-cache
     if .venv/bin/python -c "import sys; from natlab.datapaths.registry import unavailable; sys.exit(unavailable('dpdk') is not None)" 2>/dev/null; then
-      echo "install.sh: .venv/bin/pytest -q tests/netns/dpdk tests/unit -k dpdk --natlab-datapath dpdk"
-      exec .venv/bin/pytest -q tests/netns/dpdk tests/unit -k dpdk --natlab-datapath dpdk
+      dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/docker/test_docker_dpdk.py tests/unit scenarios/portmap-*.yaml"
+      echo "install.sh: .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk"
+      exec .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk
     fi ;;
 esac

@@ -121,3 +121,37 @@ def test_forgetting_a_session_drops_both_directions(rig) -> None:
     assert dp.stats()["entries"] == 2
     cache.forget(key_of(gw.fast_entry(out, Side.INSIDE)))
     assert dp.stats()["entries"] == 0 and not cache.sessions
+
+
+def test_a_port_mapping_made_and_deleted_by_nat_pmp_is_translated_in_c_then_gone_from_it(tmp_path) -> None:
+    """The engine stays the authority for what the port mapping servers make: the inbound
+    flow through a NAT-PMP mapping is installed in C like any other, and the delete (via
+    the portmap shell) empties the table before the engine forgets the mapping."""
+    from natlab.engine.port_mapping_policy import PortMappingPolicy
+    from natlab.engine.types import Endpoint, Proto
+    from natlab.gateway.portmap_shell import attach
+    from natlab.portmap.natpmp import MapRequest
+
+    policy = dataclasses.replace(Policy(), port_mapping=PortMappingPolicy(natpmp=True))
+    spec = dataclasses.replace(make_spec(tmp_path), datapath="dpdk", policy=policy_to_dict(policy),
+                               extra={"dpdk": {"quantum": 0.5}})
+    clock = Clock()
+    gw = Gateway(spec, Engine(policy, spec.pool, random.Random(1)), policy, sender=Sent(),
+                 clock=clock, wallclock=None)
+    dp = Dataplane([], [], file_prefix="unit", capacity=64)
+    dp.open_table()
+    try:
+        cache = FastCache(gw, dp, clock)
+        shell = attach(gw)
+        alice = Endpoint.of(A, 5350)
+        shell.on_udp(5351, MapRequest(Proto.UDP, 6000, 6000, 600).emit(), alice)
+        inbound = build.udp(Y, 3478, "203.0.113.10", 6000)
+        assert gw.process(inbound, Side.OUTSIDE) is not None
+        cache.offer(inbound, Side.OUTSIDE, 0, PEER + MAC_IN, 1500)
+        frame = lambda: bytearray(MAC_IN + PEER + b"\x08\x00" + inbound)  # noqa: E731
+        assert dp.fast_frame(1, MAC_IN, frame(), clock.t + 0.1)[1] == "hit"  # side 1: from the outside
+        shell.on_udp(5351, MapRequest(Proto.UDP, 6000, 6000, 0).emit(), alice)  # delete
+        assert not cache.entries and dp.fast_frame(1, MAC_IN, frame(), clock.t + 0.2)[1] != "hit"
+        assert gw.process(inbound, Side.OUTSIDE).__class__.__name__ == "Drop"
+    finally:
+        dp.close()

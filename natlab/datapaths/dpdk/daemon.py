@@ -78,6 +78,14 @@ class DpdkDatapath:
     name = "dpdk"
     summary = "DPDK ports (af_xdp, af_packet, PCI) polled in the gateway's namespace; a C session table"
     in_process = False
+    container_args = ("--device", "/dev/net/tun", "--cap-add", "IPC_LOCK")
+    """What its gateway's Docker container needs besides NET_ADMIN/NET_RAW: the TUN of
+    local delivery (:mod:`~.local`), and IPC_LOCK (the af_packet PMD maps its rings, 16 MB a
+    port, ``MAP_LOCKED``, over Docker's 8 MB limit)."""
+    image_check = ("from natlab.datapaths.dpdk.availability import pmds\n"
+                   "from natlab.datapaths.dpdk.binding import missing\n"
+                   "print(missing() or ('' if pmds() else 'no DPDK port drivers (librte_net_af_packet)'))")
+    """Python run in the natlab image: what it lacks to run this datapath (empty: nothing)."""
 
     def unavailable(self) -> Optional[str]:
         from natlab.datapaths.dpdk.availability import unavailable
@@ -85,13 +93,8 @@ class DpdkDatapath:
         return unavailable()
 
     def refuses(self, policy: Any) -> Optional[str]:
-        """What of ``policy`` this datapath cannot serve yet, or None. The NAT-PMP, PCP and
-        UPnP servers listen on kernel sockets, and with DPDK the kernel sees no packets."""
-        pm = getattr(policy, "port_mapping", None)
-        served = [p for p in ("natpmp", "pcp", "upnp") if pm is not None and getattr(pm, p, False)]
-        if served:
-            return (f"port mapping ({', '.join(served)}) is not served on the dpdk datapath yet "
-                    "(its servers need the kernel to see the gateway's local traffic)")
+        """What of ``policy`` this datapath cannot serve, or None: it serves everything (port
+        mapping through a TUN to the kernel's servers, :mod:`~.local`)."""
         return None
 
     def prepare(self, spec: GatewaySpec) -> None:
@@ -157,6 +160,7 @@ def _serve(gateway: Gateway) -> int:
     wake_read.setblocking(False)
     wake_write.setblocking(False)
     stopping: list[int] = []
+    local: Any = None
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.append(signum)
@@ -169,8 +173,11 @@ def _serve(gateway: Gateway) -> int:
         cache = FastCache(gateway, dp, time.monotonic)
         router = Router(gateway, dp, ifaces, RouteTable(routes), cache, time.monotonic)
         gateway.sender.router = router
+        from natlab.datapaths.dpdk.local import open_local  # NAT-PMP, PCP, UPnP via a TUN
+
+        local = open_local(gateway, selector, router)
         loop = _Loop(gateway, dp, router, cache, control, selector,
-                     reread=lambda: read_kernel(names, inside, dp.macs))
+                     reread=lambda: read_kernel(names, inside, dp.macs), local=local)
         loops.append(loop)
         gateway.stat_sources.append(lambda: {"dpdk_router": router.counters(),
                                              "dpdk_loop": loop.counters(),
@@ -190,6 +197,8 @@ def _serve(gateway: Gateway) -> int:
         loop.run(stopping)
         log.info("gateway %s stopping on signal %d", spec.name, stopping[0])
     finally:
+        if local is not None:
+            local.close()
         _teardown(control, dp, prefix)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
@@ -204,10 +213,11 @@ class _Loop:
     """One turn: poll, slow path, flush; now and then: control socket, folds, timers."""
 
     def __init__(self, gateway: Gateway, dp: Any, router: Any, cache: Any, control: Any,
-                 selector: selectors.BaseSelector, reread: Any) -> None:
+                 selector: selectors.BaseSelector, reread: Any, local: Any = None) -> None:
         self.gateway, self.dp, self.router, self.cache = gateway, dp, router, cache
         self.control, self.selector = control, selector
         self.reread = reread
+        self.local = local
         self.rereads = 0
         self.turns = 0
         self.sleeps = 0
@@ -251,6 +261,8 @@ class _Loop:
                 next_timer = now + TIMER_EVERY
                 self.router.on_timer()
                 self.control.on_timer(now)
+                if self.local is not None:
+                    self.local.on_timer()
                 self.dp.flush()
             if now >= next_mtu:
                 next_mtu = now + MTU_EVERY
@@ -317,6 +329,9 @@ class _Loop:
         engine = self.gateway.timeout()
         if engine is not None:
             waits.append(engine)
+        local = self.local.wait() if self.local is not None else None
+        if local is not None:
+            waits.append(local)
         return max(0.0, min(waits))
 
     def _engine_due(self, now: float) -> bool:

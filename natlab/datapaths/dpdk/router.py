@@ -57,6 +57,8 @@ class Router:
         self.sent = collections.Counter()
         self.own = {a for iface in self.ifaces for a, _ in iface.addresses}
         """Addresses configured on the gateway's interfaces (the kernel's, copied)."""
+        self.local: Any = None
+        """The kernel's servers behind a TUN (:class:`~.local.LocalDelivery`), if any."""
 
     def reconfigure(self, ifaces: Sequence[Iface], routes: RouteTable) -> bool:
         """The namespace's interfaces and routes as read again (an MTU or address changed):
@@ -105,6 +107,9 @@ class Router:
             return
         dst_mac = frame[:6]
         if dst_mac != iface.mac and dst_mac != frames.BROADCAST:
+            if dst_mac[0] & 1 and iface.inside and self.local is not None \
+                    and frames.ethertype(frame) == frames.ETH_IPV4 and self._multicast(frame):
+                return
             self.drops["not-for-us" if not dst_mac[0] & 1 else "multicast"] += 1
             return
         kind = frames.ethertype(frame)
@@ -131,6 +136,14 @@ class Router:
             self.dp.send(iface.port, frames.arp_frame(2, iface.mac, arp.target_ip, arp.sender_mac, arp.sender_ip))
             self.sent["arp-replies"] += 1
 
+    def _multicast(self, frame: bytes) -> bool:
+        """A multicast IPv4 frame on an inside port: to the kernel if its servers want it
+        (SSDP M-SEARCH); never routed."""
+        raw = frame[frames.ETH_HEADER:]
+        if frames.ipv4_problem(raw) is not None:
+            return False
+        return self.local.take(raw[:(raw[2] << 8) | raw[3]], from_inside=True)
+
     def _ipv4(self, iface: Iface, frame: bytes) -> None:
         raw = frame[frames.ETH_HEADER:]
         why = frames.ipv4_problem(raw)
@@ -148,6 +161,8 @@ class Router:
         verdict = self.gateway.process(packet, Side.OUTSIDE)
         self._forget_session(Side.OUTSIDE, packet, verdict)
         if type(verdict) is Forward:
+            if self.local is not None and self.local.take(bytes(verdict.data), from_inside=False):
+                return  # the upstream PCP server's answer to the gateway's own client
             self._forward(iface, packet, verdict.data, Side.OUTSIDE, checked=False)
         elif type(verdict) is Hairpin:
             self.gateway.send_hairpin(verdict.data)
@@ -323,6 +338,8 @@ class Router:
     # --- the gateway's own packets -----------------------------------------------------------
 
     def _local(self, iface: Iface, packet: bytes) -> None:
+        if iface.inside and self.local is not None and self.local.take(packet, from_inside=True):
+            return
         reply = frames.echo_reply(packet)
         if reply is None:
             self.drops["local-not-echo"] += 1
@@ -353,6 +370,21 @@ class Router:
             return True
         self._transmit(out, mac, packet)
         return True
+
+    def send_from_kernel(self, packet: bytes, inside: int) -> None:
+        """What the namespace's kernel answered (:mod:`~.local` checked it): multicast out of
+        the port holding the inside address ``inside``, with the group's MAC; unicast routed."""
+        from natlab.datapaths.dpdk.local import is_multicast, multicast_mac
+
+        dst = frames.dst_of(packet)
+        if is_multicast(dst):
+            out = next((i for i in self.ifaces if i.inside and any(a == inside for a, _ in i.addresses)), None)
+            if out is None or len(packet) > out.mtu:
+                self.drops["local-multicast-unsent"] += 1
+                return
+            self._transmit(out, multicast_mac(dst), packet)
+            return
+        self.send_ip(packet)
 
     def counters(self) -> dict[str, Any]:
         return {"drops": dict(self.drops), "sent": dict(self.sent),

@@ -54,9 +54,14 @@ class _Connection:
 class PortmapSockets:
     """The sockets of ``shell`` on ``iface`` (the inside interface), registered in ``selector``."""
 
-    def __init__(self, shell: PortmapShell, iface: str, selector: selectors.BaseSelector) -> None:
+    def __init__(self, shell: PortmapShell, iface: str, selector: selectors.BaseSelector,
+                 local_iface: Optional[str] = None) -> None:
         self.shell = shell
         self.iface = iface
+        self.local_iface = local_iface
+        """Where the inside's packets reach the kernel when that is not ``iface`` (the DPDK
+        datapath's TUN, :mod:`natlab.datapaths.dpdk.local`): groups are joined and
+        multicast is sent there."""
         self.selector = selector
         self.address = to_str(shell.inside.addr)
         self._udp: dict[str, socket.socket] = {}
@@ -164,7 +169,7 @@ class PortmapSockets:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
         if port == PORTMAP_PORT:  # announcements to 224.0.0.1 leave on the inside only
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, self._mreqn(socket.inet_aton(address)))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         return sock
@@ -173,10 +178,18 @@ class PortmapSockets:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((ssdp.MULTICAST_GROUP, SSDP_PORT))
-        membership = struct.pack("4s4s", socket.inet_aton(ssdp.MULTICAST_GROUP), socket.inet_aton(self.address))
+        membership = self._mreqn(socket.inet_aton(ssdp.MULTICAST_GROUP)) if self.local_iface else \
+            struct.pack("4s4s", socket.inet_aton(ssdp.MULTICAST_GROUP), socket.inet_aton(self.address))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the group joined here, on in0
         return sock
+
+    def _mreqn(self, first: bytes) -> bytes:
+        """``first`` and the inside address, with the local interface's index when there is one
+        (``struct ip_mreqn``), else the address alone (the interface that holds it)."""
+        if not self.local_iface:
+            return first
+        return struct.pack("4s4si", first, socket.inet_aton(self.address), socket.if_nametoindex(self.local_iface))
 
     def _unregister(self, sock: socket.socket) -> None:
         try:
@@ -302,14 +315,16 @@ class PortmapSockets:
             self.send(self.shell.due())
 
 
-def open_portmap(gateway: Any, selector: selectors.BaseSelector, link_stats: Any = None) -> Optional[PortmapSockets]:
-    """The port mapping server of ``gateway`` with its sockets (None: its engine cannot map ports)."""
+def open_portmap(gateway: Any, selector: selectors.BaseSelector, link_stats: Any = None,
+                 local_iface: Optional[str] = None) -> Optional[PortmapSockets]:
+    """The port mapping server of ``gateway`` with its sockets (None: its engine cannot map ports);
+    ``local_iface``: see :attr:`PortmapSockets.local_iface`."""
     from natlab.gateway.portmap_shell import attach
 
     shell = attach(gateway, link_stats=link_stats)
     if shell is None:
         return None
-    sockets = PortmapSockets(shell, gateway.spec.inside_ifaces[0], selector)
+    sockets = PortmapSockets(shell, gateway.spec.inside_ifaces[0], selector, local_iface)
     sockets.sync(shell.policy)
     shell.connect_upstream(sockets.send_upstream)
     return sockets

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from natlab.datapaths import registry
 from natlab.errors import BackendUnavailable, LabError
 from natlab.gateway.spec import GatewaySpec
 from natlab.realisers.netns import namespaces as netns
@@ -105,6 +106,7 @@ def gateway_argv(spec: GatewaySpec, image: str) -> list[str]:
             *label_args(spec.lab, spec.name, "gateway"),
             "--network", f"container:{container_name(spec.lab, spec.name)}",
             "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+            *getattr(registry.get(spec.datapath), "container_args", ()),  # e.g. dpdk: /dev/net/tun
             "-v", f"{spec.run_dir}:{spec.run_dir}", "-v", f"{named}:{named}:ro",
             "--entrypoint", "sh", image, "-c", script, str(spec.spec_path), str(spec.log_path)]
 
@@ -195,6 +197,21 @@ def image_present(image: str) -> bool:
     return _docker("image", "inspect", image, check=False).returncode == 0
 
 
+def image_lacks(image: str, datapath: str) -> Optional[str]:
+    """What the natlab image lacks to run a gateway on ``datapath`` (e.g. dpdk in an image
+    built before it carried the DPDK runtime), by the datapath's own ``image_check``; None:
+    nothing, or the datapath has no check."""
+    check = getattr(registry.get(datapath), "image_check", None)
+    if not check:
+        return None
+    done = _docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", check,
+                   check=False, timeout=60)
+    if done.returncode != 0:
+        said = [line for line in done.stderr.strip().splitlines() if line and not line.startswith("Run '")]
+        return (said or ["it cannot say"])[-1]
+    return done.stdout.strip() or None
+
+
 def preflight(topo: Topology) -> None:
     """The engine answers, the natlab image is built, users' images are here or pullable."""
     problem = engine_problem()
@@ -203,6 +220,14 @@ def preflight(topo: Topology) -> None:
     image = natlab_image()
     if not image_present(image):
         raise BackendUnavailable("the natlab image is not built", got=image, hint=BUILD_HINT)
+    first: dict[str, str] = {}
+    for node in topo.gateways:
+        first.setdefault(registry.chosen(node.datapath), node.name)
+    for name, gw in first.items():
+        if why := image_lacks(image, name):
+            raise BackendUnavailable(f"gateway '{gw}' is on the {name} datapath, which the natlab image "
+                                     "cannot run", got=f"{image}: {why}",
+                                     hint=f"rebuild it from this checkout ({BUILD_HINT}), or another datapath")
     for host in topo.hosts:
         if host.image and not image_present(host.image):
             pulled = _docker("pull", "-q", host.image, check=False, timeout=600)

@@ -55,9 +55,11 @@ class DockerRealiser(NetnsRealiser):
 
     def start_gateway(self, topo: "Topology", state: "LabState", gw: "Gateway") -> None:
         from natlab.realisers.docker import containers
-        from natlab.realisers.netns.build import gateway_spec
+        from natlab.realisers.netns.build import gateway_spec, prepare_datapath
 
-        containers.start_gateway(state, gateway_spec(topo, gw, state.run_dir))
+        spec = gateway_spec(topo, gw, state.run_dir)
+        prepare_datapath(spec)  # e.g. DPDK: offloads off on the veth peers, the kernel's copy dropped
+        containers.start_gateway(state, spec)
 
     def start_host(self, state: "LabState", host: "Host") -> Optional[str]:
         from natlab.realisers.docker import containers

@@ -5,7 +5,9 @@ natlab's own PCP client each map a port on the gateway ``nat``; every mapping is
 reachable from the outside host through the mapped port (real kernel sockets), shows
 in the gateway's table with its kind, and is gone after the client deletes it.
 miniupnpc treats 203.0.113.0/24 as a reserved range and calls such an IGD
-"not connected"; ``-i`` tells it to go on anyway.
+"not connected"; ``-i`` tells it to go on anyway. On the dpdk datapath the lab runs twice,
+with one poll loop and with two workers, and the servers are reached through the
+gateway's TUN (:mod:`natlab.datapaths.dpdk.local`).
 """
 
 from __future__ import annotations
@@ -23,21 +25,26 @@ import natlab.lab
 from natlab.realisers.base import Probe
 from natlab.realisers.netns.driver import NetnsDriver
 
-pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon"),
-              pytest.mark.datapaths("nfqueue", "kernel-cache")]  # dpdk: servers not reachable yet
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("needs_daemon")]
 
 HERE = Path(__file__).parent
 GW, ALICE, EXTERNAL = "192.168.1.1", "192.168.1.10", "203.0.113.1"
 
 
-@pytest.fixture(scope="module")
-def lab(request) -> Iterator[natlab.lab.Lab]:
-    from natlab.topology import load
-    import dataclasses
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def lab(request, natlab_datapath) -> Iterator[natlab.lab.Lab]:
     import secrets
 
-    topo = dataclasses.replace(load(HERE / "portmap-lab.yaml"), name=f"t{secrets.token_hex(3)}")
-    with natlab.lab.up(topo) as lab:
+    import yaml
+
+    from natlab.topology import from_data
+
+    data = yaml.safe_load((HERE / "portmap-lab.yaml").read_text())
+    if request.param > 1:
+        if natlab_datapath != "dpdk":
+            pytest.skip("workers are the dpdk datapath's (--natlab-datapath dpdk)")
+        data["gateways"]["nat"]["dpdk"] = {"workers": request.param}
+    with natlab.lab.up(from_data({**data, "name": f"t{secrets.token_hex(3)}"})) as lab:
         yield lab
 
 
@@ -221,3 +228,20 @@ def test_hostile_requests_are_refused_counted_and_the_nat_goes_on(lab, driver):
     assert counters["upnp.http.eventing-not-implemented"] >= 1
     probe = driver.probe(Probe(proto="udp", src="alice", dst="203.0.113.100", dport=3478, receiver="server"))
     assert probe.delivered  # the NAT itself never stopped
+
+
+@pytest.mark.datapaths("dpdk")
+def test_on_dpdk_the_servers_are_reached_through_the_tun_and_ping_stays_the_routers(lab, driver):
+    """The requests reach the kernel's sockets through the gateway's TUN and the answers
+    leave by the router; a ping to the gateway's inside address is still the router's."""
+    needs("natpmpc")
+    before = driver.counters("nat")["gateway"]
+    run(lab, ["natpmpc", "-g", GW, "-a", "5400", "5400", "udp", "60"])
+    run(lab, ["natpmpc", "-g", GW, "-a", "5400", "5400", "udp", "0"])
+    run(lab, ["ping", "-c", "2", "-W", "2", GW])
+    after = driver.counters("nat")["gateway"]
+    local = after["dpdk_local"]
+    assert local.get("to-kernel.natpmp-pcp", 0) >= before["dpdk_local"].get("to-kernel.natpmp-pcp", 0) + 2
+    assert local.get("from-kernel.udp", 0) >= before["dpdk_local"].get("from-kernel.udp", 0) + 2
+    sent = lambda c: c["dpdk_router"]["sent"].get("echo-replies", 0)  # noqa: E731
+    assert sent(after) >= sent(before) + 2
