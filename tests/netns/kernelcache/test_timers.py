@@ -61,13 +61,15 @@ def test_cached_inbound_traffic_refreshes_a_mapping_only_if_the_policy_says_so(g
     sent = flow(gwlab.outside, "udp-raw", before["external"], 7000, 125, 0.04)  # 5 s inbound, cached
     got = result(catch)
     counters = client.counters()
-    assert counters["gateway"]["fast_packets_outside"] > 20
+    in_time = sum(1 for i in range(125) if sent["start"] + i * 0.04 < before["expires"])
     if all_pass:
+        assert counters["gateway"]["fast_packets_outside"] > 20
         assert got["received"] == 125 and counters["mappings_expired"] == 0
         return
     # Outbound refresh only: the mapping ends on its outbound packet's timer, cached
-    # inbound traffic or not; what came after was dropped.
-    in_time = sum(1 for i in range(125) if sent["start"] + i * 0.04 < before["expires"])
+    # inbound traffic or not; what came after was dropped. (A loaded machine's sender
+    # gets fewer packets in before the expiry: most of those that did were cached.)
+    assert counters["gateway"]["fast_packets_outside"] > in_time // 3, (counters["gateway"], in_time)
     assert abs(got["received"] - in_time) <= 2, (got, in_time)
     assert counters["mappings_expired"] == 1 and counters["drops"]["no-mapping"] >= 125 - in_time - 2
 
