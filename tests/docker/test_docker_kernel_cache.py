@@ -5,11 +5,8 @@ with nothing left that ``natlab down`` cannot remove."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,17 +19,14 @@ from natlab.realisers.netns import procs
 from natlab.realisers.netns.state import run_dir_of
 from natlab.topology import from_data
 
+from kernelcache_kit import FLOWKIT, assert_failed_closed, kill_under_a_cached_flow
 from labkit import wait_for
-
-from .conftest import REPO
 
 pytestmark = pytest.mark.docker
 
-FLOWKIT = REPO / "tests" / "netns" / "kernelcache" / "flowkit.py"
 SERVER = "203.0.113.100"
 POOL = "203.0.113.1"
 QUANTUM = 1.0
-_LINE = re.compile(r"^(\d+\.\d+) .*?\bIP (\d+\.\d+\.\d+\.\d+)\.(\d+) > ")
 
 
 def topology(name: str, **gateway) -> dict:
@@ -91,25 +85,8 @@ def test_a_killed_docker_gateway_stops_cached_traffic_within_a_quantum_and_down_
     try:
         gw = lab.state.gateways["gw"]
         assert gw["datapath"] == "kernel-cache" and "natlab_kc" in nft_tables(lab.netns("gw"))
-        capture = lab.popen("server", ["tcpdump", "-n", "-tt", "-l", "-i", "any", "udp", "port", "7000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert wait_for(lambda: b"listening" in os.read(capture.stderr.fileno(), 4096), timeout=10)
-            sender = lab.popen("alice", [sys.executable, str(FLOWKIT), "udp-raw", f"{SERVER}:7000", "5000", "500",
-                                         "0.01"], stdout=subprocess.PIPE, text=True)
-            time.sleep(2.0)  # well cached by now
-            os.kill(gw["pid"], signal.SIGKILL)  # the daemon in the gateway container
-            killed = time.time()
-            sender.communicate(timeout=30)
-            time.sleep(0.5)
-        finally:
-            capture.send_signal(signal.SIGINT)
-            out, _ = capture.communicate(timeout=10)
-        seen = [m.groups() for line in out.splitlines() if (m := _LINE.match(line))]
-        assert len(seen) > 100
-        assert {src for _t, src, _p in seen} == {POOL}  # never an inside address
-        after = [float(t) for t, _s, _p in seen if float(t) > killed]
-        assert not after or max(after) < killed + QUANTUM + 0.2  # closed within one quantum
+        seen, killed = kill_under_a_cached_flow(lab, gw["pid"], SERVER)
+        assert_failed_closed(seen, killed, POOL, QUANTUM)
         assert procs.start_time(gw["pid"]) is None
         assert wait_for(lambda: docker.container_states([f"{netns.ns_name(lab_name, 'gw')}.gateway"])
                         .get(f"{netns.ns_name(lab_name, 'gw')}.gateway", {}).get("state") == "exited", timeout=10)
