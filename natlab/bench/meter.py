@@ -63,18 +63,7 @@ class Meter:
 
     def new_mappings_ps(self) -> float:
         """Datagrams from a fresh source port each, received per second on the server."""
-        py = python_module(TOOLS)
-        sink = self.lab.popen("server", [*py, "udp-sink", SERVER, str(PORT + 1), f"{self.seconds:g}"],
-                              stdout=subprocess.PIPE, text=True)
-        try:
-            time.sleep(0.3)
-            self.lab.exec("alice", [*py, "mappings-blast", SERVER, str(PORT + 1), f"{self.seconds:g}"],
-                          capture_output=True, text=True, timeout=self.seconds + TOOL_SLACK)
-            out, _ = sink.communicate(timeout=self.seconds + TOOL_SLACK)
-        finally:
-            if sink.poll() is None:
-                sink.kill()
-                sink.wait(timeout=5)
+        out, _blast = self._sink_and_sender("udp-sink", "mappings-blast", PORT + 1)
         if not out.strip():
             raise LabError("the new-mappings receiver reported nothing")
         received = json.loads(out)
@@ -122,20 +111,26 @@ class Meter:
             raise LabError(f"iperf3: {out['error']}")
         return out
 
-    def _python_pair(self, proto: str) -> tuple[float, float]:
-        """Receiver on the server, sender on alice: (received, sent) per second (datagrams or bytes)."""
+    def _sink_and_sender(self, sink_tool: str, sender_tool: str, port: int) -> tuple[str, Any]:
+        """The receiver ``sink_tool`` on the server, then ``sender_tool`` on alice, both for
+        the bench's seconds: (what the receiver printed, the sender's completed process)."""
         py = python_module(TOOLS)
-        sink = self.lab.popen("server", [*py, f"{proto}-sink", SERVER, str(PORT), f"{self.seconds:g}"],
+        sink = self.lab.popen("server", [*py, sink_tool, SERVER, str(port), f"{self.seconds:g}"],
                               stdout=subprocess.PIPE, text=True)
         try:
             time.sleep(0.3)
-            blast = self.lab.exec("alice", [*py, f"{proto}-blast", SERVER, str(PORT), f"{self.seconds:g}"],
+            blast = self.lab.exec("alice", [*py, sender_tool, SERVER, str(port), f"{self.seconds:g}"],
                                   capture_output=True, text=True, timeout=self.seconds + TOOL_SLACK)
             out, _ = sink.communicate(timeout=self.seconds + TOOL_SLACK)
         finally:
             if sink.poll() is None:
                 sink.kill()
                 sink.wait(timeout=5)
+        return out, blast
+
+    def _python_pair(self, proto: str) -> tuple[float, float]:
+        """Receiver on the server, sender on alice: (received, sent) per second (datagrams or bytes)."""
+        out, blast = self._sink_and_sender(f"{proto}-sink", f"{proto}-blast", PORT)
         if not out.strip() or not blast.stdout.strip():
             raise LabError(f"{proto} sender or receiver reported nothing", got=blast.stderr.strip()[-200:])
         received, sent = json.loads(out), json.loads(blast.stdout)
