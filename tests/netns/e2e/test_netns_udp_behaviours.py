@@ -73,7 +73,8 @@ def test_mapping_keeps_or_changes_the_external_port_across_destinations(one_nat,
 ])
 def test_filtering_admits_unsolicited_packets_per_dependency(one_nat, nat, filtering, from_s1_other_port, from_s2):
     nat(f"filtering={filtering}")
-    held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=1.5)
+    # two sender processes must start within the hold (about 1 s each on a busy machine)
+    held = Held(one_nat, "alice", fresh_port(), f"{S1}:{P1}", seconds=4.0)
     try:
         send_from(one_nat, "s1", f"{S1}:{P2}", held.external, "from-s1-p2")
         send_from(one_nat, "s2", f"{S2}:{P1}", held.external, "from-s2-p1")
@@ -120,7 +121,7 @@ def test_random_ports_without_parity_use_both_parities(one_nat, nat):
 ])
 def test_hairpinning_delivers_with_the_right_source(one_nat, nat, hairpinning, source):
     nat(f"hairpinning={hairpinning}")
-    held = Held(one_nat, "bob", fresh_port(), f"{S1}:{P1}", seconds=1.5)
+    held = Held(one_nat, "bob", fresh_port(), f"{S1}:{P1}", seconds=3.0)
     alice_port = fresh_port()
     try:
         send_from(one_nat, "alice", f"0.0.0.0:{alice_port}", held.external, "hairpin")
