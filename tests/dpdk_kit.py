@@ -23,6 +23,17 @@ from natlab.topology import from_data
 E2E = Path(__file__).parent / "netns" / "e2e" / "topologies"
 
 
+def require_dpdk_binding() -> None:
+    """Skip the calling module (at import) unless the DPDK binding is built and loads."""
+    binding = pytest.importorskip("natlab.datapaths.dpdk.binding")
+    if binding.missing():
+        pytest.skip(f"DPDK binding unavailable: {binding.missing()}", allow_module_level=True)
+    try:
+        binding.load()
+    except binding.BackendUnavailable as err:  # e.g. nowhere writable to build it
+        pytest.skip(f"DPDK binding unavailable: {err.message}", allow_module_level=True)
+
+
 def on_dpdk(data: dict[str, Any], **options: dict[str, Any]) -> dict[str, Any]:
     """``data`` (a topology as dicts) with every gateway on dpdk; ``options`` per gateway."""
     gateways = {name: {**gw, "datapath": "dpdk", "dpdk": {**gw.get("dpdk", {}), **options.get(name, {})}}

@@ -24,6 +24,7 @@ program) raises :class:`Unsupported`; the runner turns that into a clear skip.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from natlab.topology.model import Topology
 
 __all__ = ["Driver", "Probe", "ProbeResult", "Realiser", "RunResult", "Unavailable", "Unsupported",
-           "PROTOCOLS", "PORTLESS"]
+           "PROTOCOLS", "PORTLESS", "json_lines"]
 
 PROTOCOLS = ("udp", "tcp", "icmp", "gre")
 PORTLESS = ("icmp", "gre")
@@ -110,6 +111,19 @@ class ProbeResult:
         if self.seen is None or ":" not in self.seen:
             return None
         return int(self.seen.rsplit(":", 1)[1])
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects a host program printed, one per line (anything else is skipped)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
 
 
 @dataclass(frozen=True)

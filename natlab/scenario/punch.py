@@ -45,7 +45,7 @@ from typing import Any, Callable, Optional
 
 from natlab.errors import LabError
 from natlab.hostprogs.peer import Punch, Sessions, decode, encode, parse_endpoint
-from natlab.realisers.base import Driver, Probe, ProbeResult
+from natlab.realisers.base import Driver, Probe, ProbeResult, json_lines
 
 __all__ = ["GRACE", "MAX_ANSWERS", "Plan", "PunchRun", "Side", "in_process", "run_punch", "spec_problems",
            "with_programs"]
@@ -197,21 +197,9 @@ def rendezvous_argv(plan: Plan, trace: bool) -> list[str]:
     return argv + (["--trace"] if trace else [])
 
 
-def _lines(text: str) -> tuple[dict[str, Any], ...]:
-    out = []
-    for line in text.splitlines():
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return tuple(out)
-
-
 def _side(driver: Driver, name: str, host: str, spawned: str) -> Side:
     got = driver.spawned_output(spawned)
-    lines = _lines(got.stdout)
+    lines = tuple(json_lines(got.stdout))
     reports = [ln for ln in lines if ln.get("event") in ("punched", "failed")]
     return Side(name, host, None if got.returncode == -1 else got.returncode, reports[-1] if reports else None,
                 lines, got.stdout + got.stderr)

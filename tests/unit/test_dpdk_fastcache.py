@@ -17,13 +17,9 @@ from natlab.engine import Engine, Policy, Side
 from natlab.gateway.service import Gateway
 from natlab.packet import build
 
-binding = pytest.importorskip("natlab.datapaths.dpdk.binding")
-if binding.missing():
-    pytest.skip(f"DPDK binding unavailable: {binding.missing()}", allow_module_level=True)
-try:
-    binding.load()
-except binding.BackendUnavailable as err:  # e.g. nowhere writable to build it
-    pytest.skip(f"DPDK binding unavailable: {err.message}", allow_module_level=True)
+from dpdk_kit import require_dpdk_binding  # noqa: E402
+
+require_dpdk_binding()
 
 from natlab.datapaths.dpdk.fastcache import FastCache, key_of  # noqa: E402
 from natlab.datapaths.dpdk.ports import Dataplane  # noqa: E402

@@ -16,13 +16,9 @@ from enginekit import A, ACK, FIN, RST, SYN, SYNACK, Y1, Nat, icmp_echo, src_of,
 from natlab.engine import Forward, Side
 from natlab.packet import problems
 
-binding = pytest.importorskip("natlab.datapaths.dpdk.binding")
-if binding.missing():
-    pytest.skip(f"DPDK binding unavailable: {binding.missing()}", allow_module_level=True)
-try:
-    binding.load()
-except binding.BackendUnavailable as err:  # e.g. nowhere writable to build it
-    pytest.skip(f"DPDK binding unavailable: {err.message}", allow_module_level=True)
+from dpdk_kit import require_dpdk_binding  # noqa: E402
+
+require_dpdk_binding()
 
 from natlab.datapaths.dpdk.frames import ttl_decremented  # noqa: E402
 from natlab.datapaths.dpdk.ports import Dataplane  # noqa: E402

@@ -107,18 +107,22 @@ class FastCache:
         if not self.entries:
             self.next_fold = float("inf")
             return
-        offset = self.gateway.offset
-        for seen in self.dp.collect():
-            entry = self.entries.get(seen.key)
-            if entry is not None and seen.packets:
-                self._fold_one(entry, seen, offset)
-        now = self.clock()
+        self._fold_collected()
+        offset, now = self.gateway.offset, self.clock()
         while self._expiry and self._expiry[0][0] <= now:
             expires, key = heapq.heappop(self._expiry)
             entry = self.entries.get(key)
             if entry is not None and entry.expires - offset == expires:
                 self._remove(key)
         self.next_fold = now + FOLD_EVERY if self.entries else float("inf")
+
+    def _fold_collected(self) -> None:
+        """What the C table counted since the last collect, into the engine."""
+        offset = self.gateway.offset
+        for seen in self.dp.collect():
+            entry = self.entries.get(seen.key)
+            if entry is not None and seen.packets:
+                self._fold_one(entry, seen, offset)
 
     def _fold_one(self, entry: Any, seen: Any, offset: float) -> None:
         self.stats["folded_packets"] += seen.packets
@@ -150,20 +154,14 @@ class FastCache:
             sess = session_of(entry)
         else:
             return
-        for k in list(self.sessions.get(sess, ())):
-            self.stats["forgotten"] += 1
-            self._remove(k)
+        self.forget_session(sess)
 
     def invalidate(self) -> None:
         """Fold, then empty the table: the next packet of every flow meets the engine."""
         self.stats["invalidations"] += 1
         if not self.entries:
             return
-        offset = self.gateway.offset
-        for seen in self.dp.collect():
-            entry = self.entries.get(seen.key)
-            if entry is not None and seen.packets:
-                self._fold_one(entry, seen, offset)
+        self._fold_collected()
         self.dp.clear()
         self.entries.clear()
         self.sessions.clear()

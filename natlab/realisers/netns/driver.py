@@ -23,25 +23,13 @@ from typing import Any, Optional, Sequence
 
 from natlab.errors import LabError
 from natlab.realisers.netns.procs import python_module
-from natlab.realisers.base import PORTLESS, Probe, ProbeResult, RunResult
+from natlab.realisers.base import PORTLESS, Probe, ProbeResult, RunResult, json_lines
 from natlab.realisers.netns.realiser import NetnsRealiser
 
 __all__ = ["NetnsDriver"]
 
 _START_GRACE = 5.0
 """Seconds a listener may take to start (Python start-up in a namespace)."""
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
 
 
 class NetnsDriver:
@@ -98,7 +86,7 @@ class NetnsDriver:
         else:
             sent = self.lab.exec(probe.src, argv, capture_output=True, text=True,
                                  timeout=probe.timeout + _START_GRACE)
-            said, stderr = _json_lines(sent.stdout), sent.stderr
+            said, stderr = json_lines(sent.stdout), sent.stderr
         heard = self._finish_listener(listener, probe)
         return self._result(probe, said, heard, stderr)
 
@@ -141,7 +129,7 @@ class NetnsDriver:
         except subprocess.TimeoutExpired:
             proc.kill()  # nothing came: the listener would only report a timeout
             out, _ = proc.communicate()
-        return _json_lines(out)
+        return json_lines(out)
 
     @staticmethod
     def _result(probe: Probe, said: list[dict], heard: list[dict], stderr: str) -> ProbeResult:
@@ -232,7 +220,7 @@ class NetnsDriver:
 
         argv = [*python_module("natlab.realisers.netns.portmap_client"), json.dumps(asdict(request))]
         done = self.run(host, argv, request.timeout * 6 + _START_GRACE)
-        said = _json_lines(done.stdout)
+        said = json_lines(done.stdout)
         if not said:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             return PortMapAnswer(False, "CLIENT_FAILED", detail=f"exit {done.returncode}: {tail}")
@@ -263,9 +251,9 @@ def _lines_until(proc: subprocess.Popen, event: str, timeout: float) -> list[dic
         if not chunk:
             break  # timed out, or the program exited
         text += chunk
-        if any(e.get("event") == event for e in _json_lines(text.decode(errors="replace"))):
+        if any(e.get("event") == event for e in json_lines(text.decode(errors="replace"))):
             break
-    return _json_lines(text.decode(errors="replace"))
+    return json_lines(text.decode(errors="replace"))
 
 
 def _stop(proc: subprocess.Popen) -> None:
