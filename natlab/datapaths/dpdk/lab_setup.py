@@ -114,14 +114,20 @@ def _peer_in(gateway_ns: str, iface: str, ns: str) -> bool:
                    for l in other.get_links())
 
 
-def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,
-                    peers: Sequence[str]) -> None:
-    """Offloads off on ``peers`` (in ``switch_ns``), GRO off on the gateway's own ends, the
-    kernel's forwarding off and an ingress drop on ``gateway_ifaces`` (in ``gateway_ns``)."""
+def offloads_off(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,
+                 peers: Sequence[str]) -> None:
+    """Offloads off on ``peers`` (in ``switch_ns``), GRO too on the gateway's own ends."""
     for peer in peers:
         _run(["ip", "netns", "exec", switch_ns, "ethtool", "-K", peer, *OFFLOADS_OFF])
     for iface in gateway_ifaces:
         _run(["ip", "netns", "exec", gateway_ns, "ethtool", "-K", iface, "gro", "off", *OFFLOADS_OFF])
+
+
+def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: str,
+                    peers: Sequence[str]) -> None:
+    """:func:`offloads_off`, then the kernel's forwarding off and an ingress drop on
+    ``gateway_ifaces`` (in ``gateway_ns``)."""
+    offloads_off(gateway_ns, gateway_ifaces, switch_ns, peers)
     _run(["ip", "netns", "exec", gateway_ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
     # Replace an earlier table atomically (a restarted lab step): delete-if-there, then add.
     script = f"table netdev {TABLE}\ndelete table netdev {TABLE}\n" + ingress_drop_script(gateway_ifaces)
@@ -131,12 +137,17 @@ def prepare_gateway(gateway_ns: str, gateway_ifaces: Sequence[str], switch_ns: s
 def undo(spec) -> None:  # spec: GatewaySpec
     """Give the namespace back to the kernel (benchmarks measure other paths there next):
     the ingress drop goes, offloads come back on. Forwarding stays as it is."""
+    _run(["ip", "netns", "exec", spec.netns, "nft", "-f", "-"],
+         stdin=f"table netdev {TABLE}\ndelete table netdev {TABLE}\n")
+    offloads_on(spec)
+
+
+def offloads_on(spec) -> None:  # spec: GatewaySpec
+    """Offloads back on, on the peers of ``spec``'s veths and on the veths themselves."""
     from natlab.realisers.netns.namespaces import switch_ns
 
     ifaces = [*spec.inside_ifaces, spec.outside_iface]
     sw = switch_ns(spec.lab)
-    _run(["ip", "netns", "exec", spec.netns, "nft", "-f", "-"],
-         stdin=f"table netdev {TABLE}\ndelete table netdev {TABLE}\n")
     on = tuple(v if v != "off" else "on" for v in OFFLOADS_OFF)
     for peer in peers_of(spec.netns, ifaces, sw):
         _run(["ip", "netns", "exec", sw, "ethtool", "-K", peer, *on])
