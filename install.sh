@@ -113,7 +113,7 @@ case "$then_run" in
     fi
     why="$(.venv/bin/python -c "from natlab.datapaths.registry import unavailable; print(unavailable('dpdk') or '')" 2>&1 || true)"
     if [ -z "$why" ]; then
-      dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/docker/test_docker_dpdk.py tests/unit scenarios/portmap-*.yaml"
+      dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/docker/test_docker_dpdk.py tests/unit scenarios tests/netns/lab/test_matrix_netns.py tests/netns/e2e"
       echo "install.sh: .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk"
       exec .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk
     elif [ "$then_run" = test-dpdk ]; then

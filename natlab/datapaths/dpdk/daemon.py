@@ -97,6 +97,13 @@ class DpdkDatapath:
         mapping through a TUN to the kernel's servers, :mod:`~.local`)."""
         return None
 
+    def forget(self, lab: str, gateway: str) -> None:
+        """After the lab's processes are gone (``natlab down``): remove the EAL runtime
+        directory the gateway's process left if it could not tear down (``kill -9``)."""
+        runtime = runtime_dir(lab, gateway)
+        if runtime.is_dir():
+            shutil.rmtree(runtime, ignore_errors=True)
+
     def prepare(self, spec: GatewaySpec) -> None:
         """Before the gateway process starts (the realiser's hook): offloads off on the
         veths' peers, the kernel's forwarding off and its copy dropped (:mod:`~.lab_setup`)."""
@@ -137,7 +144,7 @@ def _serve(gateway: Gateway) -> int:
                  for i, pci in enumerate(options.ports)]
     else:
         ports = [PortSpec(name, 0 if is_in else 1) for name, is_in in zip(names, inside)]
-    prefix = f"natlab-{spec.lab}-{spec.name}"[:60]
+    prefix = eal_prefix(spec.lab, spec.name)
     if options.workers > 1:
         from natlab.datapaths.dpdk.workers import WorkerDataplane
 
@@ -360,6 +367,16 @@ class _Loop:
         return {"turns": self.turns, "sleeps": self.sleeps, "idle": "adaptive" if self.adaptive else "busy",
                 "slow_frames": self.slow_frames,
                 "slow_errors": self.slow_errors, "drains": self.drains, "reconfigured": self.rereads}
+
+
+def eal_prefix(lab: str, gateway: str) -> str:
+    """The gateway's own EAL ``--file-prefix``: gateways never share EAL state."""
+    return f"natlab-{lab}-{gateway}"[:60]
+
+
+def runtime_dir(lab: str, gateway: str) -> Path:
+    """Where EAL keeps the gateway's runtime files (its config, the multi-process socket)."""
+    return Path("/var/run/dpdk") / eal_prefix(lab, gateway)
 
 
 def _teardown(control: Any, dp: Any, prefix: str) -> None:

@@ -312,10 +312,23 @@ def down(name: str, must_exist: bool = False) -> list[str]:
     for ns in sorted(namespaces):
         procs.stop(netns.pids_in(ns))
     removed = [ns for ns in sorted(namespaces) if netns.remove(ns)]
+    _forget_datapaths(name, state)
     run_dir = run_dir_of(name)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     return removed
+
+
+def _forget_datapaths(name: str, state: Optional[LabState]) -> None:
+    """What a stopped gateway's datapath left outside the lab's namespaces and run
+    directory (dpdk: its EAL runtime directory after ``kill -9``): its ``forget`` hook."""
+    from natlab.datapaths import registry
+
+    for gw_name, gw in (state.gateways if state is not None else {}).items():
+        if gw.get("datapath") in registry.names():
+            forget = getattr(registry.get(gw["datapath"]), "forget", None)
+            if forget is not None:
+                forget(name, gw_name)
 
 
 def _stop_recorded(state: Optional[LabState]) -> None:
