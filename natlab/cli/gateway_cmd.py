@@ -226,9 +226,16 @@ def capture(gw: Gw, lab: LabOpt = None,
     """Capture both sides of a gateway to a pcap file (for Wireshark or tshark)."""
     from natlab.datapaths.nfqueue.capture import capture as run_capture
 
-    netns = _gateway(gw, lab)["netns"]
+    entry = _gateway(gw, lab)
+    netns, bpf, where = entry["netns"], "", "all interfaces"
+    if entry.get("datapath") == "dpdk":  # its frames bypass tcpdump in its own namespace
+        from natlab.datapaths.dpdk.lab_setup import capture_point
+        from natlab.gateway.spec import GatewaySpec
+
+        netns, bpf = capture_point(GatewaySpec.from_json(Path(entry["spec_path"]).read_text()))
+        where = "the switch side of its veths"
     output = output or Path(f"{gw}-{datetime.now():%Y%m%d-%H%M%S}.pcap")
-    print(f"capturing {gw} ({netns}, all interfaces) to {output}"
+    print(f"capturing {gw} ({netns}, {where}) to {output}"
           + ("" if duration is not None else "; Ctrl-C stops"), file=sys.stderr)
-    packets = run_capture(netns, output, duration=duration)
+    packets = run_capture(netns, output, duration=duration, bpf=bpf)
     print(f"{plural(packets, 'packet')} written to {output}", file=sys.stderr)

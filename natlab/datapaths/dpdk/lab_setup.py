@@ -153,3 +153,26 @@ def offloads_on(spec) -> None:  # spec: GatewaySpec
         _run(["ip", "netns", "exec", sw, "ethtool", "-K", peer, *on])
     for iface in ifaces:
         _run(["ip", "netns", "exec", spec.netns, "ethtool", "-K", iface, *on])
+
+
+def capture_point(spec) -> tuple[str, str]:  # spec: GatewaySpec
+    """Where ``natlab capture`` sees a DPDK gateway's frames: (namespace, tcpdump filter).
+
+    In the gateway's own namespace tcpdump sees nothing AF_XDP takes (XDP redirects
+    a frame before the kernel's taps), so the capture runs on the peers of the
+    gateway's veths in the lab's switch namespace, which carry every frame into and
+    out of the gateway: the inside leg before translation, the outside leg after
+    (``-i any`` with an ``ifindex`` filter, so one pcap names each packet's leg)."""
+    from pyroute2 import NetNS
+
+    from natlab.realisers.netns.namespaces import switch_ns
+
+    sw = switch_ns(spec.lab)
+    if not os.path.exists(f"/run/netns/{sw}"):
+        raise LabError("no switch namespace to capture this dpdk gateway from", got=sw,
+                       hint="natlab capture runs on the switch side of the gateway's veths")
+    peers = peers_of(spec.netns, [*spec.inside_ifaces, spec.outside_iface], sw)
+    with NetNS(sw, flags=0) as ns:
+        indexes = [ns.link_lookup(ifname=peer)[0] for peer in peers]
+    return sw, " or ".join(f"ifindex {i}" for i in indexes)
+

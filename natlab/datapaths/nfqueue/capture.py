@@ -30,8 +30,10 @@ class Capture:
     """tcpdump in ``netns`` writing to ``output``; ``start()`` returns once it listens."""
 
     def __init__(self, netns: str, output: str | Path, *, interface: str = "any",
-                 snaplen: int = 0) -> None:
+                 snaplen: int = 0, bpf: str = "") -> None:
         self.netns = netns
+        self.bpf = bpf
+        """A tcpdump filter expression (empty: every packet)."""
         self.output = Path(output)
         self.interface = interface
         self.snaplen = snaplen
@@ -41,7 +43,8 @@ class Capture:
     def argv(self) -> list[str]:
         # -Z root: tcpdump would otherwise drop to its own user, who may not write here.
         return ["ip", "netns", "exec", self.netns, "tcpdump", "-i", self.interface, "-n", "-U", "--immediate-mode",
-                "-s", str(self.snaplen), "-Z", "root", "-w", str(self.output.resolve())]
+                "-s", str(self.snaplen), "-Z", "root", "-w", str(self.output.resolve()),
+                *([self.bpf] if self.bpf else [])]
 
     def start(self, timeout: float = 10.0) -> "Capture":
         if shutil.which("tcpdump") is None:
@@ -84,9 +87,9 @@ class Capture:
         self.stop()
 
 
-def capture(netns: str, output: str | Path, *, duration: Optional[float] = None) -> int:
+def capture(netns: str, output: str | Path, *, duration: Optional[float] = None, bpf: str = "") -> int:
     """Capture until ``duration`` seconds pass or Ctrl-C; returns packets captured."""
-    cap = Capture(netns, output).start()
+    cap = Capture(netns, output, bpf=bpf).start()
     try:
         if duration is None:
             while True:
