@@ -226,13 +226,16 @@ def capture(gw: Gw, lab: LabOpt = None,
     """Capture both sides of a gateway to a pcap file (for Wireshark or tshark)."""
     from natlab.datapaths.nfqueue.capture import capture as run_capture
 
+    from natlab.datapaths import registry
+
     entry = _gateway(gw, lab)
     netns, bpf, where = entry["netns"], "", "all interfaces"
-    if entry.get("datapath") == "dpdk":  # its frames bypass tcpdump in its own namespace
-        from natlab.datapaths.dpdk.lab_setup import capture_point
+    datapath = entry.get("datapath")
+    point = getattr(registry.get(datapath), "capture_point", None) if datapath in registry.names() else None
+    if point is not None:  # a datapath whose frames tcpdump cannot see in the gateway's namespace
         from natlab.gateway.spec import GatewaySpec
 
-        netns, bpf = capture_point(GatewaySpec.from_json(Path(entry["spec_path"]).read_text()))
+        netns, bpf = point(GatewaySpec.from_json(Path(entry["spec_path"]).read_text()))
         where = "the switch side of its veths"
     output = output or Path(f"{gw}-{datetime.now():%Y%m%d-%H%M%S}.pcap")
     print(f"capturing {gw} ({netns}, {where}) to {output}"

@@ -104,6 +104,13 @@ class DpdkDatapath:
         if runtime.is_dir():
             shutil.rmtree(runtime, ignore_errors=True)
 
+    def capture_point(self, spec: GatewaySpec) -> tuple[str, str]:
+        """Where ``natlab capture`` sees this gateway's frames: (namespace, tcpdump filter).
+        AF_XDP takes them before the kernel's taps in its own namespace (:mod:`~.lab_setup`)."""
+        from natlab.datapaths.dpdk.lab_setup import capture_point
+
+        return capture_point(spec)
+
     def prepare(self, spec: GatewaySpec) -> None:
         """Before the gateway process starts (the realiser's hook): offloads off on the
         veths' peers, the kernel's forwarding off and its copy dropped (:mod:`~.lab_setup`)."""
