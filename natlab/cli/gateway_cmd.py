@@ -230,8 +230,7 @@ def capture(gw: Gw, lab: LabOpt = None,
 
     entry = _gateway(gw, lab)
     netns, bpf, where = entry["netns"], "", "all interfaces"
-    datapath = entry.get("datapath")
-    point = getattr(registry.get(datapath), "capture_point", None) if datapath in registry.names() else None
+    point = registry.hook(entry.get("datapath"), "capture_point")
     if point is not None:  # a datapath whose frames tcpdump cannot see in the gateway's namespace
         from natlab.gateway.spec import GatewaySpec
 

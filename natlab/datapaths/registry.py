@@ -87,6 +87,12 @@ def names() -> tuple[str, ...]:
     return tuple(DATAPATHS)
 
 
+def hook(name: Optional[str], attr: str) -> Any:
+    """Datapath ``name``'s optional hook ``attr`` (e.g. dpdk's ``prepare``, ``forget``,
+    ``capture_point``), or None: it has none, or no datapath has that name (an old state file)."""
+    return getattr(get(name), attr, None) if name in DATAPATHS else None
+
+
 def check(name: str) -> str:
     """``name`` if it is a lab datapath; else UnknownBackend with the closest name."""
     if name in LAB_DATAPATHS:

@@ -100,9 +100,7 @@ class DpdkDatapath:
     def forget(self, lab: str, gateway: str) -> None:
         """After the lab's processes are gone (``natlab down``): remove the EAL runtime
         directory the gateway's process left if it could not tear down (``kill -9``)."""
-        runtime = runtime_dir(lab, gateway)
-        if runtime.is_dir():
-            shutil.rmtree(runtime, ignore_errors=True)
+        _remove_runtime(runtime_dir(lab, gateway))
 
     def capture_point(self, spec: GatewaySpec) -> tuple[str, str]:
         """Where ``natlab capture`` sees this gateway's frames: (namespace, tcpdump filter).
@@ -381,9 +379,18 @@ def eal_prefix(lab: str, gateway: str) -> str:
     return f"natlab-{lab}-{gateway}"[:60]
 
 
+EAL_RUNTIME = Path("/var/run/dpdk")
+"""Where EAL keeps each file prefix's runtime files (its config, the multi-process socket)."""
+
+
 def runtime_dir(lab: str, gateway: str) -> Path:
-    """Where EAL keeps the gateway's runtime files (its config, the multi-process socket)."""
-    return Path("/var/run/dpdk") / eal_prefix(lab, gateway)
+    """The gateway's runtime directory under :data:`EAL_RUNTIME`."""
+    return EAL_RUNTIME / eal_prefix(lab, gateway)
+
+
+def _remove_runtime(runtime: Path) -> None:
+    if runtime.is_dir():
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def _teardown(control: Any, dp: Any, prefix: str) -> None:
@@ -392,7 +399,5 @@ def _teardown(control: Any, dp: Any, prefix: str) -> None:
             step()
         except Exception:  # noqa: BLE001 - one failed step must not skip the others
             log.exception("teardown of %s failed", what)
-    runtime = Path("/var/run/dpdk") / prefix
-    if runtime.is_dir():
-        shutil.rmtree(runtime, ignore_errors=True)
+    _remove_runtime(EAL_RUNTIME / prefix)
 

@@ -245,7 +245,7 @@ def prepare_datapath(spec: GatewaySpec) -> None:
     offloads off on the veth peers), if it needs anything: its optional ``prepare(spec)``."""
     from natlab.datapaths import registry
 
-    prepare = getattr(registry.get(spec.datapath), "prepare", None)
+    prepare = registry.hook(spec.datapath, "prepare")
     if prepare is not None:
         prepare(spec)
 
@@ -325,10 +325,9 @@ def _forget_datapaths(name: str, state: Optional[LabState]) -> None:
     from natlab.datapaths import registry
 
     for gw_name, gw in (state.gateways if state is not None else {}).items():
-        if gw.get("datapath") in registry.names():
-            forget = getattr(registry.get(gw["datapath"]), "forget", None)
-            if forget is not None:
-                forget(name, gw_name)
+        forget = registry.hook(gw.get("datapath"), "forget")
+        if forget is not None:
+            forget(name, gw_name)
 
 
 def _stop_recorded(state: Optional[LabState]) -> None:
