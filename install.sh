@@ -114,8 +114,9 @@ case "$then_run" in
     why="$(.venv/bin/python -c "from natlab.datapaths.registry import unavailable; print(unavailable('dpdk') or '')" 2>&1 || true)"
     if [ -z "$why" ]; then
       dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/docker/test_docker_dpdk.py tests/unit scenarios tests/netns/lab/test_matrix_netns.py tests/netns/e2e"
-      echo "install.sh: .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk"
-      exec .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk
+      # one worker and two: tests about dpdk set their own workers and skip the second
+      echo "install.sh: .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk,dpdk:workers=2"
+      exec .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk,dpdk:workers=2
     elif [ "$then_run" = test-dpdk ]; then
       echo "install.sh: the DPDK tier cannot run: $why (bash install.sh --dpdk)" >&2; exit 1
     fi ;;

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 ``--natlab-datapath nfqueue,kernel-cache`` (or ``all``: every lab datapath whose
-``unavailable()`` is None here) parametrises every test that brings up a kernel
+``unavailable()`` is None here; a datapath may carry options for every gateway,
+``dpdk:workers=2``) parametrises every test that brings up a kernel
 lab (marked ``netns`` or ``docker``, or using ``natlab_lab``/``natlab_driver``) over those
 datapaths: ``test_x[kernel-cache]``. The session-scoped ``natlab_datapath``
 fixture sets ``NATLAB_DATAPATH`` for the tests of each value, so labs the test
@@ -13,7 +14,8 @@ session fixture that brings up a lab must take ``natlab_datapath`` (or
 ``natlab_lab``, which does) so that pytest makes it again for each value. Without the option nothing is parametrised (each
 gateway's ``datapath:`` key, else the default, kernel-cache), except a test about
 datapaths other than the default: it runs on the first it names. A test about one
-datapath says so: ``@pytest.mark.datapaths("nfqueue")``; a lab test that is not about packets at all
+datapath says so: ``@pytest.mark.datapaths("nfqueue")`` (and sets that datapath's options
+itself: under a choice with options, ``dpdk:workers=2``, it skips, saying so); a lab test that is not about packets at all
 (the CLI, ``down``, the workbench's page) says ``@pytest.mark.any_datapath`` and runs
 once, unparametrised. A datapath named explicitly but not
 available here makes its tests skip, saying why.
@@ -36,7 +38,8 @@ LAB_FIXTURES = ("natlab_lab", "natlab_driver")
 def add_option(group: Any) -> None:
     group.addoption(OPTION, metavar="LIST", default=None,
                     help="run lab tests on each of these gateway datapaths (comma-separated: nfqueue, "
-                         "kernel-cache, dpdk; 'all': every one available here)")
+                         "kernel-cache, dpdk, each optionally with options for every gateway: "
+                         "dpdk:workers=2; 'all': every one available here)")
 
 
 def configure(config: pytest.Config) -> None:
@@ -54,8 +57,13 @@ def chosen(config: pytest.Config) -> Optional[tuple[tuple[str, Optional[str]], .
         return None
     if value.strip() == "all":
         return tuple((name, None) for name in datapaths.available())
-    names = [datapaths.check(v.strip()) for v in value.split(",") if v.strip()]
-    return tuple((name, datapaths.unavailable(name)) for name in dict.fromkeys(names))
+    picked = [datapaths.choose(v.strip()) for v in value.split(",") if v.strip()]
+    return tuple((text, datapaths.unavailable(name_of(text))) for text in dict.fromkeys(picked))
+
+
+def name_of(text: str) -> str:
+    """The datapath's name in ``dpdk:workers=2`` (a choice with options)."""
+    return text.split(":", 1)[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,6 +78,15 @@ def _brings_up_labs(metafunc: pytest.Metafunc) -> bool:
     return any(f in metafunc.fixturenames for f in LAB_FIXTURES)
 
 
+def _skip_reason(text: str, why: Optional[str], about_it: bool) -> Optional[str]:
+    if why:
+        return f"the {text} datapath is unavailable: {why}"
+    if about_it and text != name_of(text):
+        # a test about a datapath sets that datapath's options itself: a forced option would undo it
+        return f"sets its own {name_of(text)} options; it runs under plain {name_of(text)}"
+    return None
+
+
 def generate(metafunc: pytest.Metafunc) -> None:
     asked = chosen(metafunc.config)
     only = metafunc.definition.get_closest_marker("datapaths")
@@ -80,9 +97,9 @@ def generate(metafunc: pytest.Metafunc) -> None:
             return
         # not asked: a test about other datapaths than the default runs on the first it names
         asked = ((only.args[0], _why_not(only.args[0])),)
-    wanted = [(n, why) for n, why in asked if only is None or n in only.args]
-    params = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"the {n} datapath is unavailable: {why}")]
-                           if why else []) for n, why in wanted]
+    wanted = [(n, why) for n, why in asked if only is None or name_of(n) in only.args]
+    params = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=reason)] if reason else [])
+              for n, why in wanted for reason in [_skip_reason(n, why, about_it=only is not None)]]
     if not params:
         params = [pytest.param(None, id="-".join(only.args), marks=[pytest.mark.skip(
             reason=f"about the {', '.join(only.args)} datapath only; {OPTION} asked for others")])]
@@ -91,15 +108,17 @@ def generate(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def natlab_datapath(request: pytest.FixtureRequest) -> Iterator[Optional[str]]:
-    """The datapath this test's labs use (None: not chosen by the test run)."""
-    name = getattr(request, "param", None)
-    if name is None:
-        yield os.environ.get(datapaths.ENV) or None
+    """The datapath this test's labs use, by name (None: not chosen by the test run); its
+    options (``dpdk:workers=2``) reach the gateways through the environment."""
+    text = getattr(request, "param", None)
+    if text is None:
+        forced = os.environ.get(datapaths.ENV)
+        yield name_of(forced) if forced else None
         return
     before = os.environ.get(datapaths.ENV)
-    os.environ[datapaths.ENV] = name
+    os.environ[datapaths.ENV] = text
     try:
-        yield name
+        yield name_of(text)
     finally:
         if before is None:
             os.environ.pop(datapaths.ENV, None)

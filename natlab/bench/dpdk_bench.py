@@ -3,7 +3,8 @@
 Not a test: it measures and never asserts.
 
 :data:`DPDK` is the real gateway process on the dpdk datapath (one poll loop,
-af_xdp over the gateway's veths, the C fast path), with the lab set-up that
+af_xdp over the gateway's veths, the C fast path; :data:`DPDK_2W` the same with two
+worker lcores), with the lab set-up that
 datapath needs (offloads off on the veths' peers, the kernel's copy dropped:
 :mod:`natlab.datapaths.dpdk.lab_setup`) for this row only, undone after it, so
 the other rows of the run keep their own offloads. Same endpoints, same tools,
@@ -24,14 +25,16 @@ from dataclasses import replace
 from typing import Callable, Iterator, Optional
 
 DPDK = "natlab on dpdk (C fast path)"
+DPDK_2W = "natlab on dpdk, 2 workers"
 KERNEL_SAME_OFFLOADS = "kernel NAT, offloads off as on dpdk"
-PATHS = (DPDK, KERNEL_SAME_OFFLOADS)
+PATHS = (DPDK, DPDK_2W, KERNEL_SAME_OFFLOADS)
 AIM_UDP_VS_KERNEL = 1.0
 AIM_TCP_VS_KERNEL = 0.5
 
 
 def installers(lab, spec) -> dict[str, Callable]:
     return {DPDK: lambda: _dpdk_gateway(lab, spec),
+            DPDK_2W: lambda: _dpdk_gateway(lab, spec, workers=2),
             KERNEL_SAME_OFFLOADS: lambda: _kernel_same_offloads(lab, spec)}
 
 
@@ -53,7 +56,7 @@ def _kernel_same_offloads(lab, spec) -> Iterator[None]:
 
 
 @contextmanager
-def _dpdk_gateway(lab, spec) -> Iterator[None]:
+def _dpdk_gateway(lab, spec, workers: int = 1) -> Iterator[None]:
     from natlab.bench.lab_paths import check, process
     from natlab.datapaths import registry
     from natlab.datapaths.dpdk import lab_setup
@@ -63,7 +66,7 @@ def _dpdk_gateway(lab, spec) -> Iterator[None]:
     why = registry.unavailable("dpdk")
     if why:
         raise LabError("the dpdk datapath is unavailable", got=why)
-    spec = replace(spec, name=f"{spec.name}-dpdk", datapath="dpdk", extra={"dpdk": {}})
+    spec = replace(spec, name=f"{spec.name}-dpdk{workers}", datapath="dpdk", extra={"dpdk": {"workers": workers}})
     spec.spec_path.write_text(spec.to_json())
     lab_setup.prepare(spec)
     try:
@@ -84,9 +87,10 @@ def aims(report) -> list[str]:
     """The issue's aims for the DPDK datapath, as ratios to kernel NAT in this one run."""
     from natlab.bench.lab_bench import KERNEL
 
-    kernel, dpdk, same = (report.figures(p) for p in (KERNEL, DPDK, KERNEL_SAME_OFFLOADS))
+    kernel, dpdk, dpdk2, same = (report.figures(p) for p in (KERNEL, DPDK, DPDK_2W, KERNEL_SAME_OFFLOADS))
     return [f"aim: natlab on dpdk UDP >= {AIM_UDP_VS_KERNEL}x kernel NAT UDP pkt/s: "
-            f"{_ratio(dpdk.udp_pps, kernel.udp_pps)}; TCP >= {AIM_TCP_VS_KERNEL}x kernel NAT TCP: "
-            f"{_ratio(dpdk.tcp_mbps, kernel.tcp_mbps)}",
+            f"{_ratio(dpdk.udp_pps, kernel.udp_pps)} (2 workers {_ratio(dpdk2.udp_pps, kernel.udp_pps)}); "
+            f"TCP >= {AIM_TCP_VS_KERNEL}x kernel NAT TCP: {_ratio(dpdk.tcp_mbps, kernel.tcp_mbps)} "
+            f"(2 workers {_ratio(dpdk2.tcp_mbps, kernel.tcp_mbps)})",
             f"dpdk vs kernel NAT with the same offloads off: UDP {_ratio(dpdk.udp_pps, same.udp_pps)}, "
             f"TCP {_ratio(dpdk.tcp_mbps, same.tcp_mbps)}"]

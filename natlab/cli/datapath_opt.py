@@ -1,4 +1,4 @@
-"""``--datapath NAME``: one option for every command that brings labs up (up, run, matrix, explore)."""
+"""``--datapath NAME[:KEY=VALUE]...``: one option for every command that brings labs up (up, run, matrix, explore)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 
 DatapathOpt = Annotated[Optional[str], typer.Option(
     "--datapath", help="every gateway on this datapath: nfqueue (every packet through the engine), "
-    "kernel-cache (established flows rewritten in the kernel) or dpdk (default: each gateway's "
+    "kernel-cache (established flows rewritten in the kernel) or dpdk, optionally with options "
+    "for every gateway (dpdk:workers=2:driver=af_packet) (default: each gateway's "
     "'datapath:' key, else kernel-cache; nfqueue, with a warning, where kernel-cache cannot run)")]
 
 
@@ -19,4 +20,4 @@ def force(name: Optional[str]) -> None:
         return
     from natlab.datapaths import registry
 
-    os.environ[registry.ENV] = registry.check(name)
+    os.environ[registry.ENV] = registry.choose(name)

@@ -12,10 +12,11 @@ import importlib
 import os
 from typing import Any, Callable, Optional
 
+from natlab.datapaths import choice
 from natlab.datapaths.base import Datapath
 from natlab.errors import UnknownBackend
 
-__all__ = ["DATAPATHS", "DEFAULT", "ENV", "FALLBACK", "available", "chosen", "default", "fallback_warning", "get", "names",
+__all__ = ["DATAPATHS", "DEFAULT", "ENV", "FALLBACK", "available", "choose", "chosen", "default", "fallback_warning", "forced_options", "get", "names",
            "refuses", "unavailable"]
 
 
@@ -102,12 +103,27 @@ def check(name: str) -> str:
     raise UnknownBackend("unknown datapath", got=name, hint=hint)
 
 
+def choose(text: str) -> str:
+    """``NAME[:KEY=VALUE]...`` checked (name and options, :mod:`.choice`), as ENV holds it."""
+    return str(choice.parse(text, check))
+
+
 def chosen(topology_value: Optional[str] = None) -> str:
     """The datapath a lab gateway runs on: ``$NATLAB_DATAPATH``, else the topology's, else DEFAULT."""
     forced = os.environ.get(ENV, "").strip()
     if forced:
-        return check(forced)
+        return choice.parse(forced, check).name
     return topology_value or default()
+
+
+def forced_options(name: str) -> dict[str, Any]:
+    """The options ``$NATLAB_DATAPATH`` sets for datapath ``name`` (``dpdk:workers=2``), over
+    each gateway's own; {} if it sets none or forces another datapath."""
+    forced = os.environ.get(ENV, "").strip()
+    if not forced:
+        return {}
+    picked = choice.parse(forced, check)
+    return dict(picked.options) if picked.name == name else {}
 
 
 def default() -> str:

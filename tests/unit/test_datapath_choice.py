@@ -118,3 +118,36 @@ def test_every_lab_datapath_is_in_the_registry_and_the_topology_schema() -> None
     allowed = schema["$defs"]["GatewayEntry"]["properties"]["datapath"]["anyOf"][0]["enum"]
     assert tuple(allowed) == registry.LAB_DATAPATHS
     assert set(registry.LAB_DATAPATHS) <= set(registry.names())
+
+
+def test_a_forced_datapath_carries_options_over_every_gateways_own_block(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(registry.ENV, registry.choose("dpdk:workers=2:driver=af_packet"))
+    assert registry.chosen("nfqueue") == "dpdk"
+    spec = spec_of(topo(dpdk={"workers": 1, "quantum": 0.5}), tmp_path)
+    assert spec.datapath == "dpdk"
+    assert spec.extra["dpdk"]["workers"] == 2 and spec.extra["dpdk"]["driver"] == "af_packet"
+    assert spec.extra["dpdk"]["quantum"] == 0.5  # what --datapath does not set stays the gateway's
+    monkeypatch.setenv(registry.ENV, "dpdk")
+    assert spec_of(topo(dpdk={"workers": 1}), tmp_path).extra["dpdk"]["workers"] == 1
+
+
+def test_a_forced_choice_reads_values_as_yaml_and_prints_back_the_same() -> None:
+    assert registry.choose(" dpdk : workers=2 : idle=busy ") == "dpdk:workers=2:idle=busy"
+    assert registry.choose("kernel-cache:quantum=0.5") == "kernel-cache:quantum=0.5"
+    assert registry.forced_options("dpdk") == {}  # nothing forced
+
+
+def test_bad_forced_options_are_all_named_at_once_with_the_key_and_what_is_allowed() -> None:
+    with pytest.raises(ConfigError) as err:
+        registry.choose("dpdk:workers=9:drvier=af_xdp:idle")
+    text = str(err.value)
+    assert "dpdk.workers" in text and "9" in text
+    assert "dpdk.drvier" in text and "driver" in text  # the hint lists the real keys
+    assert "KEY=VALUE" in text and "idle" in text
+
+
+def test_a_datapath_without_options_refuses_them_and_a_misspelt_name_is_caught_first() -> None:
+    with pytest.raises(ConfigError, match="nfqueue datapath takes no options"):
+        registry.choose("nfqueue:workers=2")
+    with pytest.raises(UnknownBackend, match="did you mean 'dpdk'"):
+        registry.choose("dpkd:workers=2")

@@ -121,6 +121,11 @@ def test_workers_are_bounded_by_what_the_c_code_holds() -> None:
             DpdkOptions.from_dict({"workers": bad})
 
 
+def test_several_workers_keep_the_driver_asked_for_af_xdp_included() -> None:
+    assert DpdkOptions.from_dict({"workers": 2}).driver == "auto"  # auto: af_xdp first, as with one
+    assert DpdkOptions.from_dict({"workers": 2, "driver": "af_xdp"}).driver == "af_xdp"
+
+
 def test_idle_is_adaptive_by_default_busy_on_request_and_anything_else_is_named() -> None:
     assert DpdkOptions().idle == "adaptive"
     assert DpdkOptions.from_dict({"idle": "busy"}).idle == "busy"

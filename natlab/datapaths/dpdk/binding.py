@@ -56,6 +56,7 @@ int nl_dev_probe(const char *devargs);
 int nl_dev_remove(const char *name);
 uint32_t nl_last_rx(struct nl_ctx *c);
 uint32_t nl_mbufs_free(struct nl_ctx *c);
+int nl_pools_packed(struct nl_ctx *c);
 void nl_pool_per_port(struct nl_ctx *c, uint32_t n_mbufs);
 int nl_port_id(const char *name);
 struct nl_ctx *nl_open(uint32_t capacity);
@@ -186,7 +187,8 @@ def build(verbose: bool = False) -> Path:
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.set_source(MODULE, "".join(f'#include "{p.name}"\n' for p in SOURCES), include_dirs=[str(CSRC)],
-                   extra_compile_args=[*cflags, "-O2", "-Wno-unused-parameter"],
+                   extra_compile_args=[*cflags, "-O2", "-Wno-unused-parameter",
+                                       "-Werror=implicit-function-declaration"],  # a missing header is an error
                    extra_link_args=libs)
     target = _target()
     target.parent.mkdir(parents=True, exist_ok=True)

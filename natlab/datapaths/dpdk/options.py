@@ -4,7 +4,7 @@
 
     dpdk:
       workers: 1            # 1: one poll loop; N: N worker lcores owning flows (:mod:`.workers`)
-      driver: auto          # auto (af_xdp, then af_packet; af_packet with workers > 1), af_xdp, af_packet
+      driver: auto          # auto (af_xdp, then af_packet), af_xdp, af_packet
       ports: []             # PCI addresses of real NICs, inside first, outside last
       eal_args: []          # extra EAL arguments, passed as they are
       quantum: 1.0          # seconds a C session entry lives at most (the engine's fast_entry)
@@ -73,14 +73,8 @@ class DpdkOptions:
         if idle not in IDLE_MODES:
             problems.append(ConfigError("unknown dpdk idle mode", got=idle, key="dpdk.idle",
                                         hint=", ".join(IDLE_MODES)))
-        if isinstance(workers, int) and workers > 1 and driver == "af_xdp":
-            problems.append(ConfigError("dpdk.driver af_xdp takes one worker here: with several "
-                                        "lcores, TCP through veth ports stalls (measured on DPDK "
-                                        "22.11); use af_packet or auto", got=driver, key="dpdk.driver"))
         if problems:
             from natlab.errors import combined
 
             raise combined(problems)
-        if workers > 1 and driver == "auto":
-            driver = "af_packet"  # see above: af_xdp serves one worker
         return cls(workers, driver, tuple(ports), tuple(eal_args), float(quantum), sessions, idle)

@@ -162,6 +162,10 @@ class Dataplane:
             if self.lib.nl_port_add(self.ctx, port_id, port.side, RX_DESC, TX_DESC) < 0:
                 raise LabError(f"DPDK port {port.name} ({driver})", got=self._error())
             self.drivers.append(driver)
+        if "af_xdp" in self.drivers and not self.pools_packed():
+            raise LabError("the DPDK mbuf pools for af_xdp", got="mbufs outside the UMEM the PMD registers",
+                           hint="frames sent from them would be invalid descriptors (csrc/nl_ports.c); "
+                                "use driver: af_packet")
         mac = self.ffi.new("uint8_t[6]")
         for index in range(len(self.ports)):
             self.lib.nl_port_mac(self.ctx, index, mac)
@@ -279,7 +283,11 @@ class Dataplane:
                  "installs", "removes", "clears", "own_echo", "alloc_failed", "entries", "capacity")
         return {**{name: int(getattr(st, name)) for name in names},
                 "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)), "mbufs": self.mbufs,
-                "idle": self.idle}
+                "pools_packed": self.pools_packed(), "idle": self.idle}
+
+    def pools_packed(self) -> bool:
+        """Every mbuf lies inside the UMEM an af_xdp port registers over its pool (csrc/nl_ports.c)."""
+        return bool(self.lib.nl_pools_packed(self.ctx))
 
     def port_stats(self) -> dict[str, dict[str, Any]]:
         """Per port, by interface name (or PCI address)."""

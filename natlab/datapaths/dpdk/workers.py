@@ -180,6 +180,7 @@ class WorkerDataplane(Dataplane):
                 "installs": self.installs, "entries": total["entries"],
                 "table_full": total["table_full"], "capacity": self.capacity * self.workers,
                 "rx": total["rx"], "mbufs_free": int(self.lib.nl_mbufs_free(self.ctx)),
+                "pools_packed": self.pools_packed(),
                 "mbufs": self.mbufs, "aggregate": total, "idle": self.idle,
                 "main_wakeups": int(self.lib.nl_mw_main_wakeups(self.mw)),
                 "per_worker": {f"w{row['worker']}": row for row in rows}}

@@ -224,10 +224,12 @@ def _build_node(topo: Topology, state: LabState, node: Node, index: int, realise
 
 
 def gateway_spec(topo: Topology, gw: Gateway, run_dir: str) -> GatewaySpec:
-    from natlab.datapaths.registry import chosen
+    from natlab.datapaths.registry import chosen, forced_options
 
     datapath = chosen(gw.datapath)
     options = gw.datapath_options.get(datapath.replace("-", "_"))
+    if forced := forced_options(datapath):
+        options = {**(options or {}), **forced}  # --datapath dpdk:workers=2 wins over the gateway's block
     return GatewaySpec(
         lab=topo.name, name=gw.name, netns=netns.ns_name(topo.name, gw.name),
         inside_ifaces=("in0",), outside_iface="out0",

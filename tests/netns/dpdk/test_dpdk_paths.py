@@ -25,12 +25,12 @@ pytestmark = [pytest.mark.netns, pytest.mark.datapaths("dpdk")]
 SERVER = "198.51.100.100"
 
 
-DRIVERS = {1: {"cgn": "af_packet", "home-router": "af_xdp"}, 2: {"cgn": "af_packet", "home-router": "af_packet"}}
+DRIVERS = {1: {"cgn": "af_packet", "home-router": "af_xdp"}, 2: {"cgn": "af_packet", "home-router": "af_xdp"}}
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
 def lab(request):
-    """Every path once with one poll loop and once with two workers (af_packet then)."""
+    """Every path once with one poll loop and once with two workers, each time over both drivers."""
     workers = request.param
     data = yaml.safe_load((E2E / "e2e-double-nat.yaml").read_text())
     options = {gw: {"workers": workers, "driver": driver} for gw, driver in DRIVERS[workers].items()}
@@ -44,6 +44,7 @@ def test_the_gateways_run_on_the_drivers_and_workers_asked_for(lab):
         dpdk = client(lab, gw).counters()["gateway"]
         assert dpdk["dpdk_drivers"] == f"{driver},{driver}"
         assert dpdk["dpdk"].get("workers", 1) == workers
+        assert dpdk["dpdk"]["pools_packed"] is True  # every mbuf inside its af_xdp UMEM
 
 
 @pytest.mark.parametrize("host, target", [

@@ -103,7 +103,8 @@ class GwLab:
             lab="gwtest", name="nat-a", netns=self.gw, inside_ifaces=("in0",), outside_iface="out0",
             inside_subnets=("192.168.77.0/24",), outside_subnet="203.0.113.0/24", pool=(POOL,),
             preset="test", policy=policy, seed=7, run_dir=str(self.run_dir), datapath=datapath,
-            extra=DATAPATH_OPTIONS.get(datapath, {}))
+            extra={key: {**options, **registry.forced_options(datapath)}
+                   for key, options in DATAPATH_OPTIONS.get(datapath, {}).items()})
         fields.update(changes)
         return GatewaySpec(**fields)
 

@@ -5,9 +5,9 @@ natlab's own PCP client each map a port on the gateway ``nat``; every mapping is
 reachable from the outside host through the mapped port (real kernel sockets), shows
 in the gateway's table with its kind, and is gone after the client deletes it.
 miniupnpc treats 203.0.113.0/24 as a reserved range and calls such an IGD
-"not connected"; ``-i`` tells it to go on anyway. On the dpdk datapath the lab runs twice,
-with one poll loop and with two workers, and the servers are reached through the
-gateway's TUN (:mod:`natlab.datapaths.dpdk.local`).
+"not connected"; ``-i`` tells it to go on anyway. On the dpdk datapath (the DPDK tier runs
+it with one poll loop and with two workers: ``dpdk,dpdk:workers=2``) the servers are
+reached through the gateway's TUN (:mod:`natlab.datapaths.dpdk.local`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ HERE = Path(__file__).parent
 GW, ALICE, EXTERNAL = "192.168.1.1", "192.168.1.10", "203.0.113.1"
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
-def lab(request, natlab_datapath) -> Iterator[natlab.lab.Lab]:
+@pytest.fixture(scope="module")
+def lab(natlab_datapath) -> Iterator[natlab.lab.Lab]:
+    """The gateway on the run's datapath (``--natlab-datapath dpdk,dpdk:workers=2``: both)."""
     import secrets
 
     import yaml
@@ -40,10 +41,6 @@ def lab(request, natlab_datapath) -> Iterator[natlab.lab.Lab]:
     from natlab.topology import from_data
 
     data = yaml.safe_load((HERE / "portmap-lab.yaml").read_text())
-    if request.param > 1:
-        if natlab_datapath != "dpdk":
-            pytest.skip("workers are the dpdk datapath's (--natlab-datapath dpdk)")
-        data["gateways"]["nat"]["dpdk"] = {"workers": request.param}
     with natlab.lab.up(from_data({**data, "name": f"t{secrets.token_hex(3)}"})) as lab:
         yield lab
 

@@ -1,11 +1,51 @@
 /* Ports, mbufs, the single-loop poll and the counters (see nl_base.c). */
 /* ---- ports and mbufs ---------------------------------------------------- */
 
+/* An mbuf pool whose objects lie packed, back to back from its first byte.
+ *
+ * DPDK 22.11's af_xdp PMD registers a pool as its UMEM from the first memory chunk's
+ * start for populated_size * object size bytes. Without hugepages (--no-huge, a lab) the
+ * pool's pages are 4 KiB and by default no object may cross one, so each 2368-byte mbuf
+ * takes a page: the pool spans 67 MB of which the UMEM covers 39, and every frame sent
+ * from an mbuf past that is an invalid descriptor the kernel skips (tx_invalid_descs):
+ * TCP through a gateway stalls once its mbufs reach there. Objects that may cross pages
+ * (RTE_MEMPOOL_F_NO_IOVA_CONTIG: nothing here DMAs them) lie packed, all inside the UMEM.
+ * With hugepages (hardware runs) the default layout is already packed. */
+static struct rte_mempool *nl_pool_create(const char *name, uint32_t n_mbufs)
+{
+    if (rte_eal_has_hugepages())
+        return rte_pktmbuf_pool_create(name, n_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+    struct rte_pktmbuf_pool_private priv = {.mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE};
+    struct rte_mempool *mp = rte_mempool_create_empty(name, n_mbufs,
+                                                      sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 256,
+                                                      sizeof priv, rte_socket_id(), RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+    if (mp == NULL)
+        return NULL;
+    if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) != 0)
+        goto fail;
+    rte_pktmbuf_pool_init(mp, &priv);
+    if (rte_mempool_populate_default(mp) < 0)
+        goto fail;
+    rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+    return mp;
+fail:
+    rte_mempool_free(mp);
+    return NULL;
+}
+
+/* Whether every object of pool mp lies inside the first populated_size * object size
+ * bytes of its memory: what an af_xdp UMEM over it covers (see nl_pool_create). */
+static int nl_pool_packed(struct rte_mempool *mp)
+{
+    struct rte_mempool_memhdr *h = STAILQ_FIRST(&mp->mem_list);
+    size_t span = (size_t)mp->populated_size * rte_mempool_calc_obj_size(mp->elt_size, mp->flags, NULL);
+    return mp->nb_mem_chunks == 1 && h != NULL && h->len <= span + 4096;
+}
+
 /* The mbuf pool (after the EAL started). */
 int nl_open_pool(struct nl_ctx *c, uint32_t n_mbufs)
 {
-    c->pool = rte_pktmbuf_pool_create("nl_pool", n_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                      rte_socket_id());
+    c->pool = nl_pool_create("nl_pool", n_mbufs);
     if (c->pool == NULL) {
         snprintf(nl_error_buf, sizeof nl_error_buf, "mbuf pool of %u: %s", n_mbufs,
                  rte_strerror(rte_errno));
@@ -28,8 +68,7 @@ int nl_port_add(struct nl_ctx *c, uint16_t port_id, uint8_t side, uint16_t rx_de
          * one umem): each port's rx has its own pool; tx across ports then copies. */
         char name[32];
         snprintf(name, sizeof name, "nl_pool_p%d", c->n_ports);
-        pool = rte_pktmbuf_pool_create(name, c->port_pool_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                       rte_socket_id());
+        pool = nl_pool_create(name, c->port_pool_mbufs);
         if (pool == NULL) {
             snprintf(nl_error_buf, sizeof nl_error_buf, "port %u mbuf pool: %s", port_id,
                      rte_strerror(rte_errno));
@@ -183,6 +222,17 @@ void nl_release(struct nl_ctx *c)
 uint32_t nl_last_rx(struct nl_ctx *c) { return c->last_rx; }
 
 void nl_pool_per_port(struct nl_ctx *c, uint32_t n_mbufs) { c->port_pool_mbufs = n_mbufs; }
+
+/* 1: every pool lies packed (an af_xdp UMEM over it covers all its mbufs), else 0. */
+int nl_pools_packed(struct nl_ctx *c)
+{
+    if (c->pool && !nl_pool_packed(c->pool))
+        return 0;
+    for (int i = 0; i < NL_MAX_PORTS; i++)
+        if (c->port_pool[i] && !nl_pool_packed(c->port_pool[i]))
+            return 0;
+    return 1;
+}
 
 /* Free mbufs in the pool (all lcores' caches included): a starved pool stops rx. */
 uint32_t nl_mbufs_free(struct nl_ctx *c)

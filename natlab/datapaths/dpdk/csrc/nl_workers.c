@@ -145,13 +145,19 @@ int nl_mw_owner(struct nl_mw *mw, uint8_t proto, uint32_t inside_addr, uint16_t 
     return nl_owner_of(mw->n_workers, proto, inside_addr, inside_port);
 }
 
-/* The owner of a frame as it arrives, before any lookup; -1: none known (slow path). */
+/* The owner of a frame as it arrives, before any lookup; -1: none known, -2: a fragment
+ * (both to the slow path). Fragments go there from the worker that received them, in the
+ * order they came: a later fragment carries no ports, so hashing it could send it past its
+ * first fragment to the engine (RFC 4787 REQ-14: the engine, not the datapath, decides
+ * what an out-of-order fragment gets). */
 static inline int nl_frame_owner(struct nl_mw *mw, uint8_t side, const uint8_t *f, uint32_t len)
 {
     if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00 || (f[14] >> 4) != 4)
         return -1;
     const uint8_t *ip = f + 14;
     uint32_t ihl = (uint32_t)(ip[0] & 15) * 4;
+    if ((ip[6] & 0x3F) | ip[7])
+        return -2;                  /* MF set or a non-zero offset */
     if (ihl < 20 || len < 14 + ihl + 8)
         return -1;
     uint8_t proto = ip[9];
@@ -225,7 +231,7 @@ static inline void nl_route(struct nl_worker *w, int port_index, struct rte_mbuf
     }
     int owner = nl_frame_owner(mw, p->side, f, len);
     if (owner < 0) {
-        if (p->side == NL_SIDE_OUTSIDE) w->st.no_owner++;
+        if (owner == -1 && p->side == NL_SIDE_OUTSIDE) w->st.no_owner++;
         nl_to_slow(w, port_index, m, NL_MISS_OTHER);
         return;
     }
