@@ -113,7 +113,7 @@ case "$then_run" in
     fi
     why="$(.venv/bin/python -c "from natlab.datapaths.registry import unavailable; print(unavailable('dpdk') or '')" 2>&1 || true)"
     if [ -z "$why" ]; then
-      dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/docker/test_docker_dpdk.py tests/unit scenarios tests/netns/lab/test_matrix_netns.py tests/netns/e2e"
+      dpdk_tier="tests/netns/dpdk tests/netns/portmap tests/netns/gateway tests/docker/test_docker_dpdk.py tests/unit scenarios tests/netns/lab/test_matrix_netns.py tests/netns/e2e"
       # one worker and two: tests about dpdk set their own workers and skip the second
       echo "install.sh: .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk,dpdk:workers=2"
       exec .venv/bin/pytest -q $dpdk_tier -k dpdk --natlab-datapath dpdk,dpdk:workers=2

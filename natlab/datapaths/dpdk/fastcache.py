@@ -50,6 +50,10 @@ def session_of(entry: Any) -> tuple[int, int, int, int, int]:
     return (entry.proto, entry.new_dst, entry.new_dport, entry.src, entry.sport)
 
 
+def _rewrite(entry: Any) -> tuple[int, int, int, int]:
+    return (entry.new_src, entry.new_sport, entry.new_dst, entry.new_dport)
+
+
 def kernel_reassembly() -> dict[str, int]:
     """This namespace's IPv4 reassembly counters: af_packet ports (DPDK 22.11 joins a fanout
     group with PACKET_FANOUT_FLAG_DEFRAG) hand fragments to the kernel first."""
@@ -85,8 +89,12 @@ class FastCache:
             return
         self.stats["offered"] += 1
         key = key_of(entry)
-        if key in self.entries:
-            self._remove(key)
+        old = self.entries.get(key)
+        if old is not None and _rewrite(old) != _rewrite(entry):
+            self._remove(key)  # another translation: the old one's counters are its session's
+        # else the install below updates the entry in place (the C add is an upsert that keeps
+        # its counters): no removal, which with workers is a round trip to the owner per
+        # packet, and a gap in which the flow's next packets miss (a flood never settled)
         expires = entry.expires - self.gateway.offset
         ok = self.dp.install(side=key[0], proto=entry.proto, src=entry.src, sport=entry.sport,
                              dst=entry.dst, dport=entry.dport, new_src=entry.new_src,

@@ -83,6 +83,28 @@ def vdev_args(driver: str, index: int, iface: str) -> tuple[str, str]:
     raise LabError("unknown DPDK driver", got=driver, hint="af_xdp, af_packet or auto")
 
 
+MAX_VETH_MTU = 1970
+"""The largest MTU the lab drivers carry: a frame lives in one mbuf of 2,048 data bytes
+(RTE_MBUF_DEFAULT_BUF_SIZE); af_packet's ring frame of 2,048 bytes keeps 1,984 of them
+after its 64-byte header, less 14 of Ethernet. (af_xdp would take 2,034; XDP on a veth
+refuses peers over about 3,500.) Larger frames would be cut short or dropped by the PMD."""
+
+
+def mtu_problem(ports: Sequence[PortSpec]) -> Optional[str]:
+    """A lab port whose interface's MTU is over :data:`MAX_VETH_MTU`, as 'in0 has MTU 9000'."""
+    for port in ports:
+        if port.pci:
+            continue
+        try:
+            with open(f"/sys/class/net/{port.name}/mtu") as f:
+                mtu = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if mtu > MAX_VETH_MTU:
+            return f"{port.name} has MTU {mtu}"
+    return None
+
+
 class Dataplane:
     def __init__(self, ports: Sequence[PortSpec], eal_args: Sequence[str], *, file_prefix: str,
                  driver: str = "auto", memory_mb: int = 256, capacity: int = 65536,
@@ -144,6 +166,10 @@ class Dataplane:
         """The EAL, the table, the mbuf pool and every port, started."""
         from natlab.datapaths.dpdk.binding import load
 
+        if problem := mtu_problem(self.ports):
+            raise LabError(f"the dpdk datapath's veth drivers carry frames of one 2 KiB mbuf "
+                           f"(MTU <= {MAX_VETH_MTU})", got=problem,
+                           hint="a smaller MTU on the gateway's links, or the nfqueue or kernel-cache datapath")
         self.ffi, self.lib = load()
         argv = [self.ffi.new("char[]", a.encode()) for a in self.argv()]
         c_argv = self.ffi.new("char *[]", argv)

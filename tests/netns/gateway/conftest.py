@@ -155,6 +155,12 @@ class GwLab:
         assert done.returncode in (0, 1) and len(lines) == len(destinations), done.stderr  # 1: some timed out
         return [line for line in lines if line["event"] == "reply"]
 
+    @property
+    def queue_rules(self) -> bool:
+        """The gateway's datapath steers packets with iptables queue rules in its namespace
+        (nfqueue, kernel-cache: the kernel forwards); dpdk takes the frames off the wire."""
+        return registry.chosen(None) in ("nfqueue", "kernel-cache")
+
     def iptables(self) -> str:
         return subprocess.run(_in_ns(self.gw, "iptables", "-t", "mangle", "-S"),
                               capture_output=True, text=True, check=True).stdout

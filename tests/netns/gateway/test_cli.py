@@ -74,6 +74,7 @@ def test_dead_gateway_is_a_clear_error(live):
     assert "gateway nat-a is not running" in str(result.exception)
 
 
+@pytest.mark.datapaths("nfqueue", "kernel-cache")  # the capture helper of the kernel-facing datapaths
 def test_capture_shows_both_sides(live, tmp_path):
     pcap = tmp_path / "both.pcap"
     with Capture(live.gw, pcap) as cap:

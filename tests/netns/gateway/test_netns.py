@@ -28,7 +28,8 @@ def test_passthrough_gateway_routes_and_closes_on_sigterm(gwlab):
     subprocess.run(["ip", "-n", gwlab.outside, "route", "add", "192.168.77.0/24", "via", "203.0.113.1"], check=True)
     spec = gwlab.spec({})
     client = gwlab.start_gateway(spec, engine="passthrough")
-    assert "NATLAB_PRE" in gwlab.iptables() and "natlab:gwtest" in gwlab.iptables()
+    if gwlab.queue_rules:
+        assert "NATLAB_PRE" in gwlab.iptables() and "natlab:gwtest" in gwlab.iptables()
     assert oct(spec.control_socket.stat().st_mode & 0o777) == "0o600"
     server = gwlab.serve_udp(gwlab.outside, 7000)
     replies = gwlab.send_udp(gwlab.inside, 5000, f"{gwlab.OUTSIDE_ADDRS[0]}:7000")
@@ -38,8 +39,9 @@ def test_passthrough_gateway_routes_and_closes_on_sigterm(gwlab):
     counters = client.counters()["gateway"]
     assert counters["packets_inside"] >= 1 and counters["packets_outside"] >= 1
     assert gwlab.stop_gateway() == 0
-    listing = gwlab.iptables()  # closed, not gone: DROP where the queues were, until the lab goes
-    assert "NFQUEUE" not in listing and "-j DROP" in listing and "natlab:gwtest" in listing
+    if gwlab.queue_rules:
+        listing = gwlab.iptables()  # closed, not gone: DROP where the queues were, until the lab goes
+        assert "NFQUEUE" not in listing and "-j DROP" in listing and "natlab:gwtest" in listing
     assert gwlab.forwarding() == "0"
     assert not spec.control_socket.exists()
 
@@ -96,10 +98,11 @@ def test_control_ops_on_a_live_gateway(gwlab):
     _two_destinations(gwlab)
     assert client.flush() and client.mappings() == []  # a reboot
     assert client.set_pool(["203.0.113.20"]) == ["203.0.113.20"]
-    addresses = subprocess.run(["ip", "-n", gwlab.gw, "-4", "addr", "show", "out0"],
-                               capture_output=True, text=True, check=True).stdout
-    assert "203.0.113.20/24" in addresses and f"{gwlab.POOL}/" not in addresses
-    assert "203.0.113.20/32" in gwlab.iptables() and f"{gwlab.POOL}/32" not in gwlab.iptables()
+    if gwlab.queue_rules:  # the kernel answers ARP for the pool; dpdk's router does (below)
+        addresses = subprocess.run(["ip", "-n", gwlab.gw, "-4", "addr", "show", "out0"],
+                                   capture_output=True, text=True, check=True).stdout
+        assert "203.0.113.20/24" in addresses and f"{gwlab.POOL}/" not in addresses
+        assert "203.0.113.20/32" in gwlab.iptables() and f"{gwlab.POOL}/32" not in gwlab.iptables()
     seen, _ = _two_destinations(gwlab, bind=5002)
     assert {split(s["source"])[0] for s in seen} == {"203.0.113.20"}
 
