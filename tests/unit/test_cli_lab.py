@@ -413,3 +413,16 @@ def test_status_of_a_docker_lab_shows_each_hosts_image_and_app(run_dir, monkeypa
     assert lab["hosts"]["alice"]["app"] == "exited (137)"
     table = invoke("status").output
     assert "my-app:1" in table and "exited (137)" in table
+
+
+def test_up_with_bad_datapath_options_names_every_one_before_anything_is_made(run_dir, monkeypatch):
+    from natlab.datapaths import registry
+    from natlab.shipped import shipped_dir
+
+    monkeypatch.delenv(registry.ENV, raising=False)
+    topology = shipped_dir("topologies") / "two-homes.yaml"
+    result = invoke("up", str(topology), "--datapath", "dpdk:workers=9:drvier=af_xdp")
+    said = str(result.exception)  # natlab's main prints it as 'natlab: 2 errors: ...'
+    assert result.exit_code != 0
+    assert "dpdk.workers" in said and "dpdk.drvier" in said and "driver" in said
+    assert list(run_dir.iterdir()) == []  # no lab was started
