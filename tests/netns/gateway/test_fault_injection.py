@@ -67,25 +67,21 @@ from natlab.gateway import service
 from natlab.gateway.__main__ import main
 
 trigger = Path(sys.argv[1]).with_suffix(".crash")
-original = service.Gateway.on_timer
 
-def on_timer(self):
-    if trigger.exists():
-        raise RuntimeError("injected fault")
-    original(self)
 
-service.Gateway.on_timer = on_timer
+def crashing(original):
+    def on_timer(self):
+        if trigger.exists():
+            raise RuntimeError("injected fault")
+        original(self)
+    return on_timer
+
+
+service.Gateway.on_timer = crashing(service.Gateway.on_timer)
 try:  # the dpdk loop calls the engine's timer only when it is due; its router's each 0.1 s
     from natlab.datapaths.dpdk import router
 
-    router_timer = router.Router.on_timer
-
-    def router_on_timer(self):
-        if trigger.exists():
-            raise RuntimeError("injected fault")
-        router_timer(self)
-
-    router.Router.on_timer = router_on_timer
+    router.Router.on_timer = crashing(router.Router.on_timer)
 except ImportError:
     pass
 sys.exit(main())
