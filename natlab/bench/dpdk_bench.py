@@ -28,6 +28,8 @@ DPDK = "natlab on dpdk (C fast path)"
 DPDK_2W = "natlab on dpdk, 2 workers"
 KERNEL_SAME_OFFLOADS = "kernel NAT, offloads off as on dpdk"
 PATHS = (DPDK, DPDK_2W, KERNEL_SAME_OFFLOADS)
+ON_DPDK = (DPDK, DPDK_2W)
+"""The rows that need the dpdk datapath (elsewhere they are empty, saying why)."""
 AIM_UDP_VS_KERNEL = 1.0
 AIM_TCP_VS_KERNEL = 0.5
 

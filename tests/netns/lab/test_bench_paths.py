@@ -43,4 +43,4 @@ def test_bench_nat_measures_every_path_and_writes_json(tmp_path) -> None:
 
 def _unavailable_paths() -> set[str]:
     """Rows whose datapath this machine lacks (DPDK is an install option: ``install.sh --dpdk``)."""
-    return {dpdk_bench.DPDK} if registry.unavailable("dpdk") else set()
+    return set(dpdk_bench.ON_DPDK) if registry.unavailable("dpdk") else set()
