@@ -30,8 +30,12 @@ class Choice:
 
 
 def _scalar(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower() \
-        if isinstance(value, bool) else str(value)
+    """A value as :func:`_value` reads it back (lists comma-joined, booleans in YAML's spelling)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def parse(text: str, check_name: Any) -> Choice:
